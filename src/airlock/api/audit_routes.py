@@ -1,0 +1,63 @@
+"""REST routes over the audit log: filter, page, verify."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fastapi import APIRouter, Query
+
+from airlock import audit
+from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.api.schemas import ChainOut, EventOut, EventPage
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+
+@router.get("/events", response_model=EventPage)
+def list_events(
+    ws: WorkspaceDep,
+    _: ActorDep,
+    action: str | None = Query(None, description="exact action, or a prefix ending in '.'"),
+    actor: str | None = None,
+    subject: str | None = Query(None, description="subject prefix, e.g. chat@"),
+    since: str | None = Query(None, description="ISO time"),
+    after_seq: int = Query(0, ge=0, description="page cursor: events after this sequence"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> EventPage:
+    """Events oldest first, a page at a time."""
+    with ws.db.read() as conn:
+        events = list(
+            audit.entries(
+                conn,
+                action=action,
+                actor=actor,
+                subject_prefix=subject,
+                since=since,
+                after_seq=after_seq,
+                limit=limit + 1,
+            )
+        )
+    more = len(events) > limit
+    page = events[:limit]
+    return EventPage(
+        events=[EventOut.model_validate(e.to_dict()) for e in page],
+        next_after_seq=page[-1].seq if more and page else None,
+    )
+
+
+@router.get("/verify", response_model=ChainOut)
+def verify_chain(
+    ws: WorkspaceDep,
+    _: ActorDep,
+    expected_head: str | None = Query(None, description="a head hash recorded earlier"),
+) -> ChainOut:
+    """Recompute the hash chain; report the first edited, missing or reordered event."""
+    with ws.db.read() as conn:
+        report = audit.verify(conn, expected_head=expected_head)
+    return ChainOut(
+        ok=report.ok,
+        checked=report.checked,
+        head_seq=report.head_seq,
+        head_hash=report.head_hash,
+        problem=dataclasses.asdict(report.problem) if report.problem else None,
+    )

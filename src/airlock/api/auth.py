@@ -1,0 +1,30 @@
+"""Bearer-token authentication for the REST API: API tokens checked against the catalog.
+
+``token_authenticator(ws)`` is what ``airlock serve`` passes to
+:func:`airlock.api.app.create_app`; tests may pass any ``(secret) -> Actor``.
+Every request is checked against the catalog, so a revoked token stops working
+at once.
+"""
+
+from __future__ import annotations
+
+from airlock.api.deps import Authenticator
+from airlock.errors import Forbidden
+from airlock.services.identity import Actor
+from airlock.services.tokens import Tokens
+from airlock.services.workspace import Workspace
+
+
+def token_authenticator(ws: Workspace) -> Authenticator:
+    tokens = Tokens(ws)
+
+    def authenticate(secret: str | None) -> Actor:
+        if secret is None:
+            raise Forbidden(
+                "this endpoint needs an API token: send 'Authorization: Bearer <token>'",
+                hint="create one with `airlock token create`; `airlock init` wrote the "
+                "owner's admin token to .airlock/token",
+            )
+        return tokens.authenticate(secret)
+
+    return authenticate

@@ -1,0 +1,306 @@
+"""REST routes over governance: approvals, policies and checks, evaluations, signatures, notes.
+
+Every route is a thin call into :class:`~airlock.services.governance.Governance`,
+:class:`~airlock.services.evals.Evals` or :class:`~airlock.services.notes.ReleaseNotes`;
+role checks, four-eyes and audit events happen there.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
+
+from airlock.api.bodies import (
+    ApprovalOut,
+    CheckOut,
+    DecisionIn,
+    DecisionOut,
+    EvalIn,
+    EvalRecordOut,
+    EvalRunOut,
+    KeyOut,
+    PolicyChangeOut,
+    PolicyIn,
+    PolicyOut,
+    SignatureOut,
+    SignaturesOut,
+)
+from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.catalog.governance import ApprovalRow, EvalRunRow, PolicyRow
+from airlock.core.evalsuite import Suite, parse_suite
+from airlock.errors import InvalidInput
+from airlock.services.governance import Governance
+from airlock.services.workspace import Workspace
+
+router = APIRouter(prefix="/api/v1", tags=["governance"])
+
+EXAMPLE_SUITES = ("quality", "safety")
+
+
+def governance(ws: WorkspaceDep) -> Governance:
+    return Governance(ws)
+
+
+GovernanceDep = Annotated[Governance, Depends(governance)]
+StageQuery = Annotated[
+    str, Query(min_length=1, max_length=64, description="the alias the release would take")
+]
+
+
+def approval_out(a: ApprovalRow) -> ApprovalOut:
+    return ApprovalOut(
+        id=a.id,
+        stage=a.stage,
+        decision=a.decision,
+        actor=a.actor,
+        role=a.role,
+        comment=a.comment,
+        at=a.at,
+        release_digest=a.release_digest,
+        event_seq=a.event_seq,
+    )
+
+
+def policy_out(row: PolicyRow) -> PolicyOut:
+    return PolicyOut(
+        name=row.name,
+        version=row.version,
+        document=row.document,
+        digest=row.digest,
+        reason=row.reason,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        event_seq=row.event_seq,
+    )
+
+
+def eval_out(run: EvalRunRow, baseline: str | None) -> EvalRunOut:
+    return EvalRunOut(
+        id=run.id,
+        ref=run.release_ref,
+        suite=run.suite,
+        suite_digest=run.suite_digest,
+        baseline=baseline,
+        cases=run.cases,
+        pass_rate=run.pass_rate,
+        mean_score=run.mean_score,
+        baseline_pass_rate=run.baseline_pass_rate,
+        p_value=run.p_value,
+        actor=run.actor,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        event_seq=run.event_seq,
+    )
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+
+@router.get("/releases/{ref}/approvals", response_model=list[ApprovalOut])
+def list_approvals(ref: str, gov: GovernanceDep, _: ActorDep) -> list[ApprovalOut]:
+    """Every approval and rejection of a release, oldest first."""
+    return [approval_out(a) for a in gov.approvals(ref)]
+
+
+@router.post("/releases/{ref}/approve", response_model=DecisionOut)
+def approve(ref: str, body: DecisionIn, gov: GovernanceDep, who: ActorDep) -> DecisionOut:
+    """Approve a release for a stage (approver or admin; never the release's author)."""
+    result = gov.approve(ref, stage=body.stage, actor=who, comment=body.comment)
+    return DecisionOut(
+        ref=result.ref,
+        stage=result.stage,
+        decision=result.decision,
+        recorded=result.recorded,
+        approval=approval_out(result.approval) if result.approval else None,
+    )
+
+
+@router.post("/releases/{ref}/reject", response_model=DecisionOut)
+def reject(ref: str, body: DecisionIn, gov: GovernanceDep, who: ActorDep) -> DecisionOut:
+    """Reject a release for a stage; the comment (the reason) is required."""
+    result = gov.reject(ref, stage=body.stage, actor=who, comment=body.comment)
+    return DecisionOut(
+        ref=result.ref,
+        stage=result.stage,
+        decision=result.decision,
+        recorded=result.recorded,
+        approval=approval_out(result.approval) if result.approval else None,
+    )
+
+
+# -- policies and checks --------------------------------------------------------------------
+
+
+@router.get("/policies", response_model=list[PolicyOut])
+def policy_history(
+    gov: GovernanceDep,
+    _: ActorDep,
+    name: str | None = Query(None, description="only this model's or service's policy"),
+) -> list[PolicyOut]:
+    """Every stored policy version, by name then version."""
+    return [policy_out(r) for r in gov.policy_history(name)]
+
+
+@router.get("/policies/{name}", response_model=PolicyOut)
+def get_policy(
+    name: str,
+    gov: GovernanceDep,
+    _: ActorDep,
+    version: int | None = Query(None, ge=1, description="default: the latest"),
+) -> PolicyOut:
+    """A model's (or service's) promotion policy as written."""
+    row, _policy = gov.policy(name, version)
+    return policy_out(row)
+
+
+@router.put("/policies/{name}", response_model=PolicyChangeOut)
+def set_policy(name: str, body: PolicyIn, gov: GovernanceDep, who: ActorDep) -> PolicyChangeOut:
+    """Store a new version of a policy (admin); identical text records nothing."""
+    change = gov.set_policy(name, body.document, actor=who, reason=body.reason)
+    return PolicyChangeOut(
+        policy=policy_out(change.row), created=change.created, previous=change.previous
+    )
+
+
+@router.get("/releases/{ref}/check", response_model=CheckOut)
+def check(
+    ref: str,
+    gov: GovernanceDep,
+    _: ActorDep,
+    stage: StageQuery,
+    policy: str | None = Query(None, description="a service's policy instead of the model's"),
+) -> CheckOut:
+    """Every policy rule for ``ref`` taking the alias ``stage``: pass or fail and why."""
+    return CheckOut.model_validate(gov.check(ref, stage, policy_name=policy).to_dict())
+
+
+# -- evaluations ------------------------------------------------------------------------------
+
+
+def _baselines(ws: Workspace, runs: list[EvalRunRow]) -> dict[int, str]:
+    from airlock.catalog import releases as release_sql
+
+    ids = {r.baseline_release_id for r in runs if r.baseline_release_id is not None}
+    out: dict[int, str] = {}
+    with ws.db.read() as conn:
+        for rid in ids:
+            row = release_sql.by_id(conn, rid)
+            out[rid] = row.ref if row else "?"
+    return out
+
+
+@router.get("/releases/{ref}/evaluations", response_model=list[EvalRunOut])
+def list_evaluations(ref: str, ws: WorkspaceDep, _: ActorDep) -> list[EvalRunOut]:
+    """A release's stored evaluation runs, oldest first."""
+    from airlock.services.evals import Evals
+
+    runs = Evals(ws).runs(ref)
+    names = _baselines(ws, runs)
+    return [
+        eval_out(r, names.get(r.baseline_release_id) if r.baseline_release_id else None)
+        for r in runs
+    ]
+
+
+@router.get("/evaluations/{run_id}", response_model=EvalRecordOut)
+def show_evaluation(run_id: int, ws: WorkspaceDep, _: ActorDep) -> EvalRecordOut:
+    """One run with its full record: summary, paired comparison, every case."""
+    from airlock.services.evals import Evals
+
+    row, record = Evals(ws).record(run_id)
+    base = record.get("baseline")
+    return EvalRecordOut(**eval_out(row, base).model_dump(), record=record)
+
+
+def load_suite_text(text: str) -> Suite:
+    """A suite from YAML/JSON text, or one of the example suites by name."""
+    name = text.strip()
+    if name in EXAMPLE_SUITES:
+        path = resources.files("airlock") / "examples" / "suites" / f"{name}.yaml"
+        return parse_suite(path.read_text("utf-8"), default_name=name)
+    if "\n" not in name and ":" not in name:
+        raise InvalidInput(
+            f"{name!r} is neither a suite document nor an example suite",
+            hint=f"send the suite's YAML, or one of: {', '.join(EXAMPLE_SUITES)}",
+        )
+    return parse_suite(text, default_name="suite")
+
+
+@router.post("/releases/{ref}/evaluations", response_model=EvalRecordOut)
+def run_evaluation(ref: str, body: EvalIn, ws: WorkspaceDep, who: ActorDep) -> EvalRecordOut:
+    """Run a suite through the release's runtime (and its baseline's), store and return it."""
+    from airlock.services.evals import Evals
+
+    evals = Evals(ws)
+    run = evals.run(
+        ref,
+        load_suite_text(body.suite),
+        actor=who,
+        baseline=body.baseline,
+        confidence=body.confidence,
+    )
+    row, record = evals.record(run.id)
+    return EvalRecordOut(**eval_out(row, run.baseline).model_dump(), record=record)
+
+
+# -- signatures ---------------------------------------------------------------------------------
+
+
+@router.get("/releases/{ref}/signatures", response_model=SignaturesOut)
+def verify_signatures(ref: str, gov: GovernanceDep, _: ActorDep) -> SignaturesOut:
+    """Verify every signature of a release against the trusted keys."""
+    checks = gov.verify_signatures(ref)
+    row = gov.registry.resolve(ref)
+    return SignaturesOut(
+        ref=row.ref,
+        signed=bool(checks),
+        valid=any(c.valid for c in checks),
+        signatures=[
+            SignatureOut(
+                key_id=c.key_id,
+                key_name=c.key_name,
+                signed_by=c.signed_by,
+                at=c.at,
+                valid=c.valid,
+                why=c.why,
+            )
+            for c in checks
+        ],
+    )
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(gov: GovernanceDep, _: ActorDep) -> list[KeyOut]:
+    """Trusted (and revoked) signing keys."""
+    return [
+        KeyOut(
+            key_id=k.key_id,
+            name=k.name,
+            added_at=k.added_at,
+            added_by=k.added_by,
+            revoked_at=k.revoked_at,
+            revoked_by=k.revoked_by,
+        )
+        for k in gov.signatures.keys()  # noqa: SIM118 (a method, not a dict)
+    ]
+
+
+# -- release notes -------------------------------------------------------------------------------
+
+
+@router.get("/releases/{ref}/notes", response_class=PlainTextResponse)
+def release_notes(
+    ref: str,
+    ws: WorkspaceDep,
+    _: ActorDep,
+    stage: str = Query("production", min_length=1, max_length=64),
+    against: str | None = Query(None, description="compare with this release"),
+) -> str:
+    """Markdown release notes: the human notes, what changed since the previous stable
+    release, evaluations, approvals, signatures, risk classes and the policy check."""
+    from airlock.services.notes import ReleaseNotes
+
+    return ReleaseNotes(ws).render(ref, stage=stage, against=against)

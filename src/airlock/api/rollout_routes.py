@@ -1,0 +1,274 @@
+"""REST routes over rollouts: start, status, pause, resume, promote, roll back, abort, history.
+
+Every route calls :class:`~airlock.services.rollouts.Rollouts`, which checks
+roles and policy and writes the audit event with the change. When the API runs
+inside ``airlock serve``, ``app.state.serving`` is the :class:`Serving` object
+the in-process gateway listens to, so a manual rollback reaches the gateway
+the moment its transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from airlock.api.bodies import RolloutOut, VerdictOut
+from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.errors import Conflict, ServiceUnavailable
+from airlock.services.identity import Actor
+from airlock.services.rollouts import RolloutRecord, Rollouts, RolloutView, Transition
+from airlock.services.serving import Serving
+from airlock.services.workspace import Workspace
+
+router = APIRouter(prefix="/api/v1", tags=["rollouts"])
+
+
+# -- bodies ---------------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RecordOut(_Body):
+    rollout_id: int
+    at: datetime
+    action: str
+    actor: str
+    phase: str
+    step_index: int
+    candidate_weight: int = Field(description="basis points after the action")
+    reason: str
+    verdict: VerdictOut | None
+    plan_generation: int | None
+    event_seq: int | None
+
+
+class RolloutDetailOut(RolloutOut):
+    history: list[RecordOut]
+
+
+class TransitionOut(_Body):
+    action: str
+    reason: str
+    plan_generation: int | None
+    rollout: RolloutOut
+
+
+class RolloutIn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    candidate: str = Field(min_length=1, max_length=300, description="a release reference")
+    spec: dict[str, Any] | str = Field(
+        description="the rollout spec (object, or YAML/JSON text), e.g. "
+        "{strategy: canary, steps: [{weight_pct: 10, bake_seconds: 60}, {weight_pct: 100}]}"
+    )
+    reason: str = Field(default="", max_length=4000)
+
+
+class ControlIn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str = Field(default="", max_length=4000, description="required to roll back or abort")
+
+
+class DrillIn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    faults: list[str] = Field(
+        min_length=1,
+        max_length=5,
+        description="faults as the CLI writes them: errors=0.2, latency=+300ms, unsafe=0.1",
+    )
+    rps: float = Field(default=50.0, gt=0, le=500, description="requests a second to send")
+    spec: dict[str, Any] | None = Field(default=None, description="default: a 10 % → 50 % canary")
+
+
+class DrillStartedOut(_Body):
+    service: str
+    faults: dict[str, float]
+    status: Literal["started"]
+    follow: str = Field(description="where to watch it")
+
+
+DrillRunner = Callable[[str, dict[str, float], Actor, float, dict[str, Any] | None], None]
+
+
+class DrillOut(_Body):
+    id: int
+    service: str
+    rollout_id: int | None
+    release: str
+    stable: str
+    faults: dict[str, float]
+    outcome: str
+    started_at: datetime
+    finished_at: datetime
+    detect_seconds: float | None
+    revert_seconds: float | None
+    requests: int
+    faulty_requests: int
+    faulted_requests: int
+    actor: str
+
+
+# -- wiring -------------------------------------------------------------------------------------
+
+
+def rollouts(request: Request, ws: WorkspaceDep) -> Rollouts:
+    serving: Serving | None = getattr(request.app.state, "serving", None)
+    return Rollouts(ws, serving=serving)
+
+
+RolloutsDep = Annotated[Rollouts, Depends(rollouts)]
+
+
+def rollout_out(view: RolloutView) -> RolloutOut:
+    return RolloutOut.model_validate(view.to_dict())
+
+
+def record_out(record: RolloutRecord) -> RecordOut:
+    return RecordOut.model_validate(record.to_dict())
+
+
+def transition_out(t: Transition) -> TransitionOut:
+    return TransitionOut(
+        action=t.action,
+        reason=t.reason,
+        plan_generation=t.plan.generation if t.plan else None,
+        rollout=rollout_out(t.rollout),
+    )
+
+
+def rollout_in_flight(ws: Workspace, service: str) -> RolloutOut | None:
+    """The service's live rollout as the API shows it, or None."""
+    view = Rollouts(ws).active(service)
+    return rollout_out(view) if view else None
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+
+@router.post("/services/{name}/rollouts", response_model=TransitionOut, status_code=201)
+def start_rollout(name: str, body: RolloutIn, ro: RolloutsDep, who: ActorDep) -> TransitionOut:
+    """Start moving a service to a candidate (operator; the policy for ``stable`` must pass)."""
+    return transition_out(ro.start(name, body.candidate, body.spec, actor=who, reason=body.reason))
+
+
+@router.get("/services/{name}/rollout", response_model=RolloutOut)
+def rollout_status(name: str, ro: RolloutsDep, _: ActorDep) -> RolloutOut:
+    """The rollout in flight (else the latest): step, weights and the newest verdict."""
+    return rollout_out(ro.status(name))
+
+
+@router.get("/services/{name}/rollouts", response_model=list[RolloutOut])
+def service_rollouts(
+    name: str, ro: RolloutsDep, _: ActorDep, limit: int = Query(50, ge=1, le=500)
+) -> list[RolloutOut]:
+    """A service's rollouts, newest first."""
+    ro.serving.get(name)  # NotFound for an unknown service
+    return [rollout_out(v) for v in ro.recent(name, limit=limit)]
+
+
+@router.get("/rollouts", response_model=list[RolloutOut])
+def all_rollouts(
+    ro: RolloutsDep, _: ActorDep, limit: int = Query(50, ge=1, le=500)
+) -> list[RolloutOut]:
+    """Every service's rollouts, newest first."""
+    return [rollout_out(v) for v in ro.recent(None, limit=limit)]
+
+
+@router.get("/rollouts/{rollout_id}", response_model=RolloutDetailOut)
+def rollout_history(rollout_id: int, ro: RolloutsDep, _: ActorDep) -> RolloutDetailOut:
+    """One rollout with its history: every decision with its verdict (effects and CIs)."""
+    view = ro.get(rollout_id)
+    history = [record_out(r) for r in ro.history(rollout_id)]
+    return RolloutDetailOut(**rollout_out(view).model_dump(), history=history)
+
+
+Verb = Literal["pause", "resume", "promote", "rollback", "abort"]
+
+
+@router.post("/services/{name}/rollout/{verb}", response_model=TransitionOut)
+def control_rollout(
+    name: str, verb: Verb, body: ControlIn, ro: RolloutsDep, who: ActorDep
+) -> TransitionOut:
+    """Pause, resume, promote (skip the remaining steps), roll back or abort the rollout
+    in flight (operator or admin; rollback and abort need a reason)."""
+    if verb == "pause":
+        t = ro.pause(name, actor=who, reason=body.reason)
+    elif verb == "resume":
+        t = ro.resume(name, actor=who, reason=body.reason)
+    elif verb == "promote":
+        t = ro.promote(name, actor=who, reason=body.reason)
+    elif verb == "rollback":
+        t = ro.rollback(name, actor=who, reason=body.reason)
+    else:
+        t = ro.abort(name, actor=who, reason=body.reason)
+    return transition_out(t)
+
+
+@router.post("/services/{name}/drills", response_model=DrillStartedOut, status_code=202)
+def start_drill(
+    name: str, body: DrillIn, request: Request, ro: RolloutsDep, who: ActorDep
+) -> DrillStartedOut:
+    """Start a rollback drill in the server: a faulty copy of the stable release is rolled
+    out under generated traffic and must be rolled back; the result lands in /drills."""
+    from airlock.core.drill import parse_faults
+    from airlock.services.drills import Drills
+
+    faults = parse_faults(body.faults)
+    runner: DrillRunner | None = getattr(request.app.state, "drill_runner", None)
+    if runner is None:
+        raise ServiceUnavailable(
+            "drills run inside `airlock serve`, which has a gateway to send traffic to",
+            hint=f"run `airlock drill {name} --fault ...` from the command line instead",
+        )
+    ro.serving.get(name)  # NotFound for an unknown service
+    Drills(ro.ws, rollouts=ro).authorize(name, who)
+    active = ro.active(name)
+    if active is not None:
+        raise Conflict(
+            f"{name} already has rollout #{active.id} in flight",
+            hint="finish, abort or roll it back first",
+        )
+    runner(name, faults, who, body.rps, body.spec)
+    return DrillStartedOut(
+        service=name, faults=faults, status="started", follow=f"/api/v1/services/{name}/rollout"
+    )
+
+
+@router.get("/drills", response_model=list[DrillOut])
+def list_drills(
+    ws: WorkspaceDep,
+    _: ActorDep,
+    service: str | None = Query(None, description="only this service's drills"),
+    limit: int = Query(50, ge=1, le=500),
+) -> list[DrillOut]:
+    """Rollback drills, newest first: fault, time to detect, time to revert, requests hit."""
+    from airlock.services.drills import Drills
+
+    return [
+        DrillOut(
+            id=d.id,
+            service=d.service,
+            rollout_id=d.rollout_id,
+            release=d.release,
+            stable=d.stable,
+            faults=d.faults,
+            outcome=d.outcome,
+            started_at=d.started_at,
+            finished_at=d.finished_at,
+            detect_seconds=d.detect_seconds,
+            revert_seconds=d.revert_seconds,
+            requests=d.requests,
+            faulty_requests=d.faulty_requests,
+            faulted_requests=d.faulted_requests,
+            actor=d.actor,
+        )
+        for d in Drills(ws).history(service, limit=limit)
+    ]

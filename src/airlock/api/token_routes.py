@@ -1,0 +1,77 @@
+"""REST routes over API tokens: who am I, list, issue (admin), revoke.
+
+A token's secret is returned once, by the request that issues it; the catalog
+keeps only its hash. Non-admins see and revoke only their own tokens.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from airlock.api.bodies import IssuedTokenOut, ReasonIn, TokenIn, TokenOut, WhoAmIOut
+from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.core.roles import Action, actions_of
+from airlock.services.tokens import TokenInfo, Tokens, parse_duration
+
+router = APIRouter(prefix="/api/v1", tags=["tokens"])
+
+
+def token_out(t: TokenInfo) -> TokenOut:
+    return TokenOut.model_validate(
+        {
+            "id": t.id,
+            "user": t.user,
+            "role": t.role,
+            "note": t.note,
+            "created_at": t.created_at,
+            "created_by": t.created_by,
+            "expires_at": t.expires_at,
+            "revoked_at": t.revoked_at,
+            "revoked_by": t.revoked_by,
+            "state": t.state,
+        }
+    )
+
+
+@router.get("/whoami", response_model=WhoAmIOut)
+def whoami(who: ActorDep) -> WhoAmIOut:
+    """Who the bearer token stands for and what that role may do."""
+    return WhoAmIOut(
+        user=who.name,
+        role=who.role,
+        token_id=who.token_id,
+        may=[a.value for a in actions_of(who.role)],
+    )
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(
+    ws: WorkspaceDep,
+    who: ActorDep,
+    all_: bool = Query(False, alias="all", description="include revoked and expired tokens"),
+) -> list[TokenOut]:
+    """Tokens (never their secrets): every token for an admin, one's own otherwise."""
+    user = None if who.can(Action.TOKEN_CREATE) else who.name
+    return [token_out(t) for t in Tokens(ws).list(user=user, include_inactive=all_)]
+
+
+@router.post("/tokens", response_model=IssuedTokenOut, status_code=201)
+def create_token(body: TokenIn, ws: WorkspaceDep, who: ActorDep) -> IssuedTokenOut:
+    """Issue a token (admin). The secret is in this response only."""
+    expires = parse_duration(body.expires_in) if body.expires_in else None
+    issued = Tokens(ws).create(
+        user=body.user, role=body.role, actor=who, expires_in=expires, note=body.note
+    )
+    return IssuedTokenOut(
+        id=issued.id,
+        user=issued.user,
+        role=issued.role,
+        secret=issued.secret,
+        expires_at=issued.expires_at,
+    )
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenOut)
+def revoke_token(token_id: str, body: ReasonIn, ws: WorkspaceDep, who: ActorDep) -> TokenOut:
+    """Revoke a token at once (admins: any; everyone: their own)."""
+    return token_out(Tokens(ws).revoke(token_id, actor=who, reason=body.reason))

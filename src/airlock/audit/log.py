@@ -1,0 +1,113 @@
+"""Append to and read the audit log, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from airlock.audit.chain import GENESIS, ChainReport, event_hash, verify_chain
+from airlock.catalog import events as sql
+from airlock.catalog.events import EventRow
+from airlock.core.digest import canonical_json
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    seq: int
+    at: str
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> Event:
+        return cls(
+            row.seq,
+            row.at,
+            row.actor,
+            row.action,
+            row.subject,
+            json.loads(row.details),
+            row.prev_hash,
+            row.hash,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "subject": self.subject,
+            "details": self.details,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def append(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    details: Mapping[str, Any] | None = None,
+) -> Event:
+    """Append one event in the caller's transaction; it commits or rolls back with the change."""
+    sql.lock_head(conn)
+    head = sql.head(conn)
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    at = now_text()
+    details_text = canonical_json(dict(details or {})).decode("utf-8")
+    digest = event_hash(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        details=details_text,
+        prev_hash=prev,
+    )
+    row = EventRow(seq, at, actor, action, subject, details_text, prev, digest)
+    sql.insert_event(conn, row)
+    return Event.from_row(row)
+
+
+def verify(conn: Connection, *, expected_head: str | None = None) -> ChainReport:
+    return verify_chain(sql.scan(conn), expected_head=expected_head)
+
+
+def entries(
+    conn: Connection,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    subject_prefix: str | None = None,
+    since: str | None = None,
+    after_seq: int = 0,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> Iterator[Event]:
+    for row in sql.scan(
+        conn,
+        action=action,
+        actor=actor,
+        subject_prefix=subject_prefix,
+        since=since,
+        after_seq=after_seq,
+        limit=limit,
+        newest_first=newest_first,
+    ):
+        yield Event.from_row(row)

@@ -1,0 +1,132 @@
+"""SQL for aliases and their full history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, insert, select, update
+
+from airlock.catalog.schema import alias_history, aliases, models, releases
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRow:
+    model: str
+    name: str
+    release_id: int
+    version: str
+    updated_at: datetime
+    updated_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    model: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    actor: str
+    reason: str
+    at: datetime
+    event_seq: int | None
+
+
+def _alias_select() -> Select[Any]:
+    return (
+        select(
+            models.c.name,
+            aliases.c.name,
+            aliases.c.release_id,
+            releases.c.version,
+            aliases.c.updated_at,
+            aliases.c.updated_by,
+        )
+        .join(models, models.c.id == aliases.c.model_id)
+        .join(releases, releases.c.id == aliases.c.release_id)
+    )
+
+
+def get(conn: Connection, model_id: int, name: str) -> AliasRow | None:
+    r = conn.execute(
+        _alias_select().where(aliases.c.model_id == model_id, aliases.c.name == name)
+    ).first()
+    return AliasRow(*r) if r else None
+
+
+def of_model(conn: Connection, model_id: int | None = None) -> list[AliasRow]:
+    q = _alias_select().order_by(models.c.name, aliases.c.name)
+    if model_id is not None:
+        q = q.where(aliases.c.model_id == model_id)
+    return [AliasRow(*r) for r in conn.execute(q).all()]
+
+
+def move(
+    conn: Connection,
+    *,
+    model_id: int,
+    name: str,
+    from_release_id: int | None,
+    to_release_id: int,
+    actor: str,
+    reason: str,
+    at: datetime,
+    event_seq: int,
+) -> None:
+    if from_release_id is None:
+        conn.execute(
+            insert(aliases).values(
+                model_id=model_id,
+                name=name,
+                release_id=to_release_id,
+                updated_at=at,
+                updated_by=actor,
+            )
+        )
+    else:
+        conn.execute(
+            update(aliases)
+            .where(aliases.c.model_id == model_id, aliases.c.name == name)
+            .values(release_id=to_release_id, updated_at=at, updated_by=actor)
+        )
+    conn.execute(
+        insert(alias_history).values(
+            model_id=model_id,
+            alias=name,
+            from_release_id=from_release_id,
+            to_release_id=to_release_id,
+            actor=actor,
+            reason=reason,
+            at=at,
+            event_seq=event_seq,
+        )
+    )
+
+
+def history(
+    conn: Connection, *, model: str | None = None, alias: str | None = None
+) -> list[AliasMove]:
+    old = releases.alias("old")
+    new = releases.alias("new")
+    q = (
+        select(
+            models.c.name,
+            alias_history.c.alias,
+            old.c.version,
+            new.c.version,
+            alias_history.c.actor,
+            alias_history.c.reason,
+            alias_history.c.at,
+            alias_history.c.event_seq,
+        )
+        .join(models, models.c.id == alias_history.c.model_id)
+        .outerjoin(old, and_(old.c.id == alias_history.c.from_release_id))
+        .outerjoin(new, and_(new.c.id == alias_history.c.to_release_id))
+        .order_by(alias_history.c.id)
+    )
+    if model is not None:
+        q = q.where(models.c.name == model)
+    if alias is not None:
+        q = q.where(alias_history.c.alias == alias)
+    return [AliasMove(*r) for r in conn.execute(q).all()]

@@ -1,0 +1,83 @@
+"""SQL for the audit events table; the chain's rules live in ``airlock.audit``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, insert, select, text
+
+from airlock.catalog.schema import events
+
+AUDIT_LOCK_KEY = 0x41_49_52_4C  # "AIRL": PostgreSQL advisory lock that serialises appends
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    seq: int
+    at: str
+    actor: str
+    action: str
+    subject: str
+    details: str
+    prev_hash: str
+    hash: str
+
+
+def lock_head(conn: Connection) -> None:
+    """Serialise appends across processes (SQLite already holds its write lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
+
+
+def head(conn: Connection) -> tuple[int, str] | None:
+    r = conn.execute(
+        select(events.c.seq, events.c.hash).order_by(events.c.seq.desc()).limit(1)
+    ).first()
+    return (int(r[0]), str(r[1])) if r else None
+
+
+def insert_event(conn: Connection, row: EventRow) -> None:
+    conn.execute(
+        insert(events).values(
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            details=row.details,
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+        )
+    )
+
+
+def scan(
+    conn: Connection,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    subject_prefix: str | None = None,
+    since: str | None = None,
+    after_seq: int = 0,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> Iterator[EventRow]:
+    q = select(events).where(events.c.seq > after_seq)
+    if action is not None:
+        q = q.where(
+            events.c.action.startswith(action)
+            if action.endswith(".")
+            else events.c.action == action
+        )
+    if actor is not None:
+        q = q.where(events.c.actor == actor)
+    if subject_prefix is not None:
+        q = q.where(events.c.subject.startswith(subject_prefix))
+    if since is not None:
+        q = q.where(events.c.at >= since)
+    q = q.order_by(events.c.seq.desc() if newest_first else events.c.seq)
+    if limit is not None:
+        q = q.limit(limit)
+    for r in conn.execute(q):
+        yield EventRow(*r)

@@ -1,0 +1,90 @@
+"""``airlock alias``: movable, audited pointers such as production or stable."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from airlock.cli.common import actor, console, handle_errors, workspace
+from airlock.core.names import check_name
+
+alias_app = typer.Typer(
+    help="Move and inspect aliases (production, stable, candidate...).", no_args_is_help=True
+)
+
+
+@alias_app.command("set")
+@handle_errors
+def set_alias(
+    name: Annotated[str, typer.Argument(help="Alias name, e.g. production.")],
+    ref: Annotated[str, typer.Argument(help="Release it should point at, e.g. chat@1.2.0.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the alias history and audit log).")],
+) -> None:
+    """Point an alias of the release's model at that release (an audited move)."""
+    from airlock.services.registry import Registry
+
+    with workspace() as ws:
+        result = Registry(ws).set_alias(name, ref, actor=actor(ws), reason=reason)
+    if not result.moved:
+        console.print(f"{result.model}@{result.alias} already points at {result.to_version}")
+        return
+    before = result.from_version or "nothing"
+    console.print(f"moved {result.model}@{result.alias}: {before} → [bold]{result.to_version}[/]")
+
+
+@alias_app.command("history")
+@handle_errors
+def history(
+    target: Annotated[
+        str | None, typer.Argument(help="MODEL or MODEL@ALIAS (default: every alias).")
+    ] = None,
+) -> None:
+    """Who moved which alias from what to what, when and why."""
+    from rich.table import Table
+
+    from airlock.services.registry import Registry
+
+    model, _, alias = (target or "").partition("@")
+    if model:
+        check_name(model)
+    with workspace() as ws:
+        moves = Registry(ws).alias_history(model or None, alias or None)
+    if not moves:
+        console.print("no alias moves yet")
+        return
+    t = Table("when", "alias", "from", "to", "actor", "reason", "event")
+    for m in moves:
+        t.add_row(
+            m.at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{m.model}@{m.alias}",
+            m.from_version or "—",
+            m.to_version or "—",
+            m.actor,
+            m.reason,
+            str(m.event_seq or ""),
+        )
+    console.print(t)
+
+
+@alias_app.command("ls")
+@handle_errors
+def list_aliases(
+    model: Annotated[str | None, typer.Argument(help="Only this model's aliases.")] = None,
+) -> None:
+    """List aliases and the versions they point at."""
+    from rich.table import Table
+
+    from airlock.services.registry import Registry
+
+    with workspace() as ws:
+        rows = Registry(ws).aliases(model)
+    t = Table("alias", "version", "moved at", "by")
+    for a in rows:
+        t.add_row(
+            f"{a.model}@{a.name}",
+            a.version,
+            a.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
+            a.updated_by,
+        )
+    console.print(t)

@@ -1,0 +1,100 @@
+"""``airlock audit``: read and verify the tamper-evident event log."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from airlock.cli.common import console, err_console, handle_errors, workspace
+
+audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+@handle_errors
+def verify(
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            help="Head hash recorded earlier (see `audit head`): also detects a cut tail."
+        ),
+    ] = None,
+) -> None:
+    """Recompute the hash chain; report the first edited, missing or reordered event."""
+    from airlock import audit
+
+    with workspace() as ws, ws.db.read() as conn:
+        report = audit.verify(conn, expected_head=expect_head)
+    if report.ok:
+        console.print(
+            f"[green]ok[/]: {report.checked} event(s) verified; head {report.head_seq} {report.head_hash}"
+        )
+        return
+    assert report.problem is not None
+    err_console.print(
+        f"[bold red]audit chain broken[/] at event {report.problem.seq}: {report.problem.message}"
+    )
+    err_console.print(f"{report.checked} event(s) before it verified.")
+    raise typer.Exit(code=1)
+
+
+@audit_app.command("head")
+@handle_errors
+def head() -> None:
+    """Print the newest event's sequence and hash, to record outside Airlock."""
+    from airlock import audit
+
+    with workspace() as ws, ws.db.read() as conn:
+        report = audit.verify(conn)
+    typer.echo(f"{report.head_seq} {report.head_hash}")
+
+
+@audit_app.command("log")
+@handle_errors
+def log(
+    action: Annotated[
+        str | None,
+        typer.Option(help="Only this action (end with '.' for a prefix, e.g. release.)."),
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Only events by this actor.")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Only subjects starting with this, e.g. chat@.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only events at or after this ISO time.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many (newest first; 0 for all).")] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="JSON Lines, oldest first, for export.")
+    ] = False,
+) -> None:
+    """List audit events with filters; --json exports JSON Lines."""
+    from rich.table import Table
+
+    from airlock import audit
+
+    with workspace() as ws, ws.db.read() as conn:
+        events = list(
+            audit.entries(
+                conn,
+                action=action,
+                actor=actor,
+                subject_prefix=subject,
+                since=since,
+                limit=None if as_json or limit <= 0 else limit,
+                newest_first=not as_json,
+            )
+        )
+    if as_json:
+        for ev in events:
+            typer.echo(json.dumps(ev.to_dict(), sort_keys=True))
+        return
+    t = Table("seq", "at", "actor", "action", "subject", "details")
+    for ev in events:
+        details = ", ".join(f"{k}={v}" for k, v in ev.details.items() if v is not None)
+        t.add_row(
+            str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details[:80]
+        )
+    console.print(t)

@@ -1,0 +1,125 @@
+"""What every command shares: the consoles, opening the workspace, turning errors into one line."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from airlock.errors import AirlockError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from airlock.config import Settings
+    from airlock.services.identity import Actor
+    from airlock.services.workspace import Workspace
+
+# Command modules import only typer, rich's console and the standard library at
+# module level; everything heavier (SQLAlchemy, numpy, FastAPI...) is imported
+# inside the command that needs it, so `airlock --help` and quick commands start
+# fast. tests/cli/test_cli_startup.py holds this line.
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Print an ``AirlockError`` as ``error: ...`` + ``hint: ...`` and exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AirlockError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+            if exc.hint:
+                err_console.print(f"[dim]hint:[/] {exc.hint}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: nothing was half-written")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def settings() -> Settings:
+    from airlock.config import Settings
+
+    return Settings.from_env()
+
+
+@contextmanager
+def workspace(*, create: bool = False) -> Iterator[Workspace]:
+    from airlock.services.workspace import Workspace
+
+    ws = Workspace.open(settings(), create=create)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def actor(ws: Workspace) -> Actor:
+    """The caller, authenticated by AIRLOCK_TOKEN or the workspace's token file."""
+    from airlock.errors import Forbidden
+    from airlock.services.tokens import TOKEN_ENV, Tokens, find_token
+
+    secret = find_token(os.environ, ws.home)
+    if secret is None:
+        raise Forbidden(
+            "no API token: this command changes the catalog and needs one",
+            hint=f"set {TOKEN_ENV} (ask an admin: `airlock token create`), or run "
+            "`airlock init` to create the workspace owner's admin token",
+        )
+    return Tokens(ws).authenticate(secret)
+
+
+def byte_progress(description: str, *, quiet: bool = False) -> Progress:
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or bool(os.environ.get("AIRLOCK_NO_PROGRESS")),
+        transient=False,
+    )
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def human_count(n: int | None) -> str:
+    if n is None:
+        return "—"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)

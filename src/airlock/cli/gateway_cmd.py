@@ -1,0 +1,166 @@
+"""``airlock gateway`` (serve the OpenAI-compatible gateway) and ``airlock service`` (manage
+the services it serves)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from airlock.cli.common import actor, console, handle_errors, workspace
+
+if TYPE_CHECKING:
+    from airlock.services.serving import ServiceView
+
+service_app = typer.Typer(
+    help="Services: named endpoints the gateway serves, each with a traffic plan.",
+    no_args_is_help=True,
+)
+
+
+@handle_errors
+def gateway(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    service: Annotated[
+        list[str] | None, typer.Option("--service", help="Serve only these services (repeat).")
+    ] = None,
+    log_prompts: Annotated[
+        bool, typer.Option("--log-prompts", help="Log prompts, PII redacted by the safety policy.")
+    ] = False,
+    shadow_queue: Annotated[
+        int, typer.Option(help="Shadow copies that may wait; more are dropped and counted.")
+    ] = 256,
+    candidate_timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds a candidate may take before its request falls back to stable."),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve every service over an OpenAI-compatible API (chat, completions, streaming)."""
+    from airlock.gateway.core import GatewaySettings
+    from airlock.gateway.server import run
+
+    settings = GatewaySettings(
+        log_prompts=log_prompts,
+        shadow_queue_size=shadow_queue,
+        candidate_timeout_s=candidate_timeout,
+    )
+    if log_prompts:
+        import logging
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        requests_log = logging.getLogger("airlock.gateway.requests")
+        requests_log.addHandler(handler)
+        requests_log.setLevel(logging.INFO)
+    from airlock.services.serving import Serving
+
+    with workspace() as ws:
+        names = Serving(ws).all()
+        shown = ", ".join(v.name for v in names) or "none yet"
+        console.print(f"gateway on [bold]http://{host}:{port}/v1[/]  services: {shown}")
+        console.print("[dim]metrics: /metrics   health: /healthz   feedback: POST /v1/feedback[/]")
+        run(
+            ws,
+            host=host,
+            port=port,
+            settings=settings,
+            services=tuple(service) if service else None,
+            log_level=log_level,
+        )
+
+
+@service_app.command("create")
+@handle_errors
+def create(
+    name: Annotated[str, typer.Argument(help="Service name: what clients send as `model`.")],
+    stable: Annotated[str, typer.Option("--stable", help="The release serving everyone.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+) -> None:
+    """Create a service that serves one stable release to every user."""
+    from airlock.services.serving import Serving
+
+    with workspace() as ws:
+        view = Serving(ws).create(name, stable, actor=actor(ws), reason=reason)
+    console.print(f"created service [bold]{view.name}[/] serving {view.plan.stable}")
+    console.print(f"next: [bold]airlock gateway[/], then send model={view.name!r}")
+
+
+@service_app.command("ls")
+@handle_errors
+def ls() -> None:
+    """List services with their stable release, candidates and plan generation."""
+    from airlock.services.serving import Serving
+
+    with workspace() as ws:
+        views = Serving(ws).all()
+    if not views:
+        console.print("no services yet: run `airlock service create NAME --stable REF`")
+        return
+    table = Table("service", "stable", "candidates", "shadows", "generation", "updated")
+    for v in views:
+        table.add_row(*_summary(v))
+    console.print(table)
+
+
+@service_app.command("show")
+@handle_errors
+def show(name: Annotated[str, typer.Argument(help="Service name.")]) -> None:
+    """Show a service's traffic plan, opt-outs and plan history."""
+    from airlock.services.serving import Serving
+
+    with workspace() as ws:
+        serving = Serving(ws)
+        view = serving.get(name)
+        history = serving.history(name)
+    plan = view.plan
+    console.print(f"[bold]{view.name}[/]  generation {plan.generation}")
+    table = Table("release", "role", "traffic")
+    table.add_row(plan.stable, "stable", f"{plan.stable_weight() / 100:.2f} %")
+    for c in plan.candidates:
+        table.add_row(c.release, "candidate", f"{c.weight / 100:.2f} %")
+    for s in plan.shadows:
+        table.add_row(s, "shadow", "copy")
+    console.print(table)
+    if view.opt_outs:
+        console.print(f"opted out (always stable): {', '.join(view.opt_outs)}")
+    console.print("history:")
+    for change in history:
+        console.print(
+            f"  gen {change.generation}  {change.at:%Y-%m-%d %H:%M:%S}  {change.actor}: "
+            f"{change.reason}"
+        )
+
+
+@service_app.command("opt-out")
+@handle_errors
+def opt_out(
+    name: Annotated[str, typer.Argument(help="Service name.")],
+    user: Annotated[str, typer.Argument(help="The user key (the request's `user`).")],
+    undo: Annotated[bool, typer.Option("--undo", help="Let the user into rollouts again.")] = False,
+) -> None:
+    """Keep a user on the stable release of a service during rollouts."""
+    from airlock.services.serving import Serving
+
+    with workspace() as ws:
+        changed = Serving(ws).set_opt_out(name, user, actor=actor(ws), opted_out=not undo)
+    state = "back in rollouts" if undo else "kept on the stable release"
+    console.print(f"{user} {state} of {name}" + ("" if changed else " (no change)"))
+
+
+def _summary(v: ServiceView) -> list[str]:
+    p = v.plan
+    candidates = ", ".join(f"{c.release} {c.weight / 100:g}%" for c in p.candidates) or "—"
+    return [
+        v.name,
+        p.stable,
+        candidates,
+        ", ".join(p.shadows) or "—",
+        str(p.generation),
+        f"{v.updated_at:%Y-%m-%d %H:%M} by {v.updated_by}",
+    ]
+
+
+__all__ = ["gateway", "service_app"]

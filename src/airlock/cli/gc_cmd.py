@@ -1,0 +1,56 @@
+"""``airlock gc``: delete blobs no release uses, after showing the plan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from airlock.cli.common import actor, console, handle_errors, human_bytes, workspace
+
+_DEFAULT_MIN_AGE = 3600.0  # keep in step with airlock.services.gc.DEFAULT_MIN_AGE
+
+
+@handle_errors
+def gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")
+    ] = False,
+    min_age: Annotated[
+        float,
+        typer.Option(
+            "--min-age",
+            metavar="SECONDS",
+            help="Spare unused blobs younger than this, so a push in flight keeps its blobs.",
+        ),
+    ] = _DEFAULT_MIN_AGE,
+) -> None:
+    """Delete blobs no release uses (left by failed or abandoned pushes); one audit event."""
+    from rich.table import Table
+
+    from airlock.services.gc import plan_gc
+
+    with workspace() as ws:
+        plan = plan_gc(ws, min_age=min_age)
+        table = Table("blobs", "count", "bytes", title=f"garbage collection of {plan.store_url}")
+        table.add_row("unused: delete", str(plan.count), human_bytes(plan.total_bytes))
+        table.add_row(
+            f"unused, younger than {min_age:g}s: keep",
+            str(len(plan.young)),
+            human_bytes(sum(o.size for o in plan.young)),
+        )
+        table.add_row("used by a release: keep", str(plan.in_use), "")
+        console.print(table)
+        if dry_run:
+            console.print("dry run: nothing was deleted")
+            return
+        if not plan.orphans:
+            console.print("nothing to delete")
+            return
+        result = plan.execute(ws, actor(ws))
+    console.print(
+        f"[green]deleted[/] {result.count} blob(s), {human_bytes(result.bytes)} freed"
+        f" (audit event {result.event_seq})"
+    )
+    if result.spared:
+        console.print(f"{len(result.spared)} blob(s) spared: a release started using them")

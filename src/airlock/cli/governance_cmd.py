@@ -1,0 +1,509 @@
+"""Governance commands: policy, check, approve, reject, key, sign, signatures, eval, notes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+from airlock.cli.common import actor, console, err_console, handle_errors, workspace
+from airlock.core.digest import short
+from airlock.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from airlock.core.policy import Verdict
+    from airlock.services.governance import GovernanceSummary, SuiteComparison
+
+# Services are imported inside each command: `airlock --help` stays fast.
+
+policy_app = typer.Typer(
+    help="Promotion policies: rules a release must satisfy to take an alias or be rolled out.",
+    no_args_is_help=True,
+)
+key_app = typer.Typer(
+    help="Signing keys: generate ed25519 key pairs, trust public keys.", no_args_is_help=True
+)
+
+_REF = "chat@1.2.0, chat@production, chat, or a digest prefix."
+
+
+# -- policies ---------------------------------------------------------------------------
+
+
+@policy_app.command("set")
+@handle_errors
+def policy_set(
+    name: Annotated[str, typer.Argument(help="The model (or service) the policy governs.")],
+    file: Annotated[Path, typer.Argument(help="Policy YAML (stages, risk_classes, baseline).")],
+    reason: Annotated[str, typer.Option(help="Why the rules change (kept in the audit log).")] = "",
+) -> None:
+    """Store a new version of NAME's policy (admin). Each change is versioned and audited.
+
+    \b
+    stages:
+      production:
+        approvals: {required: 1, roles: [approver, admin]}
+        evals: [{suite: quality, min_pass_rate: 0.5, max_regression: 0.05, confidence: 0.95}]
+        max_changed_components: 2
+        allow_pickle: false
+        require_signature: true
+        required_notes: [summary]
+    risk_classes:
+      - name: safety-change
+        when: {components_changed: [safety_policy]}
+        require: {approvals: 2, risk_assessment: true, min_canary_minutes: 60, shadow_first: true}
+    """
+    try:
+        document = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no policy file at {file}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {file}: {exc}") from exc
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        change = Governance(ws).set_policy(name, document, actor=actor(ws), reason=reason)
+    if not change.created:
+        console.print(f"policy of {name} is already this (v{change.row.version}): nothing to do")
+        return
+    before = f"v{change.previous} → " if change.previous else ""
+    stages = ", ".join(change.policy.stages) or "none"
+    console.print(
+        f"policy of [bold]{name}[/]: {before}[bold]v{change.row.version}[/] "
+        f"({short(change.row.digest)}); stages: {stages}; "
+        f"risk classes: {len(change.policy.risk_classes)}"
+    )
+
+
+@policy_app.command("show")
+@handle_errors
+def policy_show(
+    name: Annotated[str, typer.Argument(help="Model or service name.")],
+    version: Annotated[int | None, typer.Option(help="An earlier version.")] = None,
+) -> None:
+    """Print the policy document of NAME as it was set (comments kept)."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        row, _ = Governance(ws).policy(name, version)
+    err_console.print(
+        f"[dim]policy of {name} v{row.version}, set by {row.created_by} on "
+        f"{row.created_at:%Y-%m-%d %H:%M}{': ' + row.reason if row.reason else ''}[/]"
+    )
+    typer.echo(row.document.rstrip("\n"))
+
+
+@policy_app.command("history")
+@handle_errors
+def policy_history(
+    name: Annotated[str | None, typer.Argument(help="Only this model or service.")] = None,
+) -> None:
+    """Every version of every policy: who set it, when and why."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        rows = Governance(ws).policy_history(name)
+    if not rows:
+        console.print("no policies yet: [bold]airlock policy set NAME FILE[/]")
+        return
+    t = Table("policy", "version", "digest", "set by", "when", "reason", "event")
+    for r in rows:
+        t.add_row(
+            r.name,
+            f"v{r.version}",
+            short(r.digest),
+            r.created_by,
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+            r.reason or "—",
+            str(r.event_seq or ""),
+        )
+    console.print(t)
+
+
+# -- checks and approvals -------------------------------------------------------------
+
+
+def verdict_view(v: Verdict) -> RenderableType:
+    parts: list[RenderableType] = []
+    head = f"[bold]{v.ref}[/] for [bold]{v.stage}[/]"
+    if v.policy_version is None:
+        return f"{head}: no policy is set for this model, nothing to satisfy"
+    base = f" (baseline {v.baseline_ref})" if v.baseline_ref else " (no baseline: first release)"
+    parts.append(f"{head} under policy v{v.policy_version}{base}")
+    if v.risk:
+        for m in v.risk:
+            parts.append(f"risk class [bold yellow]{m.name}[/]: {'; '.join(m.reasons)}")
+    if not v.results:
+        parts.append(f"no rules for {v.stage}")
+        return Group(*parts)
+    t = Table("", "rule", "why", "from", box=None, pad_edge=False)
+    for r in v.results:
+        t.add_row("[green]pass[/]" if r.passed else "[bold red]FAIL[/]", r.rule, r.why, r.source)
+    parts.append(t)
+    if v.rollout.reasons:
+        parts.append("rollout must: " + "; ".join(v.rollout.reasons))
+    failed = len(v.failures)
+    parts.append(
+        "[green]may proceed[/]"
+        if v.ok
+        else f"[bold red]blocked[/] by {failed} rule(s): {', '.join(r.rule for r in v.failures)}"
+    )
+    return Group(*parts)
+
+
+@handle_errors
+def check(
+    ref: Annotated[str, typer.Argument(help=_REF)],
+    stage: Annotated[str, typer.Option("--for", help="The alias (stage), e.g. production.")],
+    policy: Annotated[
+        str | None, typer.Option(help="Check a service's policy instead of the model's.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print every policy rule for REF taking STAGE: pass or fail, and why. Exit 1 if blocked."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        verdict = Governance(ws).check(ref, stage, policy_name=policy)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict(), indent=2))
+    else:
+        console.print(verdict_view(verdict))
+    if not verdict.ok:
+        raise typer.Exit(code=1)
+
+
+@handle_errors
+def approve(
+    ref: Annotated[str, typer.Argument(help=_REF)],
+    stage: Annotated[
+        str, typer.Option("--for", help="The alias (stage) approved, e.g. production.")
+    ],
+    comment: Annotated[str, typer.Option(help="What you checked.")] = "",
+) -> None:
+    """Approve REF for STAGE (approver or admin; never the release's author)."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        result = Governance(ws).approve(ref, stage=stage, actor=actor(ws), comment=comment)
+    if not result.recorded:
+        console.print(f"you already approved {result.ref} for {result.stage}")
+        return
+    console.print(f"approved [bold]{result.ref}[/] for {result.stage}")
+
+
+@handle_errors
+def reject(
+    ref: Annotated[str, typer.Argument(help=_REF)],
+    stage: Annotated[str, typer.Option("--for", help="The alias (stage), e.g. production.")],
+    comment: Annotated[str, typer.Option(help="What is wrong (required).")],
+) -> None:
+    """Reject REF for STAGE: it is blocked until you approve it again."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        result = Governance(ws).reject(ref, stage=stage, actor=actor(ws), comment=comment)
+    if not result.recorded:
+        console.print(f"you already rejected {result.ref} for {result.stage}")
+        return
+    console.print(f"rejected [bold]{result.ref}[/] for {result.stage}")
+
+
+# -- keys and signatures -------------------------------------------------------------------
+
+
+@key_app.command("generate")
+@handle_errors
+def key_generate(
+    path: Annotated[Path, typer.Argument(help="Private key file to write (PATH.pub: public key).")],
+) -> None:
+    """Write a new ed25519 key pair: PATH (private, mode 0600) and PATH.pub."""
+    from airlock.services.signatures import generate_key
+
+    private, public, kid = generate_key(path)
+    console.print(f"wrote {private} (keep it secret) and {public}")
+    console.print(f"key id {kid}")
+    console.print(f"next: [bold]airlock key trust {public} --name NAME[/] (admin)")
+
+
+@key_app.command("trust")
+@handle_errors
+def key_trust(
+    public_key: Annotated[Path, typer.Argument(help="PEM public key file (e.g. KEY.pub).")],
+    name: Annotated[str, typer.Option(help="A name for the key, e.g. release-bot.")],
+) -> None:
+    """Trust a public key: signatures made with it count for policies (admin)."""
+    try:
+        pem = public_key.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {public_key}: {exc}") from exc
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        row = Governance(ws).trust_key(pem, name=name, actor=actor(ws))
+    console.print(f"trusted key [bold]{row.name}[/] ({row.key_id})")
+
+
+@key_app.command("ls")
+@handle_errors
+def key_ls() -> None:
+    """List trusted (and revoked) public keys."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        rows = Governance(ws).keys()
+    if not rows:
+        console.print("no trusted keys: [bold]airlock key trust KEY.pub --name NAME[/]")
+        return
+    t = Table("name", "key id", "added", "by", "state")
+    for k in rows:
+        state = f"[red]revoked {k.revoked_at:%Y-%m-%d}[/]" if k.revoked_at else "[green]trusted[/]"
+        t.add_row(k.name, k.key_id, k.added_at.strftime("%Y-%m-%d"), k.added_by, state)
+    console.print(t)
+
+
+@key_app.command("revoke")
+@handle_errors
+def key_revoke(
+    name: Annotated[str, typer.Argument(help="Key name or id.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
+) -> None:
+    """Stop trusting a key: its signatures no longer count (admin)."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        row = Governance(ws).revoke_key(name, actor=actor(ws), reason=reason)
+    console.print(f"revoked key {row.name}")
+
+
+@handle_errors
+def sign(
+    ref: Annotated[str, typer.Argument(help=_REF)],
+    key: Annotated[
+        Path, typer.Option(help="ed25519 private key (PEM), see `airlock key generate`.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the signature bundle (JSON) here.")
+    ] = None,
+) -> None:
+    """Sign REF: an in-toto statement of its files and digest, in a DSSE envelope (ed25519)."""
+    from airlock.services.signatures import load_private_key
+
+    private = load_private_key(key)
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        result = Governance(ws).sign(ref, private, actor=actor(ws))
+    who = result.key_name or f"untrusted key {short(result.key_id)}"
+    if result.created:
+        console.print(f"signed [bold]{result.ref}[/] with {who}")
+    else:
+        console.print(f"{result.ref} is already signed with {who}")
+    if result.key_name is None:
+        err_console.print(
+            "[yellow]warning:[/] this key is not trusted: the signature will not count until an "
+            "admin runs `airlock key trust KEY.pub --name NAME`"
+        )
+    if out is not None:
+        out.write_text(result.bundle + "\n", encoding="utf-8")
+        console.print(f"wrote {out}")
+
+
+@handle_errors
+def signatures(
+    ref: Annotated[str, typer.Argument(help=_REF)],
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="Check this bundle against a folder (--path) instead of the catalog."),
+    ] = None,
+    path: Annotated[Path | None, typer.Option(help="Model folder to check with --bundle.")] = None,
+) -> None:
+    """Verify REF's signatures against the trusted keys (exit 1 if none is valid)."""
+    from airlock.services.governance import Governance
+
+    with workspace() as ws:
+        gov = Governance(ws)
+        if bundle is not None or path is not None:
+            if bundle is None or path is None:
+                raise InvalidInput("--bundle and --path go together")
+            checks = [gov.signatures.verify_folder(bundle.read_text(encoding="utf-8"), path)]
+        else:
+            checks = gov.verify_signatures(ref)
+    if not checks:
+        console.print(f"{ref} is unsigned")
+        raise typer.Exit(code=1)
+    t = Table("", "key", "signed by", "when", "why")
+    for c in checks:
+        t.add_row(
+            "[green]valid[/]" if c.valid else "[bold red]invalid[/]",
+            c.key_name or short(c.key_id),
+            c.signed_by or "—",
+            c.at.strftime("%Y-%m-%d %H:%M") if c.at else "—",
+            c.why,
+        )
+    console.print(t)
+    if not any(c.valid for c in checks):
+        raise typer.Exit(code=1)
+
+
+# -- evaluations and notes ------------------------------------------------------------
+
+
+@handle_errors
+def eval_(
+    ref: Annotated[str, typer.Argument(help=_REF)],
+    suite: Annotated[Path, typer.Option(help="Suite file: YAML, or JSONL with one case per line.")],
+    baseline: Annotated[
+        str | None, typer.Option(help="Compare with this release, case by case.")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.95,
+    show_cases: Annotated[bool, typer.Option("--cases", help="List every case.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the stored record as JSON.")
+    ] = False,
+) -> None:
+    """Run an evaluation suite on REF (and --baseline), compare them pairwise, store the result."""
+    from airlock.services.evals import Evals  # loads the runtimes: only for this command
+
+    with workspace() as ws:
+        evals = Evals(ws)
+        run = evals.run(ref, suite, actor=actor(ws), baseline=baseline, confidence=confidence)
+        record = evals.record(run.id)[1] if as_json else None
+    if record is not None:
+        typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
+        return
+    t = Table("release", "passed", "pass rate", "mean score", "p50 ms", "p95 ms")
+    t.add_row(
+        run.ref,
+        f"{run.passed}/{run.n}",
+        f"{run.candidate_pass_rate:.3f}",
+        f"{run.mean_score:.3f}",
+        f"{run.latency_ms['p50']:.1f}",
+        f"{run.latency_ms['p95']:.1f}",
+    )
+    if run.baseline_cases is not None and run.pass_rate is not None:
+        base_passed = sum(c.passed for c in run.baseline_cases)
+        t.add_row(
+            run.baseline or "",
+            f"{base_passed}/{run.n}",
+            f"{run.pass_rate.baseline:.3f}",
+            f"{run.score.baseline:.3f}" if run.score else "—",
+            f"{run.latency_ms['baseline_p50']:.1f}",
+            f"{run.latency_ms['baseline_p95']:.1f}",
+        )
+    console.print(f"suite [bold]{run.suite}[/] {run.suite_digest}, run #{run.id}")
+    console.print(t)
+    for label, cmp in (("pass rate", run.pass_rate), ("mean score", run.score)):
+        if cmp is None:
+            continue
+        verdict = (
+            "[bold green]significantly better[/]"
+            if cmp.significant() and cmp.delta > 0
+            else "[bold red]significantly worse[/]"
+            if cmp.significant()
+            else "no significant difference"
+        )
+        console.print(
+            f"Δ {label} {cmp.delta:+.3f} ({cmp.ci.confidence:.0%} CI {cmp.ci.low:+.3f} … "
+            f"{cmp.ci.high:+.3f}), p = {cmp.p_value:.3g} ({cmp.method}; {cmp.improved} improved, "
+            f"{cmp.regressed} regressed): {verdict}"
+        )
+    if show_cases or run.baseline_cases is None:
+        ct = Table(
+            "case", run.ref, *([run.baseline or ""] if run.baseline_cases else []), "failed checks"
+        )
+        for i, c in enumerate(run.cases):
+            row = ["[green]pass[/]" if c.passed else "[red]fail[/]"]
+            if run.baseline_cases is not None:
+                b = run.baseline_cases[i]
+                row.append("[green]pass[/]" if b.passed else "[red]fail[/]")
+            failed = "; ".join(f"{x.check}: {x.detail}" for x in c.checks if not x.passed)
+            ct.add_row(c.id, *row, failed or "—")
+        console.print(ct)
+
+
+@handle_errors
+def notes(
+    ref: Annotated[str, typer.Argument(help=_REF)],
+    stage: Annotated[
+        str, typer.Option("--for", help="Stage whose policy check to include.")
+    ] = "production",
+    against: Annotated[
+        str | None, typer.Option(help="Compare with this release instead of the previous stable.")
+    ] = None,
+) -> None:
+    """Release notes in Markdown: notes, changes since the previous stable, evals, approvals."""
+    from airlock.services.notes import ReleaseNotes
+
+    with workspace() as ws:
+        text = ReleaseNotes(ws).render(ref, stage=stage, against=against)
+    typer.echo(text, nl=False)
+
+
+def governance_view(summary: GovernanceSummary) -> RenderableType | None:
+    """Approvals, evaluation runs and signatures of a release (for ``airlock show``)."""
+    parts: list[RenderableType] = []
+    if summary.approvals:
+        t = Table("stage", "decision", "by", "role", "when", "comment", title="approvals")
+        for a in summary.approvals:
+            t.add_row(
+                a.stage,
+                "[green]approve[/]" if a.decision == "approve" else "[red]reject[/]",
+                a.actor,
+                a.role,
+                a.at.strftime("%Y-%m-%d %H:%M"),
+                a.comment or "—",
+            )
+        parts.append(t)
+    if summary.evals:
+        t = Table(
+            "run", "suite", "cases", "pass rate", "baseline", "Δ", "p", "when", title="evaluations"
+        )
+        for r in summary.evals:
+            record = json.loads(r.result)
+            cmp = (record.get("comparison") or {}).get("pass_rate")
+            t.add_row(
+                f"#{r.id}",
+                r.suite,
+                str(r.cases),
+                f"{r.pass_rate:.3f}",
+                record.get("baseline") or "—",
+                f"{cmp['delta']:+.3f}" if cmp else "—",
+                f"{cmp['p_value']:.3g}" if cmp else "—",
+                r.finished_at.strftime("%Y-%m-%d %H:%M"),
+            )
+        parts.append(t)
+    if summary.signatures:
+        t = Table("signature", "key", "signed by", "why", title="signatures")
+        for c in summary.signatures:
+            t.add_row(
+                "[green]valid[/]" if c.valid else "[red]invalid[/]",
+                c.key_name or short(c.key_id),
+                c.signed_by or "—",
+                c.why,
+            )
+        parts.append(t)
+    return Group(*parts) if parts else None
+
+
+def eval_comparison_view(rows: list[SuiteComparison], old: str, new: str) -> RenderableType | None:
+    """Evaluation results of two releases side by side (for ``airlock diff``)."""
+    if not rows:
+        return None
+    t = Table("suite", old, new, "paired Δ pass rate (CI)", "p", title="evaluations")
+    for r in rows:
+        cmp = None
+        if r.paired is not None:
+            cmp = (json.loads(r.paired.result).get("comparison") or {}).get("pass_rate")
+        t.add_row(
+            r.suite,
+            f"{r.old.pass_rate:.3f} (#{r.old.id})" if r.old else "—",
+            f"{r.new.pass_rate:.3f} (#{r.new.id})" if r.new else "—",
+            f"{cmp['delta']:+.3f} ({cmp['ci_low']:+.3f} … {cmp['ci_high']:+.3f})" if cmp else "—",
+            f"{cmp['p_value']:.3g}" if cmp else "—",
+        )
+    return t

@@ -1,0 +1,299 @@
+"""Commands over releases: init, push, ls, show, diff, pull, verify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from airlock.cli.common import (
+    actor,
+    byte_progress,
+    console,
+    err_console,
+    handle_errors,
+    human_bytes,
+    workspace,
+)
+from airlock.errors import InvalidInput
+
+
+@handle_errors
+def init() -> None:
+    """Create an Airlock workspace (./.airlock: SQLite catalog + local blob store)."""
+    from airlock.cli.token_cmd import init_owner_token
+
+    with workspace(create=True) as ws:
+        console.print(f"Airlock workspace ready at [bold]{ws.home}[/]")
+        console.print(f"  catalog: {ws.settings.catalog_url.split('@')[-1]}")
+        console.print(f"  store:   {ws.store.url}")
+        init_owner_token(ws)
+        console.print("next: [bold]airlock push PATH --name NAME --version 1.0.0[/]")
+
+
+@handle_errors
+def push(
+    path: Annotated[
+        Path | None, typer.Argument(help="Model folder (or single file) to push.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Model name, e.g. chat.")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Semantic version, e.g. 1.2.0.")
+    ] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            help="Release spec (YAML/JSON): files mapped from anywhere on disk plus metadata; "
+            "flags override its fields."
+        ),
+    ] = None,
+    notes: Annotated[
+        Path | None, typer.Option(help="Release notes: YAML/JSON fields, or Markdown/text summary.")
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=PATH_OR_DIGEST_OR_URI of a training dataset (repeatable)."),
+    ] = None,
+    component: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ROLE=REF: a file of the folder, a blob digest or a release (repeatable)."
+        ),
+    ] = None,
+    parent: Annotated[str | None, typer.Option(help="The release this one derives from.")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="NAME=NUMBER offline metric (repeatable).")
+    ] = None,
+    code_repo: Annotated[str | None, typer.Option(help="Training code repository.")] = None,
+    code_commit: Annotated[str | None, typer.Option(help="Training code commit.")] = None,
+    training_config: Annotated[
+        Path | None, typer.Option(help="Training configuration file (YAML/JSON).")
+    ] = None,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(help="Accept pickle-based weights (.bin/.pt/.pkl/.ckpt); flagged unsafe."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Push a folder as an immutable release NAME@VERSION (content-addressed, deduplicated)."""
+    from airlock.core.digest import short
+    from airlock.core.manifest import CodeRef
+    from airlock.services.push_inputs import (
+        dataset_from_spec,
+        load_structured,
+        parse_metrics,
+        read_notes,
+        split_pair,
+    )
+    from airlock.services.registry import Registry
+    from airlock.services.spec import load_spec
+
+    loaded = load_spec(spec) if spec else None
+    if (path is None) == (loaded is None):
+        raise InvalidInput("give either PATH or --spec FILE", hint="see `airlock push --help`")
+    name = name or (loaded.name if loaded else None)
+    version = version or (loaded.version if loaded else None)
+    if not name or not version:
+        raise InvalidInput("--name and --version are required", hint="or set them in the spec")
+    notes_value = read_notes(notes) if notes else (loaded.notes if loaded else None)
+    datasets = [dataset_from_spec(d) for d in dataset or []] or (loaded.datasets if loaded else [])
+    components = dict(loaded.components) if loaded else {}
+    components.update(split_pair(c, "--component role=ref") for c in component or [])
+    metrics = {**(loaded.metrics if loaded else {}), **parse_metrics(metric or [])}
+    code = CodeRef(repo=code_repo, commit=code_commit) if code_repo or code_commit else None
+    code = code or (loaded.code if loaded else None)
+    tc = load_structured(training_config, "training config") if training_config else None
+    tc = tc if isinstance(tc, dict) else (loaded.training_config if loaded else None)
+    parent = parent or (loaded.parent if loaded else None)
+    source = loaded.sources if loaded else path
+    assert source is not None
+    with workspace() as ws, byte_progress(f"push {name}@{version}", quiet=quiet) as progress:
+        task = progress.add_task(f"push {name}@{version}", total=None)
+        result = Registry(ws).push(
+            source,
+            name=name,
+            version=version,
+            actor=actor(ws),
+            notes=notes_value,
+            datasets=datasets,
+            components=components,
+            parent=parent,
+            metrics=metrics,
+            code=code,
+            training_config=tc,
+            allow_pickle=allow_pickle,
+            on_start=lambda total: progress.update(task, total=total),
+            on_bytes=lambda n: progress.advance(task, n),
+        )
+    if not result.created:
+        console.print(
+            f"{result.ref} already holds this content: nothing to do ({short(result.digest)})"
+        )
+        return
+    console.print(
+        f"pushed [bold]{result.ref}[/] {short(result.digest)}: {result.files} file(s), "
+        f"{human_bytes(result.bytes_total)}, {human_bytes(result.bytes_new)} new, "
+        f"in {result.seconds:.2f}s"
+    )
+    if result.manifest.has_pickle:
+        err_console.print("[bold red]warning:[/] this release contains pickle-based files")
+
+
+@handle_errors
+def ls(
+    model: Annotated[str | None, typer.Argument(help="List this model's releases.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List models, or the releases of one model."""
+    from rich.table import Table
+
+    from airlock.cli import render
+    from airlock.services.registry import Registry
+
+    with workspace() as ws:
+        reg = Registry(ws)
+        if model is None:
+            models = reg.models()
+            aliases = reg.aliases()
+            if as_json:
+                console.print_json(
+                    data=[{"name": m.name, "releases": m.release_count} for m in models]
+                )
+                return
+            if not models:
+                console.print(
+                    "no models yet: [bold]airlock push PATH --name NAME --version 1.0.0[/]"
+                )
+                return
+            t = Table("model", "releases", "aliases")
+            for m in models:
+                names = [f"{a.name}→{a.version}" for a in aliases if a.model == m.name]
+                t.add_row(m.name, str(m.release_count), ", ".join(names))
+            console.print(t)
+            return
+        rows = reg.releases(model)
+        by_release: dict[int, list[str]] = {}
+        for a in reg.aliases(model):
+            by_release.setdefault(a.release_id, []).append(a.name)
+        if as_json:
+            console.print_json(
+                data=[
+                    {"ref": r.ref, "digest": r.digest, "aliases": by_release.get(r.id, [])}
+                    for r in rows
+                ]
+            )
+            return
+        console.print(render.releases_table(model, rows, by_release))
+
+
+@handle_errors
+def show(
+    ref: Annotated[
+        str, typer.Argument(help="chat@1.2.0, chat@production, chat, or a digest prefix.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show a release: its bill of materials, lineage, notes and model-file summary."""
+    from airlock.cli import render
+    from airlock.cli.governance_cmd import governance_view
+    from airlock.services.governance import Governance
+    from airlock.services.registry import Registry
+
+    with workspace() as ws:
+        view = Registry(ws).show(ref)
+        governance = Governance(ws).summary(view.row.ref)
+    if as_json:
+        console.print_json(data={**view.manifest.to_json_dict(), "digest": view.row.digest})
+        return
+    console.print(render.release_view(view))
+    extra = governance_view(governance)
+    if extra is not None:
+        console.print(extra)
+
+
+@handle_errors
+def diff(
+    old: Annotated[str, typer.Argument(help="The earlier release.")],
+    new: Annotated[str, typer.Argument(help="The later release.")],
+    markdown: Annotated[bool, typer.Option(help="Print Markdown release notes.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What changed between two releases: files, components, lineage, metrics, notes."""
+    from airlock.cli import render
+    from airlock.cli.governance_cmd import eval_comparison_view
+    from airlock.core.diff import render_markdown
+    from airlock.services.governance import Governance
+    from airlock.services.registry import Registry
+
+    with workspace() as ws:
+        result, _, b = Registry(ws).diff(old, new)
+        evals = Governance(ws).eval_comparison(old, new)
+    if markdown:
+        typer.echo(render_markdown(result, b))
+    elif as_json:
+        import dataclasses
+
+        typer.echo(json.dumps(dataclasses.asdict(result), default=str, indent=2))
+    else:
+        console.print(render.diff_view(result))
+        table = eval_comparison_view(evals, result.old, result.new)
+        if table is not None:
+            console.print(table)
+
+
+@handle_errors
+def pull(
+    ref: Annotated[str, typer.Argument(help="Release to materialise.")],
+    dest: Annotated[Path, typer.Argument(help="New (or empty) destination folder.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write a release's files to DEST, verifying every byte (all or nothing)."""
+    from airlock.services.registry import Registry
+
+    with workspace() as ws, byte_progress(f"pull {ref}", quiet=quiet) as progress:
+        reg = Registry(ws)
+        total = reg.resolve(ref).total_size
+        task = progress.add_task(f"pull {ref}", total=total)
+        result = reg.pull(ref, dest, on_bytes=lambda n: progress.advance(task, n))
+    console.print(
+        f"pulled {result.ref} into {result.dest} ({result.files} files, {human_bytes(result.bytes)})"
+    )
+
+
+@handle_errors
+def verify(
+    ref: Annotated[
+        str | None, typer.Argument(help="Only this release (default: the whole store).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Re-hash stored blobs; name every damaged or missing blob and the releases using it."""
+    from rich.table import Table
+
+    from airlock.services.registry import Registry
+
+    with workspace() as ws, byte_progress("verify", quiet=quiet) as progress:
+        task = progress.add_task("verify", total=None)
+        report = Registry(ws).verify(
+            ref,
+            on_start=lambda total: progress.update(task, total=total),
+            on_bytes=lambda n: progress.advance(task, n),
+        )
+    if report.ok:
+        console.print(
+            f"[green]ok[/]: {report.checked} blob(s), {human_bytes(report.bytes)} verified"
+        )
+        return
+    t = Table("problem", "blob", "used by")
+    for digest, users in report.damaged.items():
+        t.add_row("[red]damaged[/]", digest, "\n".join(users) or "(no release)")
+    for digest, users in report.missing.items():
+        t.add_row("[red]missing[/]", digest, "\n".join(users) or "(no release)")
+    console.print(t)
+    err_console.print(
+        f"[bold red]error:[/] {len(report.damaged)} damaged and {len(report.missing)} missing blob(s)"
+    )
+    err_console.print("[dim]hint:[/] restore them from a backup or re-push the affected releases")
+    raise typer.Exit(code=1)

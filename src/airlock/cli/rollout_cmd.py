@@ -1,0 +1,384 @@
+"""``airlock rollout`` (start, watch and steer rollouts) and ``airlock controller`` (the loop)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from airlock.cli.common import actor, console, handle_errors, workspace
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from airlock.services.controller import ControllerEvent
+    from airlock.services.rollouts import RolloutRecord, RolloutView, Transition
+
+rollout_app = typer.Typer(
+    help="Roll a candidate out to a service step by step; watch, pause, promote, roll back.",
+    no_args_is_help=True,
+)
+
+Service = Annotated[str, typer.Argument(help="The service, e.g. chat.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@rollout_app.command("start")
+@handle_errors
+def start(
+    service: Service,
+    candidate: Annotated[str, typer.Option("--candidate", help="The release to roll out.")],
+    strategy: Annotated[
+        Path,
+        typer.Option(
+            "--strategy",
+            help="A rollout spec (YAML or JSON): canary, linear, bluegreen, ab or shadow; "
+            "examples in src/airlock/examples/strategies/.",
+        ),
+    ],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+) -> None:
+    """Start moving a service to a candidate; the controller drives it from here."""
+    from airlock.errors import InvalidInput
+    from airlock.services.rollouts import Rollouts
+
+    try:
+        text = strategy.read_text("utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {strategy}: {exc.strerror}") from exc
+    with workspace() as ws:
+        t = Rollouts(ws).start(service, candidate, text, actor=actor(ws), reason=reason)
+    view = t.rollout
+    console.print(
+        f"rollout [bold]#{view.id}[/] of {view.service}: {view.candidate} "
+        f"({view.spec.strategy}, {len(view.steps)} step(s)); {_where(view)}"
+    )
+    console.print(
+        "the controller (`airlock controller`, or `airlock serve`) judges it every tick; "
+        f"watch it with `airlock rollout status {service}`"
+    )
+
+
+@rollout_app.command("status")
+@handle_errors
+def status(service: Service, as_json: AsJson = False) -> None:
+    """Where the service's rollout is: step, weights, and the latest analysis per metric."""
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        view = Rollouts(ws).status(service)
+    if as_json:
+        typer.echo(json.dumps(view.to_dict(), indent=2, sort_keys=True))
+        return
+    for part in _status(view):
+        console.print(part)
+
+
+@rollout_app.command("pause")
+@handle_errors
+def pause(service: Service, reason: Annotated[str, typer.Option(help="Why.")] = "") -> None:
+    """Hold the current weights; the analysis still rolls back on harm."""
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        _done(Rollouts(ws).pause(service, actor=actor(ws), reason=reason))
+
+
+@rollout_app.command("resume")
+@handle_errors
+def resume(service: Service, reason: Annotated[str, typer.Option(help="Why.")] = "") -> None:
+    """Continue a paused rollout (approves a step waiting for approval); its clock restarts."""
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        _done(Rollouts(ws).resume(service, actor=actor(ws), reason=reason))
+
+
+@rollout_app.command("promote")
+@handle_errors
+def promote(service: Service, reason: Annotated[str, typer.Option(help="Why.")] = "") -> None:
+    """Skip the remaining steps: the candidate becomes stable (the policy gate still applies)."""
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        _done(Rollouts(ws).promote(service, actor=actor(ws), reason=reason))
+
+
+@rollout_app.command("abort")
+@handle_errors
+def abort(
+    service: Service,
+    reason: Annotated[str, typer.Option(help="Why (required; kept in the audit log).")],
+) -> None:
+    """Cancel the rollout without judging the candidate; everyone back on stable."""
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        _done(Rollouts(ws).abort(service, actor=actor(ws), reason=reason))
+
+
+@rollout_app.command("rollback")
+@handle_errors
+def rollback(
+    service: Service,
+    reason: Annotated[str, typer.Option(help="Why (required; kept in the audit log).")],
+) -> None:
+    """The candidate is bad: stable takes 100 % of new requests at once; ends rolled_back."""
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        _done(Rollouts(ws).rollback(service, actor=actor(ws), reason=reason))
+
+
+@rollout_app.command("history")
+@handle_errors
+def history(
+    service: Annotated[str | None, typer.Argument(help="Only this service's rollouts.")] = None,
+    rollout: Annotated[
+        int | None,
+        typer.Option("--rollout", help="Every decision of one rollout, with its verdicts."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rollouts.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Past and current rollouts; with --rollout ID, that rollout's decisions and verdicts."""
+    from rich.table import Table
+
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        rollouts = Rollouts(ws)
+        if rollout is not None:
+            view = rollouts.get(rollout)
+            records = rollouts.history(rollout)
+        else:
+            views = rollouts.recent(service, limit=limit)
+    if rollout is not None:
+        if as_json:
+            out = {"rollout": view.to_dict(), "history": [r.to_dict() for r in records]}
+            typer.echo(json.dumps(out, indent=2, sort_keys=True))
+            return
+        console.print(
+            f"rollout [bold]#{view.id}[/] of {view.service}: {view.candidate} "
+            f"({view.spec.strategy}) {_phase(view.phase)}"
+        )
+        console.print(_records(view, records))
+        return
+    if as_json:
+        typer.echo(json.dumps([v.to_dict() for v in views], indent=2, sort_keys=True))
+        return
+    if not views:
+        console.print(
+            "no rollouts yet: `airlock rollout start SERVICE --candidate REF --strategy FILE`"
+        )
+        return
+    table = Table(
+        "id", "service", "candidate", "from", "strategy", "phase", "started", "ended", "reason"
+    )
+    for v in views:
+        table.add_row(
+            f"#{v.id}" + (" (drill)" if v.kind == "drill" else ""),
+            v.service,
+            v.candidate,
+            v.stable,
+            v.spec.strategy,
+            _phase(v.phase),
+            f"{v.created_at:%Y-%m-%d %H:%M:%S} by {v.created_by}",
+            f"{v.finished_at:%H:%M:%S}" if v.finished_at else "—",
+            v.reason,
+        )
+    console.print(table)
+
+
+@handle_errors
+def controller(
+    tick: Annotated[float, typer.Option(help="Seconds between two looks at every rollout.")] = 1.0,
+    lease: Annotated[
+        float, typer.Option(help="Seconds a silent leader keeps the lease before a standby acts.")
+    ] = 10.0,
+    ticks: Annotated[
+        int | None, typer.Option(help="Stop after this many ticks (default: run until stopped).")
+    ] = None,
+) -> None:
+    """Run the rollout controller alone: analyse every live rollout each tick and act on it."""
+    import asyncio
+    import signal
+
+    from airlock.core.roles import Action
+    from airlock.services.access import authorize
+    from airlock.services.controller import ControllerSettings, RolloutController
+    from airlock.services.rollouts import Rollouts
+
+    with workspace() as ws:
+        who = actor(ws)
+        for needed in (Action.ROLLOUT_CONTROL, Action.ROLLOUT_ROLLBACK):
+            authorize(ws.db, who, needed, "the rollout controller")
+        settings = ControllerSettings(tick_seconds=tick, lease_seconds=lease)
+        loop_controller = RolloutController(Rollouts(ws), settings=settings, on_event=_event)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await loop_controller.run(stop, ticks=ticks)
+
+        console.print(
+            f"controller {settings.holder}: every {tick:g} s, leader lease {lease:g} s "
+            "(stop with Ctrl-C)"
+        )
+        asyncio.run(main())
+    console.print("controller stopped; lease released")
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def _event(event: ControllerEvent) -> None:
+    when = datetime.fromtimestamp(event.decided_at, UTC).strftime("%H:%M:%S")
+    console.print(
+        f"{when} rollout #{event.rollout_id} of {event.service}: [bold]{event.action}[/] "
+        f"→ {_phase(event.phase)}  {event.reason}",
+        soft_wrap=True,
+    )
+
+
+def _done(t: Transition) -> None:
+    view = t.rollout
+    console.print(
+        f"rollout #{view.id} of {view.service}: {t.action} → {_phase(view.phase)}; {_where(view)}"
+    )
+    if t.plan is not None:
+        console.print(f"[dim]plan generation {t.plan.generation} stored; gateways follow it[/]")
+
+
+def _phase(phase: str) -> str:
+    color = {
+        "progressing": "cyan",
+        "paused": "yellow",
+        "promoted": "green",
+        "completed": "green",
+        "rolled_back": "red",
+        "aborted": "magenta",
+    }.get(phase, "white")
+    return f"[{color}]{phase}[/]"
+
+
+def _where(view: RolloutView) -> str:
+    if not view.live:
+        return view.reason
+    step = view.live_step
+    mirror = f", mirrored to {step.mirror}" if step is not None and step.mirror else ""
+    waiting = (
+        " (waiting for approval: `airlock rollout resume`)" if view.state.awaiting_approval else ""
+    )
+    return (
+        f"step {view.state.step_index + 1}/{len(view.steps)}: "
+        f"{view.candidate_weight / 100:g} % of users on the candidate{mirror}{waiting}"
+    )
+
+
+def _status(view: RolloutView) -> list[RenderableType]:
+    from rich.table import Table
+
+    kind = " [dim](drill)[/]" if view.kind == "drill" else ""
+    out: list[RenderableType] = [
+        f"rollout [bold]#{view.id}[/] of [bold]{view.service}[/]{kind}: {_phase(view.phase)}",
+        f"  {view.stable} → {view.candidate}   strategy {view.spec.strategy}, "
+        f"started {view.created_at:%Y-%m-%d %H:%M:%S} by {view.created_by}",
+    ]
+    if view.live:
+        out.append(f"  {_where(view)}")
+    ended = f" (ended {view.finished_at:%Y-%m-%d %H:%M:%S})" if view.finished_at else ""
+    out.append(f"  reason{ended}: {view.reason}")
+    steps = Table("step", "weight", "bake", "", box=None, padding=(0, 2))
+    current = view.state.step_index - (1 if view.state.awaiting_approval else 0)
+    for i, s in enumerate(view.steps):
+        marker = "◀ now" if view.live and i == current else ""
+        note = " (approval first)" if s.pause else ""
+        mirror = f" + mirror to {s.mirror}" if s.mirror else ""
+        steps.add_row(
+            f"{i + 1}", f"{s.weight_bp / 100:g} %{mirror}", f"{s.bake_seconds:g} s{note}", marker
+        )
+    out.append(steps)
+    if view.live:
+        elapsed = datetime.now(UTC).timestamp() - view.state.step_started_at
+        out.append(f"  this step: {elapsed:.0f} s so far")
+    if view.last_verdict:
+        when = f" (as of {view.verdict_at:%H:%M:%S})" if view.verdict_at else ""
+        out.append(f"analysis{when}: {_verdict_line(view.last_verdict)}")
+        out.append(_metrics(view.last_verdict))
+    return out
+
+
+def _verdict_line(verdict: dict[str, Any]) -> str:
+    return (
+        f"[bold]{verdict['outcome']}[/] — {verdict['n_candidate']} candidate / "
+        f"{verdict['n_stable']} stable requests; {verdict['reason']}"
+    )
+
+
+def _metrics(verdict: dict[str, Any]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(
+        "metric", "outcome", "candidate", "stable", "effect", "confidence interval", "harm if low >"
+    )
+    for m in verdict.get("per_metric", []):
+        fmt = _fmt(m["metric"])
+        value = _value(m["metric"])
+        table.add_row(
+            m["metric"],
+            m["outcome"],
+            value(m["candidate_value"]),
+            value(m["stable_value"]),
+            fmt(m["effect"]),
+            f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]",
+            fmt(m["threshold"]),
+        )
+    return table
+
+
+def _fmt(metric: str) -> Any:
+    if metric == "latency":
+        return lambda x: f"{x:.3f}"
+    if metric == "feedback":
+        return lambda x: f"{x:+.3f}"
+    return lambda x: f"{x * 100:+.2f} pp"
+
+
+def _value(metric: str) -> Any:
+    if metric == "latency":
+        return lambda x: f"p50 {x:.1f} ms"
+    if metric == "feedback":
+        return lambda x: f"{x:.3f}"
+    return lambda x: f"{x * 100:.2f} %"
+
+
+def _records(view: RolloutView, records: list[RolloutRecord]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table("when", "action", "by", "step", "candidate", "verdict", "reason")
+    for r in records:
+        verdict = r.verdict
+        summary = (
+            f"{verdict['outcome']} ({verdict['n_candidate']}/{verdict['n_stable']})"
+            if verdict
+            else "—"
+        )
+        table.add_row(
+            f"{r.at:%H:%M:%S.%f}"[:-3],
+            r.action,
+            r.actor,
+            f"{r.step_index + 1}/{len(view.steps)}",
+            f"{r.candidate_weight / 100:g} %",
+            summary,
+            r.reason,
+        )
+    return table
+
+
+__all__ = ["controller", "rollout_app"]

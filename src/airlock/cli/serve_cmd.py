@@ -1,0 +1,58 @@
+"""``airlock serve``: REST API, dashboard, gateway and controller in one process."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from airlock.cli.common import console, handle_errors, workspace
+
+
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    controller: Annotated[
+        bool,
+        typer.Option(
+            "--controller/--no-controller",
+            help="Run the rollout controller here (off: another process runs it).",
+        ),
+    ] = True,
+    tick: Annotated[float, typer.Option(help="Seconds between two controller passes.")] = 1.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve the REST API, the dashboard, the OpenAI-compatible gateway and the rollout
+    controller on one port (creates ./.airlock on first use)."""
+    from airlock.cli.token_cmd import init_owner_token
+    from airlock.serve import ServeSettings
+    from airlock.serve import serve as run
+    from airlock.services.controller import ControllerSettings
+    from airlock.services.serving import Serving
+    from airlock.services.tokens import TOKEN_ENV, token_file
+
+    with workspace(create=True) as ws:
+        init_owner_token(ws)
+        services = ", ".join(v.name for v in Serving(ws).all()) or "none yet"
+        base = f"http://{host}:{port}"
+        console.print(f"[bold]Airlock[/] serving workspace {ws.home}")
+        console.print(f"  dashboard  [bold]{base}/[/]")
+        console.print(f"  REST API   {base}/api/v1   (OpenAPI: {base}/docs)")
+        console.print(f"  gateway    {base}/v1       (OpenAI-compatible; services: {services})")
+        console.print(f"  health     {base}/readyz   metrics: {base}/metrics")
+        path = token_file(ws.home)
+        where = f"`cat {path}`" if path.exists() else f"${TOKEN_ENV}"
+        console.print(f"  sign in with an API token: the owner's admin token is in {where}")
+        console.print(
+            f"  controller {'on, every ' + format(tick, 'g') + ' s' if controller else 'off'}"
+            "   stop with Ctrl-C (requests in flight finish, telemetry is flushed)"
+        )
+        settings = ServeSettings(
+            host=host,
+            port=port,
+            controller=ControllerSettings(tick_seconds=tick),
+            run_controller=controller,
+            log_level=log_level,
+        )
+        run(ws, settings)

@@ -1,0 +1,85 @@
+"""Settings: where the workspace lives and which database and store it uses.
+
+Built once from the environment (``Settings.from_env``) and passed in; no
+module-level mutable configuration.
+
+=======================  ===================================================
+``AIRLOCK_HOME``          the workspace folder (default: ``./.airlock``, or the
+                          nearest ``.airlock`` folder above the current one)
+``AIRLOCK_DATABASE_URL``  catalog database (default: SQLite in the workspace)
+``AIRLOCK_STORE_URL``     blob store (default: the workspace's ``blobs/``)
+``AIRLOCK_USER``          who acts (default: the login name)
+``AIRLOCK_WORKERS``       threads for hashing (default: one per core)
+=======================  ===================================================
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+WORKSPACE_DIR = ".airlock"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    database_url: str | None = None
+    store_url: str | None = None
+    user: str = "local"
+    workers: int = 0  # 0: one per core
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
+        env = os.environ if env is None else env
+        here = cwd or Path.cwd()
+        home = Path(env["AIRLOCK_HOME"]) if env.get("AIRLOCK_HOME") else find_home(here)
+        try:
+            default_user = getpass.getuser()
+        except (KeyError, OSError):
+            default_user = "local"
+        return cls(
+            home=home.absolute(),
+            database_url=env.get("AIRLOCK_DATABASE_URL") or None,
+            store_url=env.get("AIRLOCK_STORE_URL") or None,
+            user=env.get("AIRLOCK_USER") or default_user,
+            workers=_int(env.get("AIRLOCK_WORKERS"), "AIRLOCK_WORKERS"),
+        )
+
+    def with_user(self, user: str) -> Settings:
+        return replace(self, user=user)
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+
+def _int(value: str | None, name: str) -> int:
+    if not value:
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        from airlock.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{name}={value!r} is not a whole number ≥ 0", hint=f"unset {name} or fix it"
+        )
+    return number
+
+
+def find_home(start: Path) -> Path:
+    """The nearest ``.airlock`` folder at or above ``start``; else ``start/.airlock``."""
+    for folder in (start, *start.parents):
+        if (folder / WORKSPACE_DIR).is_dir():
+            return folder / WORKSPACE_DIR
+    return start / WORKSPACE_DIR

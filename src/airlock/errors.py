@@ -1,0 +1,97 @@
+"""One error tree for all of Airlock.
+
+::
+
+    AirlockError                 status 500  base: every error Airlock raises on purpose
+     ├── InvalidInput            400  the caller gave something malformed (a bad ref, path, semver...)
+     ├── NotFound                404  a model, release, alias, blob or event that does not exist
+     ├── Conflict                409  the request clashes with what exists (a reused version...)
+     ├── Forbidden               403  the actor's role does not allow the action
+     ├── PolicyViolation         422  a promotion rule blocks the action
+     ├── IntegrityError          500  stored bytes or the audit chain do not match their hashes
+     ├── UnsafeArtifact          422  a pickle-based file without --allow-pickle
+     └── ServiceUnavailable      503  a database, store or upstream model cannot be reached
+
+Each error carries ``status`` (the HTTP status the API maps it to), a short
+machine-readable ``code`` and a ``hint``: the next thing a user can do.
+Foreign exceptions are translated at the boundary with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class AirlockError(Exception):
+    """Base of every error Airlock raises on purpose."""
+
+    status: int = 500
+    code: str = "airlock_error"
+    default_hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+class InvalidInput(AirlockError):
+    status = 400
+    code = "invalid_input"
+
+
+class NotFound(AirlockError):
+    status = 404
+    code = "not_found"
+    default_hint = "run `airlock ls` to see what exists"
+
+
+class Conflict(AirlockError):
+    status = 409
+    code = "conflict"
+
+
+class Forbidden(AirlockError):
+    status = 403
+    code = "forbidden"
+    default_hint = "ask an admin for a token with the needed role"
+
+
+class PolicyViolation(AirlockError):
+    status = 422
+    code = "policy_violation"
+    default_hint = "run `airlock check REF --for STAGE` to see every rule"
+
+
+class IntegrityError(AirlockError):
+    status = 500
+    code = "integrity_error"
+    default_hint = "run `airlock verify` to see which blobs are damaged"
+
+
+class UnsafeArtifact(AirlockError):
+    status = 422
+    code = "unsafe_artifact"
+    default_hint = "convert the weights to safetensors, or pass --allow-pickle to accept the risk"
+
+
+class ServiceUnavailable(AirlockError):
+    status = 503
+    code = "service_unavailable"
+
+
+__all__ = [
+    "AirlockError",
+    "Conflict",
+    "Forbidden",
+    "IntegrityError",
+    "InvalidInput",
+    "NotFound",
+    "PolicyViolation",
+    "ServiceUnavailable",
+    "UnsafeArtifact",
+]

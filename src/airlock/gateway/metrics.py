@@ -1,0 +1,148 @@
+"""``GET /metrics``: Prometheus exposition of the gateway's telemetry, per release.
+
+A custom collector reads the in-memory totals at scrape time, so the request
+path never touches prometheus-client's locks and nothing is counted twice.
+Every series has ``service`` and ``release`` labels (``traffic`` = live or
+shadow where it applies); the latency histogram uses the same log-spaced
+buckets as the rollout analysis (``LATENCY_BUCKETS_MS``), in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from airlock.core.analysis import LATENCY_BUCKETS_MS
+from airlock.core.traffic import TrafficPlan
+from airlock.gateway.telemetry import Counters, Key, Telemetry
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BOUNDS_S = tuple(b / 1000.0 for b in LATENCY_BUCKETS_MS)
+
+
+class GatewayCollector(Collector):
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        plans: Callable[[], Mapping[str, TrafficPlan]],
+        shadow_queue_depth: Callable[[], int],
+    ) -> None:
+        self.telemetry = telemetry
+        self.plans = plans
+        self.shadow_queue_depth = shadow_queue_depth
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[Key, Counters] = self.telemetry.totals()
+        labels = ["service", "release", "traffic"]
+        requests = CounterMetricFamily(
+            "airlock_gateway_requests", "Calls made to a release.", labels=labels
+        )
+        errors = CounterMetricFamily(
+            "airlock_gateway_errors",
+            "Calls that failed on the release's side, by kind.",
+            labels=[*labels, "kind"],
+        )
+        rejected = CounterMetricFamily(
+            "airlock_gateway_rejected",
+            "Calls refused as the client's fault or blocked by an input guardrail.",
+            labels=labels,
+        )
+        fallbacks = CounterMetricFamily(
+            "airlock_gateway_fallbacks",
+            "Failed candidate calls answered by the stable release instead.",
+            labels=labels,
+        )
+        flags = CounterMetricFamily(
+            "airlock_gateway_guardrail_flags",
+            "Requests with at least one guardrail match.",
+            labels=labels,
+        )
+        tokens = CounterMetricFamily(
+            "airlock_gateway_tokens", "Tokens in and out.", labels=[*labels, "direction"]
+        )
+        drops = CounterMetricFamily(
+            "airlock_gateway_shadow_dropped",
+            "Shadow copies dropped because the shadow queue was full.",
+            labels=["service", "release"],
+        )
+        feedback_sum = CounterMetricFamily(
+            "airlock_gateway_feedback_score_sum", "Sum of user feedback scores.", labels=labels
+        )
+        feedback_count = CounterMetricFamily(
+            "airlock_gateway_feedback", "User feedback scores received.", labels=labels
+        )
+        latency = HistogramMetricFamily(
+            "airlock_gateway_request_latency_seconds",
+            "Latency of successful calls, request received to last byte.",
+            labels=labels,
+        )
+        for (service, release, traffic), c in sorted(totals.items()):
+            values = [service, release, traffic]
+            requests.add_metric(values, c.requests)
+            for kind, n in sorted(c.errors_by_kind.items()):
+                errors.add_metric([*values, kind], n)
+            rejected.add_metric(values, c.rejected)
+            fallbacks.add_metric(values, c.fallbacks)
+            flags.add_metric(values, c.guardrail_flags)
+            tokens.add_metric([*values, "in"], c.tokens_in)
+            tokens.add_metric([*values, "out"], c.tokens_out)
+            feedback_sum.add_metric(values, c.feedback_sum)
+            feedback_count.add_metric(values, c.feedback_count)
+            if c.shadow_drops:
+                drops.add_metric([service, release], c.shadow_drops)
+            running, buckets = 0, []
+            for bound, count in zip(_BOUNDS_S, c.histogram, strict=False):
+                running += count
+                buckets.append((_fmt(bound), float(running)))
+            buckets.append(("+Inf", float(sum(c.histogram))))
+            latency.add_metric(values, buckets, c.latency_ms_sum / 1000.0)
+        yield from (requests, errors, rejected, fallbacks, flags, tokens, drops)
+        yield from (feedback_sum, feedback_count, latency)
+
+        generation = GaugeMetricFamily(
+            "airlock_gateway_plan_generation",
+            "Generation of the served traffic plan.",
+            labels=["service"],
+        )
+        weight = GaugeMetricFamily(
+            "airlock_gateway_release_weight_bp",
+            "Share of user traffic per release in basis points (shadows: 0).",
+            labels=["service", "release", "role"],
+        )
+        for name, plan in sorted(self.plans().items()):
+            generation.add_metric([name], plan.generation)
+            weight.add_metric([name, plan.stable, "stable"], plan.stable_weight())
+            for cand in plan.candidates:
+                weight.add_metric([name, cand.release, "candidate"], cand.weight)
+            for s in plan.shadows:
+                weight.add_metric([name, s, "shadow"], 0)
+        depth = GaugeMetricFamily(
+            "airlock_gateway_shadow_queue_depth", "Shadow copies waiting to be sent."
+        )
+        depth.add_metric([], self.shadow_queue_depth())
+        yield from (generation, weight, depth)
+
+
+def _fmt(bound: float) -> str:
+    return f"{bound:.6g}"
+
+
+def make_registry(collector: GatewayCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)
+
+
+__all__ = ["CONTENT_TYPE", "GatewayCollector", "make_registry", "render"]

@@ -1,0 +1,55 @@
+"""Wire a gateway to a workspace and run it: ``airlock gateway`` and embedding apps use this."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from airlock.gateway.app import create_app
+from airlock.gateway.core import Gateway, GatewaySettings
+from airlock.gateway.sync import CatalogSync
+from airlock.services.serving import Serving
+from airlock.services.workspace import Workspace
+
+
+def workspace_app(
+    workspace: Workspace,
+    *,
+    settings: GatewaySettings | None = None,
+    services: tuple[str, ...] | None = None,
+    interval: float = 1.0,
+) -> tuple[Starlette, Gateway, CatalogSync]:
+    """An ASGI app serving the workspace's services, synced with its catalog every ``interval``."""
+    serving = Serving(workspace)
+    gateway = Gateway(serving.loader().load, settings)
+    sync = CatalogSync(gateway, serving, interval=interval, services=services)
+    app = create_app(gateway, on_startup=[sync.start], on_shutdown=[sync.stop])
+    app.state.sync = sync
+    return app, gateway, sync
+
+
+def run(
+    workspace: Workspace,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: GatewaySettings | None = None,
+    services: tuple[str, ...] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve until interrupted (uvicorn with uvloop and httptools when installed)."""
+    import uvicorn
+
+    app, _, _ = workspace_app(workspace, settings=settings, services=services)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        loop="auto",
+        http="auto",
+        timeout_graceful_shutdown=10,
+    )
+
+
+__all__ = ["run", "workspace_app"]

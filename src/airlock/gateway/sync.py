@@ -1,0 +1,204 @@
+"""Keep a gateway in step with the catalog: plans in, telemetry out, every second.
+
+``CatalogSync`` runs beside the gateway on its event loop:
+
+* at start it loads every service's plan and opt-out list (a service whose
+  releases cannot be loaded — e.g. a tampered blob — is logged and skipped,
+  the others are served);
+* each tick it flushes the telemetry and shadow samples gathered since the last
+  tick to the catalog, and polls the services' plan generations: a changed
+  plan is loaded (verified, in a worker thread) and swapped in atomically.
+  Catalog work runs in worker threads, never on the event loop;
+* a plan change made through the same :class:`Serving` object in this process
+  is applied at once, without waiting for the tick;
+* on PostgreSQL it also LISTENs on the plan channel, so a plan committed by
+  another process (the controller, another replica's API) is applied as soon
+  as it commits, not at the next tick; the tick stays as the safety net.
+
+A flush that fails (database down) keeps its records and retries on the next
+tick, up to ``backlog`` records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from airlock.catalog.serving import PLAN_CHANNEL
+from airlock.core.telemetry import ShadowSample, TelemetryRecord
+from airlock.core.traffic import TrafficPlan
+from airlock.errors import AirlockError
+from airlock.gateway.core import Gateway
+from airlock.services.serving import Serving
+
+log = logging.getLogger("airlock.gateway.sync")
+
+
+class CatalogSync:
+    def __init__(
+        self,
+        gateway: Gateway,
+        serving: Serving,
+        *,
+        interval: float = 1.0,
+        services: tuple[str, ...] | None = None,
+        backlog: int = 10_000,
+    ) -> None:
+        self.gateway = gateway
+        self.serving = serving
+        self.interval = interval
+        self.only = set(services) if services else None
+        self.backlog = backlog
+        self._records: list[TelemetryRecord] = []
+        self._samples: list[ShadowSample] = []
+        self._known: dict[str, int] = {}
+        self._failed: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._refreshing = asyncio.Lock()
+        self.notifications = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.flushes = 0
+
+    def _wanted(self, name: str) -> bool:
+        return self.only is None or name in self.only
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.serving.subscribe(self._on_plan)
+        await self.refresh()
+        self._task = asyncio.create_task(self._run(), name="airlock-catalog-sync")
+        if self.serving.db.dialect == "postgresql":
+            self._listener = asyncio.create_task(self._listen(), name="airlock-plan-listener")
+
+    async def stop(self) -> None:
+        for task in (self._listener, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._listener = None
+        await self.flush()
+
+    async def _listen(self) -> None:
+        """Refresh the moment another process commits a plan (PostgreSQL LISTEN/NOTIFY)."""
+        import psycopg
+
+        url = self.serving.db.engine.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        delay = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {PLAN_CHANNEL}")
+                    delay = 0.5
+                    async for _ in conn.notifies():
+                        self.notifications += 1
+                        await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any connection failure: back off, the tick still polls
+                log.warning(
+                    "plan listener lost its connection (%s); retrying in %.1f s", exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("catalog sync failed; retrying in %.1f s", self.interval)
+
+    async def tick(self) -> None:
+        await self.flush()
+        await self.refresh()
+
+    async def flush(self) -> None:
+        """Write the telemetry and shadow samples gathered since the last flush."""
+        self._records.extend(self.gateway.telemetry.drain())
+        self._samples.extend(self.gateway.drain_shadow_samples())
+        if not self._records and not self._samples:
+            return
+        records, samples = self._records, self._samples
+        self._records, self._samples = [], []
+        try:
+            await asyncio.to_thread(
+                self.serving.flush, records, samples, gateway=self.gateway.settings.gateway_id
+            )
+            self.flushes += 1
+        except AirlockError as exc:
+            log.warning("telemetry flush failed (%s); keeping %d records", exc, len(records))
+            self._records = (records + self._records)[-self.backlog :]
+            self._samples = (samples + self._samples)[-self.backlog :]
+
+    async def refresh(self) -> None:
+        """Apply every plan whose generation changed in the catalog, and opt-out lists."""
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        generations = await asyncio.to_thread(self.serving.generations)
+        changed = [
+            name
+            for name, gen in generations.items()
+            if self._wanted(name) and self._known.get(name) != gen and self._failed.get(name) != gen
+        ]
+        if not changed:
+            return
+        views = await asyncio.to_thread(lambda: [self.serving.get(n) for n in changed])
+        for view in views:
+            try:
+                await self.gateway.apply_plan(view.plan)
+                self.gateway.set_opt_outs(view.name, view.opt_outs)
+            except AirlockError as exc:
+                self._failed[view.name] = view.plan.generation
+                log.error(
+                    "cannot serve %s generation %d: %s (%s)",
+                    view.name,
+                    view.plan.generation,
+                    exc.message,
+                    exc.hint,
+                )
+                continue
+            self._known[view.name] = view.plan.generation
+            self._failed.pop(view.name, None)
+
+    def _on_plan(self, plan: TrafficPlan) -> None:
+        """A plan committed in this process: apply it now (from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self._wanted(plan.service):
+            return
+
+        def schedule() -> None:
+            task = loop.create_task(self._apply(plan))
+            self.gateway._tasks.add(task)
+            task.add_done_callback(self.gateway._tasks.discard)
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            schedule()
+        else:
+            loop.call_soon_threadsafe(schedule)
+
+    async def _apply(self, plan: TrafficPlan) -> None:
+        try:
+            await self.gateway.apply_plan(plan)
+            self._known[plan.service] = max(self._known.get(plan.service, -1), plan.generation)
+            if plan.generation == 0:
+                view = await asyncio.to_thread(self.serving.get, plan.service)
+                self.gateway.set_opt_outs(plan.service, view.opt_outs)
+        except AirlockError as exc:
+            log.error("cannot serve %s generation %d: %s", plan.service, plan.generation, exc)
+
+
+__all__ = ["CatalogSync"]

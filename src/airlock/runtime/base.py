@@ -1,0 +1,139 @@
+"""The one protocol every model back end speaks, and the values that cross it.
+
+A :class:`Runtime` answers a :class:`GenerationRequest` whole (``generate``) or
+piece by piece (``stream``: :class:`Delta` values, the last one carrying the
+finished :class:`Completion`). The gateway owns timeouts, fallback, guardrails
+and telemetry; a runtime only generates, and reports failures as
+:class:`RuntimeFailure` with a ``kind`` the telemetry counts by::
+
+    ServiceUnavailable (errors.py)
+     └── RuntimeFailure        502  the release could not answer (kind: upstream_5xx,
+          │                         upstream_4xx, connect, bad_response, model_error,
+          │                         injected, stream_interrupted)
+          └── RuntimeTimeout   504  no answer within the release's timeout (kind: timeout)
+
+A request the *client* got wrong (e.g. an upstream's 400) is ``InvalidInput``
+instead: it is not the release's fault and is never retried elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from airlock.core.prompting import DecodingParams
+from airlock.errors import ServiceUnavailable
+
+RequestKind = Literal["chat", "completion"]
+FinishReason = Literal["stop", "length", "content_filter"]
+
+FAILURE_KINDS = (
+    "timeout",
+    "connect",
+    "upstream_5xx",
+    "upstream_4xx",
+    "bad_response",
+    "model_error",
+    "injected",
+    "stream_interrupted",
+)
+
+
+class RuntimeFailure(ServiceUnavailable):
+    """A release failed to answer; ``kind`` says how (one of ``FAILURE_KINDS``)."""
+
+    status = 502
+    code = "runtime_failure"
+
+    def __init__(self, message: str, *, kind: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind
+
+
+class RuntimeTimeout(RuntimeFailure):
+    status = 504
+    code = "runtime_timeout"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, kind="timeout", hint=hint)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One request, already shaped for a release.
+
+    ``messages`` are the OpenAI chat messages (chat requests; the release's system
+    prompt applied), ``prompt`` is the text a completion model continues (the
+    release's template applied). ``params`` are the merged decoding parameters;
+    ``forward`` are the OpenAI fields an upstream server should receive (the
+    request's own plus the release's defaults), so an upstream keeps its own
+    defaults for anything neither names.
+    """
+
+    kind: RequestKind
+    prompt: str
+    params: DecodingParams
+    messages: tuple[Mapping[str, Any], ...] = ()
+    forward: Mapping[str, Any] = field(default_factory=dict)
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: FinishReason = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of streamed text; the last delta of a stream carries ``final``."""
+
+    text: str
+    final: Completion | None = None
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A loaded model that answers requests. One instance serves many requests at once."""
+
+    kind: str
+
+    async def generate(self, request: GenerationRequest) -> Completion: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def count_tokens(text: str) -> int:
+    """A cheap token estimate (words and punctuation) for back ends that report none."""
+    if not text:
+        return 0
+    count, in_word = 0, False
+    for ch in text:
+        if ch.isalnum():
+            if not in_word:
+                count += 1
+                in_word = True
+        else:
+            in_word = False
+            if not ch.isspace():
+                count += 1
+    return count
+
+
+__all__ = [
+    "FAILURE_KINDS",
+    "Completion",
+    "Delta",
+    "FinishReason",
+    "GenerationRequest",
+    "RequestKind",
+    "Runtime",
+    "RuntimeFailure",
+    "RuntimeTimeout",
+    "count_tokens",
+]

@@ -1,0 +1,156 @@
+"""Turn a folder into stored blobs and manifest file entries.
+
+Scanning validates every path before a byte is stored (so a rejected folder
+leaves nothing behind). Storing hashes each file while copying it, one read
+pass, with one worker thread per core across files: hashlib and file I/O
+release the GIL on large buffers, so two cores hash two shards at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from airlock.core.digest import Digest
+from airlock.core.manifest import FileEntry, FileFormat
+from airlock.core.names import check_relative_path
+from airlock.errors import InvalidInput, NotFound, UnsafeArtifact
+from airlock.formats import inspect_file, media_type_for
+from airlock.services.hashcache import HashCache
+from airlock.store import BlobStore
+
+SKIP_DIRS = {".git", ".airlock", "__pycache__"}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    rel: str
+    path: Path  # resolved, inside the folder
+    size: int
+    stat: os.stat_result
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    entries: tuple[FileEntry, ...]
+    new_blobs: tuple[Digest, ...]  # blobs this ingest added to the store
+    bytes_total: int
+    bytes_read: int  # bytes actually read (cache misses)
+    bytes_new: int  # bytes newly stored
+
+
+def scan_folder(folder: Path) -> list[SourceFile]:
+    """Every file under ``folder`` with a validated relative POSIX path.
+
+    Symbolic links are followed only when they resolve inside the folder.
+    """
+    if not folder.exists():
+        raise NotFound(f"no such file or folder: {folder}", hint="check the PATH argument")
+    root = folder.resolve()
+    if root.is_file():
+        st = root.stat()
+        return [SourceFile(check_relative_path(root.name), root, st.st_size, st)]
+    found: list[SourceFile] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for d in list(dirnames):
+            full = Path(dirpath, d)
+            if full.is_symlink():
+                _inside(root, full)  # raises if it escapes
+                dirnames.remove(d)
+                # a linked directory inside the folder is walked where it really is
+        for name in sorted(filenames):
+            full = Path(dirpath, name)
+            rel = full.relative_to(root).as_posix()
+            check_relative_path(rel)
+            target = _inside(root, full) if full.is_symlink() else full
+            if not target.is_file():
+                raise InvalidInput(
+                    f"{rel} is not a regular file", hint="remove sockets, pipes or broken links"
+                )
+            st = target.stat()
+            found.append(SourceFile(rel, target, st.st_size, st))
+    if not found:
+        raise InvalidInput(f"{folder} holds no files", hint="point PATH at a model folder")
+    return found
+
+
+def _inside(root: Path, link: Path) -> Path:
+    target = link.resolve()
+    if not target.is_relative_to(root):
+        rel = link.relative_to(root).as_posix()
+        raise InvalidInput(
+            f"symbolic link {rel} points outside the release folder (to {target})",
+            hint="copy the file into the folder or remove the link",
+        )
+    return target
+
+
+def inspect_formats(files: list[SourceFile], *, allow_pickle: bool) -> dict[str, FileFormat]:
+    formats: dict[str, FileFormat] = {}
+    for f in files:
+        fmt = inspect_file(f.path, f.rel)
+        if fmt is not None:
+            formats[f.rel] = fmt
+    unsafe = [rel for rel, fmt in formats.items() if fmt.unsafe]
+    if unsafe and not allow_pickle:
+        raise UnsafeArtifact(
+            f"{len(unsafe)} pickle-based file(s) can run code when loaded: {', '.join(unsafe[:5])}",
+        )
+    return formats
+
+
+def store_files(
+    store: BlobStore,
+    files: list[SourceFile],
+    formats: dict[str, FileFormat],
+    *,
+    workers: int,
+    cache: HashCache | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Hash and store every file (in parallel); skip files the cache and store already know."""
+
+    def one(f: SourceFile) -> tuple[FileEntry, bool, int]:
+        digest = cache.get(f.path, f.stat) if cache else None
+        new = False
+        read = 0
+        if digest is None or not store.has(digest):
+            with f.path.open("rb", buffering=0) as stream:
+                digest, new = store.ingest(stream, on_bytes=on_bytes)
+            read = f.size
+        elif on_bytes is not None:
+            on_bytes(f.size)
+        if cache is not None:
+            cache.put(f.path, f.stat, digest)
+        entry = FileEntry(
+            path=f.rel,
+            digest=digest,
+            size=f.size,
+            media_type=media_type_for(f.rel),
+            format=formats.get(f.rel),
+        )
+        return entry, new, read
+
+    results: list[tuple[FileEntry, bool, int]]
+    if workers <= 1 or len(files) <= 1:
+        results = [one(f) for f in files]
+    else:
+        # Largest first so the last file to finish is a small one.
+        order = sorted(files, key=lambda f: -f.size)
+        with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
+            by_rel = {e.path: (e, new, read) for e, new, read in pool.map(one, order)}
+        results = [by_rel[f.rel] for f in files]
+    entries = tuple(r[0] for r in results)
+    new = tuple(dict.fromkeys(r[0].digest for r in results if r[1]))
+    new_sizes = {r[0].digest: r[0].size for r in results if r[1]}
+    return IngestResult(
+        entries=entries,
+        new_blobs=new,
+        bytes_total=sum(e.size for e in entries),
+        bytes_read=sum(r[2] for r in results),
+        bytes_new=sum(new_sizes.values()),
+    )

@@ -1,0 +1,569 @@
+"""The registry: push, resolve, show, diff, alias moves, pull and verify.
+
+Every mutation runs in one catalog transaction together with its audit event.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from airlock import audit
+from airlock.catalog import aliases as alias_sql
+from airlock.catalog import events as event_sql
+from airlock.catalog import releases as release_sql
+from airlock.catalog.aliases import AliasMove, AliasRow
+from airlock.catalog.releases import ModelRow, ReleaseRow
+from airlock.core.diff import ManifestDiff, diff_manifests
+from airlock.core.digest import Digest, parse_digest, short
+from airlock.core.documents import validation_message
+from airlock.core.manifest import (
+    CodeRef,
+    Component,
+    Dataset,
+    Lineage,
+    Manifest,
+    Notes,
+)
+from airlock.core.names import check_alias, check_name
+from airlock.core.refs import ReleaseRef, parse_ref
+from airlock.core.roles import Action
+from airlock.core.semver import Version
+from airlock.errors import Conflict, IntegrityError, InvalidInput, NotFound, PolicyViolation
+from airlock.services.access import authorize
+from airlock.services.hashcache import HashCache
+from airlock.services.identity import Actor
+from airlock.services.ingest import SourceFile, inspect_formats, scan_folder, store_files
+from airlock.services.push_inputs import WELL_KNOWN_COMPONENTS
+from airlock.services.workspace import Workspace
+
+if TYPE_CHECKING:
+    from airlock.core.policy import Verdict
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    ref: str
+    digest: Digest
+    created: bool  # False: the same content was already this version (a no-op)
+    files: int
+    bytes_total: int
+    bytes_read: int
+    bytes_new: int
+    seconds: float
+    manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseView:
+    row: ReleaseRow
+    manifest: Manifest
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AliasResult:
+    model: str
+    alias: str
+    from_version: str | None
+    to_version: str
+    moved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    checked: int
+    bytes: int
+    damaged: dict[str, list[str]] = field(default_factory=dict)  # digest -> users
+    missing: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.missing
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    ref: str
+    dest: Path
+    files: int
+    bytes: int
+
+
+class Registry:
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.db = workspace.db
+        self.store = workspace.store
+
+    # -- reading ---------------------------------------------------------------
+    def resolve(self, ref: str) -> ReleaseRow:
+        with self.db.read() as conn:
+            return self._resolve(conn, ref)
+
+    def resolve_in(self, conn: Connection, ref: str) -> ReleaseRow:
+        """``resolve`` on the caller's connection (inside its transaction)."""
+        return self._resolve(conn, ref)
+
+    def _resolve(self, conn: Connection, text: str) -> ReleaseRow:
+        ref = parse_ref(text)
+        if ref.kind == "digest":
+            return self._by_digest(conn, ref)
+        assert ref.name is not None
+        if release_sql.model_id(conn, ref.name) is None:
+            raise NotFound(f"no model named {ref.name!r}", hint="run `airlock ls` to list models")
+        if ref.kind == "version":
+            assert ref.selector is not None
+            row = release_sql.by_version(conn, ref.name, ref.selector)
+            if row is None:
+                known = ", ".join(v for v in self._versions(conn, ref.name)[-8:]) or "none"
+                raise NotFound(
+                    f"no release {ref.name}@{ref.selector}",
+                    hint=f"versions of {ref.name}: {known}",
+                )
+            return row
+        if ref.kind == "latest":
+            rows = release_sql.of_model(conn, ref.name)
+            if not rows:
+                raise NotFound(f"model {ref.name!r} has no releases yet")
+            return max(rows, key=lambda r: _latest_key(Version.parse(r.version)))
+        assert ref.selector is not None
+        mid = release_sql.model_id(conn, ref.name)
+        assert mid is not None
+        alias = alias_sql.get(conn, mid, ref.selector)
+        if alias is None:
+            names = ", ".join(a.name for a in alias_sql.of_model(conn, mid)) or "none"
+            raise NotFound(
+                f"{ref.name} has no alias or version {ref.selector!r}",
+                hint=f"aliases of {ref.name}: {names}",
+            )
+        row = release_sql.by_id(conn, alias.release_id)
+        assert row is not None
+        return row
+
+    def _by_digest(self, conn: Connection, ref: ReleaseRef) -> ReleaseRow:
+        assert ref.selector is not None
+        rows = release_sql.by_digest_prefix(conn, ref.selector)
+        if not rows:
+            raise NotFound(f"no release with digest {ref.selector}")
+        if len(rows) > 1:
+            listed = ", ".join(f"{r.ref} ({short(r.digest)})" for r in rows)
+            raise InvalidInput(
+                f"digest prefix {ref.selector} is ambiguous: {listed}",
+                hint="give more characters of the digest",
+            )
+        return rows[0]
+
+    def _versions(self, conn: Connection, name: str) -> list[str]:
+        return sorted(
+            (r.version for r in release_sql.of_model(conn, name)), key=lambda v: Version.parse(v)
+        )
+
+    def show(self, ref: str) -> ReleaseView:
+        with self.db.read() as conn:
+            row = self._resolve(conn, ref)
+            mid = release_sql.model_id(conn, row.model)
+            names = tuple(a.name for a in alias_sql.of_model(conn, mid) if a.release_id == row.id)
+        return ReleaseView(row, row.manifest(), names)
+
+    def manifest(self, ref: str) -> Manifest:
+        return self.resolve(ref).manifest()
+
+    def models(self) -> list[ModelRow]:
+        with self.db.read() as conn:
+            return release_sql.list_models(conn)
+
+    def releases(self, model: str) -> list[ReleaseRow]:
+        with self.db.read() as conn:
+            if release_sql.model_id(conn, model) is None:
+                raise NotFound(f"no model named {model!r}")
+            rows = release_sql.of_model(conn, model)
+        return sorted(rows, key=lambda r: Version.parse(r.version))
+
+    def aliases(self, model: str | None = None) -> list[AliasRow]:
+        with self.db.read() as conn:
+            mid = None
+            if model is not None:
+                mid = release_sql.model_id(conn, model)
+                if mid is None:
+                    raise NotFound(f"no model named {model!r}")
+            return alias_sql.of_model(conn, mid)
+
+    def diff(self, old: str, new: str) -> tuple[ManifestDiff, Manifest, Manifest]:
+        a, b = self.manifest(old), self.manifest(new)
+        return diff_manifests(a, b), a, b
+
+    # -- pushing -----------------------------------------------------------------
+    def push(
+        self,
+        path: Path | Sequence[SourceFile],
+        *,
+        name: str,
+        version: str,
+        actor: Actor,
+        notes: Notes | None = None,
+        datasets: Sequence[Dataset] = (),
+        components: Mapping[str, str] | None = None,
+        parent: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        code: CodeRef | None = None,
+        training_config: Mapping[str, Any] | None = None,
+        allow_pickle: bool = False,
+        on_start: Callable[[int], None] | None = None,
+        on_bytes: ProgressFn | None = None,
+    ) -> PushResult:
+        """Store a folder, one file, or listed source files as release ``name@version``.
+
+        Everything that can be checked is checked before a byte is stored; if
+        the push fails after storing, the blobs it added are removed again.
+        """
+        started = time.perf_counter()
+        check_name(name)
+        version = str(Version.parse(version))
+        authorize(self.db, actor, Action.RELEASE_PUSH, f"{name}@{version}")
+        files = scan_folder(path) if isinstance(path, Path) else list(path)
+        formats = inspect_formats(files, allow_pickle=allow_pickle)
+        rels = {f.rel for f in files}
+        with self.db.read() as conn:
+            comps = self._components(conn, rels, dict(components or {}))
+            parent_ref = self._resolve(conn, parent).ref if parent else None
+        if on_start is not None:
+            on_start(sum(f.size for f in files))
+        cache = HashCache(self.ws.cache_dir / "hashes.json")
+        ingest = store_files(
+            self.store,
+            files,
+            formats,
+            workers=self.ws.settings.worker_count,
+            cache=cache,
+            on_bytes=on_bytes,
+        )
+        added = list(ingest.new_blobs)
+        try:
+            manifest = _build_manifest(
+                name=name,
+                version=version,
+                files=ingest.entries,
+                components=comps,
+                lineage=Lineage(
+                    datasets=tuple(datasets),
+                    code=code,
+                    training_config=dict(training_config or {}),
+                    parent=parent_ref,
+                ),
+                metrics=dict(metrics or {}),
+                notes=notes or Notes(),
+                author=actor.name,
+            )
+            canonical = manifest.canonical()
+            manifest_blob, manifest_new = self.store.ingest(_bytes_stream(canonical))
+            if manifest_new:
+                added.append(manifest_blob)
+            created = self._record_push(manifest, canonical.decode("utf-8"), actor)
+        except BaseException:
+            self._discard(added)
+            raise
+        cache.save()
+        if not created:
+            self._discard(added)  # the same content was already there under this version
+        existing = manifest if created else self.resolve(f"{name}@{version}").manifest()
+        return PushResult(
+            ref=existing.ref,
+            digest=existing.digest(),
+            created=created,
+            files=len(ingest.entries),
+            bytes_total=ingest.bytes_total,
+            bytes_read=ingest.bytes_read,
+            bytes_new=ingest.bytes_new,
+            seconds=time.perf_counter() - started,
+            manifest=existing,
+        )
+
+    def _components(
+        self, conn: Connection, rels: set[str], given: dict[str, str]
+    ) -> dict[str, Component]:
+        comps: dict[str, Component] = {
+            role: Component(path=rel)
+            for rel, role in WELL_KNOWN_COMPONENTS.items()
+            if rel in rels and role not in given
+        }
+        for role, value in given.items():
+            check_name(role, "component role")
+            if value in rels:
+                comps[role] = Component(path=value)
+            elif value.startswith("sha256:"):
+                digest = parse_digest(value)
+                if not self.store.has(digest):
+                    raise NotFound(
+                        f"component {role}: blob {short(digest)} is not in the store",
+                        hint="push the file first, or name a file of the release folder",
+                    )
+                comps[role] = Component(digest=digest)
+            else:
+                try:
+                    comps[role] = Component(ref=self._resolve(conn, value).ref)
+                except (NotFound, InvalidInput) as exc:
+                    raise InvalidInput(
+                        f"component {role}={value}: not a file of the folder, a blob digest "
+                        f"or a release ({exc.message})",
+                        hint="use ROLE=path/in/folder, ROLE=sha256:<hex> or ROLE=model@version",
+                    ) from exc
+        return comps
+
+    def _record_push(self, manifest: Manifest, manifest_json: str, actor: Actor) -> bool:
+        with self.db.write() as conn:
+            # Under the audit lock (which garbage collection takes too), make sure
+            # every blob this release names is still there: an old orphan reused by
+            # this push could otherwise be collected between hashing and recording.
+            event_sql.lock_head(conn)
+            gone = [f.path for f in manifest.files if not self.store.has(f.digest)]
+            if gone or not self.store.has(manifest.digest()):
+                raise Conflict(
+                    f"blobs of {manifest.ref} vanished from the store while pushing "
+                    f"({', '.join(gone[:3]) or 'manifest'}): garbage collection ran meanwhile",
+                    hint="push again",
+                )
+            existing = release_sql.by_version(conn, manifest.name, manifest.version)
+            if existing is not None:
+                if existing.content_key == manifest.content_key():
+                    return False
+                raise Conflict(
+                    f"{manifest.ref} already exists with different content "
+                    f"({short(existing.digest)}); a version number is never reused",
+                    hint=f"push it as a new version, e.g. {_next_patch(manifest.version)}",
+                )
+            parent_id = None
+            if manifest.lineage.parent:
+                parent_id = self._resolve(conn, manifest.lineage.parent).id
+            release_sql.insert_release(conn, manifest, manifest_json, parent_id)
+            audit.append(
+                conn,
+                actor=actor.name,
+                action="release.push",
+                subject=manifest.ref,
+                details={
+                    "digest": manifest.digest(),
+                    "files": len(manifest.files),
+                    "bytes": manifest.total_size,
+                    "parameters": manifest.parameters,
+                    "has_pickle": manifest.has_pickle,
+                    "parent": manifest.lineage.parent,
+                },
+            )
+        return True
+
+    def _discard(self, digests: list[Digest]) -> None:
+        """Remove blobs a failed push added, unless some release uses them by now."""
+        if not digests:
+            return
+        with self.db.read() as conn:
+            used = release_sql.file_digests(conn) | release_sql.manifest_digests(conn)
+        for d in digests:
+            if d not in used:
+                self.store.delete(d)
+
+    # -- aliases -----------------------------------------------------------------
+    def set_alias(self, alias: str, ref: str, *, actor: Actor, reason: str) -> AliasResult:
+        check_alias(alias)
+        if not reason.strip():
+            raise InvalidInput("an alias move needs a reason", hint='add --reason "why this move"')
+        authorize(self.db, actor, Action.ALIAS_MOVE, f"{ref} -> {alias}")
+        with self.db.write() as conn:
+            row = self._resolve(conn, ref)
+            mid = release_sql.model_id(conn, row.model)
+            assert mid is not None
+            current = alias_sql.get(conn, mid, alias)
+            if current is not None and current.release_id == row.id:
+                return AliasResult(row.model, alias, row.version, row.version, moved=False)
+            # Decide under the audit lock: every approval, rejection or policy change
+            # appends an event, so none can land between this decision and the move.
+            event_sql.lock_head(conn)
+            from airlock.services.gate import gate  # policy + eval statistics: only here
+
+            verdict = gate(conn, row, alias)
+            if not verdict.ok:
+                audit.append(
+                    conn,
+                    actor=actor.name,
+                    action="policy.blocked",
+                    subject=f"{row.model}@{alias}",
+                    details={"action": "alias.move", "to": row.ref, **_blocked(verdict)},
+                )
+            else:
+                event = audit.append(
+                    conn,
+                    actor=actor.name,
+                    action="alias.move",
+                    subject=f"{row.model}@{alias}",
+                    details={
+                        "from": f"{row.model}@{current.version}" if current else None,
+                        "to": row.ref,
+                        "digest": row.digest,
+                        "reason": reason,
+                        **_passed(verdict),
+                    },
+                )
+                alias_sql.move(
+                    conn,
+                    model_id=mid,
+                    name=alias,
+                    from_release_id=current.release_id if current else None,
+                    to_release_id=row.id,
+                    actor=actor.name,
+                    reason=reason,
+                    at=datetime.now(UTC),
+                    event_seq=event.seq,
+                )
+        if not verdict.ok:  # the refusal is on the audit chain; now say which rules blocked
+            raise PolicyViolation(
+                verdict.summary(),
+                hint=f"run `airlock check {row.ref} --for {alias}` to see every rule",
+            )
+        return AliasResult(
+            row.model, alias, current.version if current else None, row.version, moved=True
+        )
+
+    def alias_history(self, model: str | None = None, alias: str | None = None) -> list[AliasMove]:
+        with self.db.read() as conn:
+            return alias_sql.history(conn, model=model, alias=alias)
+
+    # -- integrity -----------------------------------------------------------------
+    def verify(
+        self,
+        ref: str | None = None,
+        *,
+        on_start: Callable[[int], None] | None = None,
+        on_bytes: ProgressFn | None = None,
+    ) -> VerifyReport:
+        """Re-hash blobs (all of them, or one release's) and name each damaged one's users."""
+        with self.db.read() as conn:
+            if ref is None:
+                wanted: set[str] = set(self.store.digests())
+                referenced = release_sql.file_digests(conn) | release_sql.manifest_digests(conn)
+            else:
+                row = self._resolve(conn, ref)
+                referenced = release_sql.file_digests(conn, [row.id]) | {row.digest}
+                wanted = set(referenced)
+            missing_set = {d for d in referenced if not self.store.has(Digest(d))}
+            wanted -= missing_set
+            sizes = {d: self.store.size(Digest(d)) for d in wanted}
+            if on_start is not None:
+                on_start(sum(sizes.values()))
+
+            def check(d: str) -> tuple[str, bool]:
+                ok = self.store.verify(Digest(d))
+                if on_bytes is not None:
+                    on_bytes(sizes[d])
+                return d, ok
+
+            order = sorted(wanted, key=lambda d: -sizes[d])
+            workers = min(self.ws.settings.worker_count, max(1, len(order)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(check, order))
+            bad = sorted(d for d, ok in results if not ok)
+            damaged = self._users(conn, bad)
+            missing = self._users(conn, sorted(missing_set))
+        return VerifyReport(len(results), sum(sizes.values()), damaged, missing)
+
+    def _users(self, conn: Connection, digests: list[str]) -> dict[str, list[str]]:
+        users = release_sql.releases_using_blob(conn, digests)
+        for row in release_sql.all_releases(conn):
+            if row.digest in users:
+                users[row.digest].append(f"{row.ref} (manifest)")
+        return users
+
+    def pull(self, ref: str, dest: Path, *, on_bytes: ProgressFn | None = None) -> PullResult:
+        """Materialise a release at ``dest``, verifying every byte; all or nothing."""
+        row = self.resolve(ref)
+        manifest = row.manifest()
+        if manifest.digest() != row.digest:
+            raise IntegrityError(
+                f"the catalog's manifest of {row.ref} no longer matches its digest "
+                f"{short(row.digest)}: it was edited",
+                hint="restore the catalog from a backup; the store keeps the original manifest",
+            )
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise Conflict(
+                f"{dest} already exists and is not empty",
+                hint="choose a new destination folder",
+            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.pull-"))
+        try:
+            for entry in manifest.files:
+                target = staging / entry.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._copy_verified(entry.digest, target, on_bytes)
+            if dest.exists():
+                dest.rmdir()
+            staging.rename(dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return PullResult(row.ref, dest, len(manifest.files), manifest.total_size)
+
+    def _copy_verified(self, digest: Digest, target: Path, on_bytes: ProgressFn | None) -> None:
+        try:
+            with self.store.open(digest) as reader, target.open("wb") as out:
+                while chunk := reader.read(4 << 20):
+                    out.write(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"{exc.message}; refusing to materialise {target.name}",
+                hint="run `airlock verify` to see which releases use the damaged blob",
+            ) from exc
+
+
+def _build_manifest(**fields: Any) -> Manifest:
+    from pydantic import ValidationError
+
+    try:
+        return Manifest(created_at=datetime.now(UTC), **fields)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid release: {validation_message(exc, 'release')}") from exc
+
+
+def _bytes_stream(data: bytes) -> Any:
+    import io
+
+    return io.BytesIO(data)
+
+
+def _blocked(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "stage": verdict.stage,
+        "policy_version": verdict.policy_version,
+        "failed": [{"rule": r.rule, "why": r.why} for r in verdict.failures],
+    }
+
+
+def _passed(verdict: Verdict) -> dict[str, Any]:
+    if verdict.policy_version is None:
+        return {}
+    return {
+        "policy_version": verdict.policy_version,
+        "risk_classes": [m.name for m in verdict.risk],
+    }
+
+
+def _latest_key(v: Version) -> tuple[int, Version]:
+    # Prefer the highest final release over any pre-release.
+    return (0 if v.prerelease else 1, v)
+
+
+def _next_patch(version: str) -> str:
+    v = Version.parse(version)
+    return f"{v.major}.{v.minor}.{v.patch + 1}"

@@ -1,0 +1,283 @@
+"""Serving: services, their traffic plans and opt-outs, and the telemetry gateways flush.
+
+A service is a named endpoint (``chat``) with a :class:`TrafficPlan`. Every plan
+change is one transaction: compare-and-swap on the plan's generation (a plan
+derived from a stale one is refused with ``Conflict``), a row in the plan
+history and an audit event. The releases a plan names are resolved and stored
+as exact ``name@version`` references, so an alias moving later never changes
+what a plan serves. After the commit, in-process listeners (a gateway in the
+same process) get the new plan; gateways elsewhere see it by polling
+``generations()`` every second.
+
+Telemetry flushes are measurements, not decisions: they are written without an
+audit event (one a second per gateway would drown the log in noise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from airlock import audit
+from airlock.catalog import serving as sql
+from airlock.catalog.serving import PlanChange
+from airlock.core.analysis import ReleaseWindow
+from airlock.core.digest import Digest
+from airlock.core.names import check_name
+from airlock.core.telemetry import ShadowSample, TelemetryRecord, Traffic
+from airlock.core.traffic import TrafficPlan, WeightedRelease
+from airlock.errors import Conflict, InvalidInput, NotFound
+from airlock.runtime.loader import ReleaseLoader
+from airlock.services.identity import Actor
+from airlock.services.registry import Registry
+from airlock.services.workspace import Workspace
+
+PlanListener = Callable[[TrafficPlan], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    name: str
+    plan: TrafficPlan
+    opt_outs: tuple[str, ...]
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+
+
+class Serving:
+    def __init__(self, workspace: Workspace, *, registry: Registry | None = None) -> None:
+        self.ws = workspace
+        self.db = workspace.db
+        self.registry = registry or Registry(workspace)
+        self._listeners: list[PlanListener] = []
+
+    # -- listeners ---------------------------------------------------------------------
+    def subscribe(self, listener: PlanListener) -> None:
+        """Call ``listener(plan)`` after every committed plan change made through this object."""
+        self._listeners.append(listener)
+
+    def _notify(self, plan: TrafficPlan) -> None:
+        for listener in list(self._listeners):
+            listener(plan)
+
+    # -- reading ------------------------------------------------------------------------
+    def get(self, name: str) -> ServiceView:
+        with self.db.read() as conn:
+            row = _require(conn, name)
+            users = sql.opt_outs(conn, row.id).get(row.id, [])
+        return _view(row, users)
+
+    def all(self) -> list[ServiceView]:
+        with self.db.read() as conn:
+            rows = sql.all_services(conn)
+            users = sql.opt_outs(conn)
+        return [_view(r, users.get(r.id, [])) for r in rows]
+
+    def plan(self, name: str) -> TrafficPlan:
+        return self.get(name).plan
+
+    def generations(self) -> dict[str, int]:
+        with self.db.read() as conn:
+            return sql.generations(conn)
+
+    def history(self, name: str) -> list[PlanChange]:
+        with self.db.read() as conn:
+            row = _require(conn, name)
+            return sql.plan_history(conn, row.id, row.name)
+
+    # -- changing -----------------------------------------------------------------------
+    def create(self, name: str, stable: str, *, actor: Actor, reason: str = "") -> ServiceView:
+        """A new service serving ``stable`` to everyone (plan generation 0)."""
+        check_name(name, "service name")
+        with self.db.write() as conn:
+            if sql.get(conn, name) is not None:
+                raise Conflict(
+                    f"service {name!r} already exists",
+                    hint=f"see it with `airlock service show {name}`",
+                )
+            stable_ref = self.registry._resolve(conn, stable).ref
+            plan = TrafficPlan.all_stable(name, stable_ref)
+            now = datetime.now(UTC)
+            sid = sql.insert_service(conn, plan, actor=actor.name, at=now)
+            event = audit.append(
+                conn,
+                actor=actor.name,
+                action="service.create",
+                subject=name,
+                details={"stable": stable_ref, "plan": plan.to_dict(), "reason": reason},
+            )
+            sql.record_plan(
+                conn,
+                sid,
+                plan,
+                actor=actor.name,
+                reason=reason or "create",
+                at=now,
+                event_seq=event.seq,
+            )
+        self._notify(plan)
+        return self.get(name)
+
+    def set_plan(self, plan: TrafficPlan, *, actor: Actor, reason: str) -> TrafficPlan:
+        """Store ``plan`` (generation = stored + 1), audit it and tell listeners."""
+        with self.db.write() as conn:
+            stored = apply_plan(conn, self.registry, plan, actor=actor, reason=reason)
+        self._notify(stored)
+        return stored
+
+    def set_opt_out(self, name: str, user: str, *, actor: Actor, opted_out: bool = True) -> bool:
+        """Keep ``user`` on the stable release of ``name`` (or let them back into rollouts)."""
+        if not user or len(user) > 256:
+            raise InvalidInput("a user key must be 1 to 256 characters")
+        with self.db.write() as conn:
+            row = _require(conn, name)
+            changed = sql.set_opt_out(
+                conn, row.id, user, opted_out=opted_out, actor=actor.name, at=datetime.now(UTC)
+            )
+            if changed:
+                audit.append(
+                    conn,
+                    actor=actor.name,
+                    action="service.opt_out" if opted_out else "service.opt_in",
+                    subject=name,
+                    details={"user": user},
+                )
+        return changed
+
+    # -- telemetry ----------------------------------------------------------------------
+    def flush(
+        self,
+        records: Sequence[TelemetryRecord],
+        samples: Sequence[ShadowSample] = (),
+        *,
+        gateway: str,
+    ) -> None:
+        """Write one flush of a gateway's telemetry and shadow samples (one transaction)."""
+        if not records and not samples:
+            return
+        with self.db.write() as conn:
+            sql.insert_telemetry(conn, records, gateway=gateway)
+            sql.insert_shadow_samples(conn, samples)
+
+    def telemetry(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        traffic: Traffic = "live",
+    ) -> dict[str, TelemetryRecord]:
+        """Per release: every gateway's records in [since, until) added up."""
+        with self.db.read() as conn:
+            _require(conn, name)
+            rows = sql.telemetry(conn, name, since=since, until=until)
+        out: dict[str, TelemetryRecord] = {}
+        for r in rows:
+            if r.traffic == traffic:
+                out[r.release] = out[r.release] + r if r.release in out else r
+        return out
+
+    def windows(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        traffic: Traffic = "live",
+    ) -> dict[str, ReleaseWindow]:
+        """What the rollout analysis reads: one ``ReleaseWindow`` per release."""
+        records = self.telemetry(name, since=since, until=until, traffic=traffic)
+        return {release: r.window() for release, r in records.items()}
+
+    def shadow_samples(self, name: str, *, limit: int = 100) -> list[ShadowSample]:
+        with self.db.read() as conn:
+            return sql.recent_shadow_samples(conn, name, limit=limit)
+
+    # -- loading --------------------------------------------------------------------------
+    def resolve(self, ref: str) -> tuple[str, Digest]:
+        row = self.registry.resolve(ref)
+        return row.ref, row.digest
+
+    def loader(self, *, scratch_dir: Path | None = None) -> ReleaseLoader:
+        """A loader that reads releases of this workspace through its verifying store."""
+        scratch = scratch_dir or self.ws.cache_dir / "serving"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return ReleaseLoader(self.ws.store, self.resolve, scratch_dir=scratch)
+
+
+def apply_plan(
+    conn: Connection, registry: Registry, plan: TrafficPlan, *, actor: Actor, reason: str
+) -> TrafficPlan:
+    """Store a new plan inside the caller's write transaction (the controller composes this).
+
+    The plan's releases are resolved to exact versions; its generation must be the
+    stored one + 1, else ``Conflict`` (someone else changed the plan meanwhile).
+    """
+    if not reason.strip():
+        raise InvalidInput("a plan change needs a reason", hint='add --reason "why"')
+    row = _require(conn, plan.service)
+    if plan.generation != row.generation + 1:
+        raise Conflict(
+            f"{plan.service}: plan generation {plan.generation} does not follow the stored "
+            f"generation {row.generation}",
+            hint="derive the new plan from the current one (TrafficPlan.with_weights)",
+        )
+
+    def exact(ref: str) -> str:
+        return registry._resolve(conn, ref).ref
+
+    stored = TrafficPlan(
+        service=plan.service,
+        stable=exact(plan.stable),
+        candidates=tuple(WeightedRelease(exact(c.release), c.weight) for c in plan.candidates),
+        shadows=tuple(exact(s) for s in plan.shadows),
+        generation=plan.generation,
+    )
+    now = datetime.now(UTC)
+    previous = row.plan()
+    if not sql.swap_plan(
+        conn, row.id, stored, expected_generation=row.generation, actor=actor.name, at=now
+    ):
+        raise Conflict(f"{plan.service}: the plan changed while this change was being made")
+    event = audit.append(
+        conn,
+        actor=actor.name,
+        action="service.plan",
+        subject=plan.service,
+        details={"from": previous.to_dict(), "to": stored.to_dict(), "reason": reason},
+    )
+    sql.record_plan(
+        conn, row.id, stored, actor=actor.name, reason=reason, at=now, event_seq=event.seq
+    )
+    return stored
+
+
+def _require(conn: Connection, name: str) -> sql.ServiceRow:
+    row = sql.get(conn, name)
+    if row is None:
+        raise NotFound(
+            f"no service named {name!r}",
+            hint="run `airlock service ls`, or create it with `airlock service create NAME --stable REF`",
+        )
+    return row
+
+
+def _view(row: sql.ServiceRow, users: list[str]) -> ServiceView:
+    return ServiceView(
+        name=row.name,
+        plan=row.plan(),
+        opt_outs=tuple(users),
+        created_at=row.created_at,
+        created_by=row.created_by,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+    )
+
+
+__all__ = ["PlanListener", "ServiceView", "Serving", "apply_plan"]

@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages, a stylesheet and a little JavaScript (no build step)."""

@@ -1,0 +1,279 @@
+"""What each dashboard page shows, gathered from the services layer as plain values.
+
+The templates only format; every number and every decision comes from here,
+through the same services the CLI and the REST API call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airlock import audit
+from airlock.catalog.governance import ApprovalRow, EvalRunRow
+from airlock.core.diff import describe_component
+from airlock.core.digest import short
+from airlock.core.series import ReleaseSeries
+from airlock.core.traffic import BUCKETS, TrafficPlan
+from airlock.errors import AirlockError
+from airlock.services.governance import Governance
+from airlock.services.registry import Registry
+from airlock.services.rollouts import Rollouts, RolloutView
+from airlock.services.serving import ServiceView, Serving
+from airlock.services.timeline import Timeline, window
+from airlock.services.workspace import Workspace
+
+VERIFY_LIMIT = 512 * 1024 * 1024  # releases up to this size are re-hashed on page load
+LIVE_SPAN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    release: str
+    role: str  # stable | candidate
+    pct: float
+
+
+def split(plan: TrafficPlan) -> list[Slice]:
+    out = [Slice(c.release, "candidate", c.weight * 100 / BUCKETS) for c in plan.candidates]
+    return [Slice(plan.stable, "stable", plan.stable_weight() * 100 / BUCKETS), *out]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCard:
+    view: ServiceView
+    split: list[Slice]
+    rollout: RolloutView | None
+    last: RolloutView | None
+
+
+def overview(ws: Workspace, serving: Serving) -> dict[str, Any]:
+    rollouts = Rollouts(ws, serving=serving)
+    cards = []
+    for view in serving.all():
+        live = rollouts.active(view.name)
+        recent = rollouts.recent(view.name, limit=1)
+        cards.append(ServiceCard(view, split(view.plan), live, recent[0] if recent else None))
+    reg = Registry(ws)
+    aliases = reg.aliases()
+    models = [
+        {
+            "name": m.name,
+            "releases": m.release_count,
+            "aliases": {a.name: a.version for a in aliases if a.model == m.name},
+        }
+        for m in reg.models()
+    ]
+    return {"cards": cards, "models": models, "recent": rollouts.recent(None, limit=10)}
+
+
+def service_page(ws: Workspace, serving: Serving, name: str) -> dict[str, Any]:
+    view = serving.get(name)
+    rollouts = Rollouts(ws, serving=serving)
+    recent = rollouts.recent(name, limit=20)
+    current = rollouts.active(name) or (recent[0] if recent else None)
+    history = rollouts.history(current.id) if current else []
+    return {
+        "service": view,
+        "split": split(view.plan),
+        "rollout": current,
+        "history": list(reversed(history))[:40],
+        "rollouts": recent,
+        "plans": list(reversed(serving.history(name)))[:15],
+    }
+
+
+def _series_json(series: list[ReleaseSeries]) -> list[dict[str, Any]]:
+    return [
+        {
+            "release": s.release,
+            "traffic": s.traffic,
+            "totals": s.totals.to_dict(),
+            "points": [p.to_dict() for p in s.points],
+        }
+        for s in series
+    ]
+
+
+def live(ws: Workspace, serving: Serving, name: str) -> dict[str, Any]:
+    """What the service page polls: plan, rollout, newest verdict and recent telemetry."""
+    view = serving.get(name)
+    rollouts = Rollouts(ws, serving=serving)
+    current = rollouts.active(name)
+    if current is None:
+        recent = rollouts.recent(name, limit=1)
+        current = recent[0] if recent else None
+    now = datetime.now(UTC)
+    since = now - LIVE_SPAN
+    if current is not None:  # zoom in on a recent rollout: from a little before it started
+        since = max(since, current.created_at - timedelta(seconds=20))
+    w = window(since, now, step_seconds=2.0 if now - since <= timedelta(minutes=2) else 5.0)
+    series = Timeline(ws).series(name, w)
+    return {
+        "service": name,
+        "stable": view.plan.stable,
+        "split": [dataclasses.asdict(s) for s in split(view.plan)],
+        "generation": view.plan.generation,
+        "rollout": current.to_dict() if current else None,
+        "series": _series_json(series),
+        "now": now.isoformat(),
+    }
+
+
+def lineage_graph(reg: Registry, ref: str) -> dict[str, Any]:
+    """Columns for the lineage picture: datasets and code → release → components; parents."""
+    row = reg.resolve(ref)
+    m = row.manifest()
+    datasets = [
+        {"label": d.name, "detail": short(d.digest) if d.digest else (d.uri or "")}
+        for d in m.lineage.datasets
+    ]
+    if m.lineage.code and m.lineage.code.commit:
+        datasets.append({"label": "code", "detail": m.lineage.code.commit[:12]})
+    components = [
+        {"label": role, "detail": comp.ref or describe_component(comp)}
+        for role, comp in sorted(m.components.items())
+    ]
+    parents: list[dict[str, Any]] = []
+    seen = {row.ref}
+    parent = m.lineage.parent
+    while parent and parent not in seen and len(parents) < 6:
+        seen.add(parent)
+        try:
+            prow = reg.resolve(parent)
+        except AirlockError:
+            parents.append({"ref": parent, "digest": "", "missing": True})
+            break
+        parents.append({"ref": prow.ref, "digest": short(prow.digest), "missing": False})
+        parent = prow.manifest().lineage.parent
+    return {
+        "release": {"ref": row.ref, "digest": short(row.digest)},
+        "inputs": datasets,
+        "components": components,
+        "parents": parents,
+    }
+
+
+def _eval_rows(runs: list[EvalRunRow]) -> list[dict[str, Any]]:
+    out = []
+    for run in runs:
+        record = json.loads(run.result)
+        cmp = (record.get("comparison") or {}).get("pass_rate")
+        out.append(
+            {
+                "id": run.id,
+                "suite": run.suite,
+                "cases": run.cases,
+                "pass_rate": run.pass_rate,
+                "baseline": record.get("baseline"),
+                "baseline_pass_rate": run.baseline_pass_rate,
+                "delta": cmp.get("delta") if cmp else None,
+                "ci": (cmp.get("ci_low"), cmp.get("ci_high")) if cmp else None,
+                "p_value": run.p_value,
+                "actor": run.actor,
+                "at": run.finished_at,
+            }
+        )
+    return out
+
+
+def release_page(ws: Workspace, ref: str, *, verify: bool) -> dict[str, Any]:
+    from airlock.services.notes import ReleaseNotes
+
+    reg = Registry(ws)
+    gov = Governance(ws)
+    shown = reg.show(ref)
+    row = shown.row
+    summary = gov.summary(row.ref)
+    approvals: list[ApprovalRow] = list(summary.approvals)
+    integrity: dict[str, Any]
+    if verify or row.total_size <= VERIFY_LIMIT:
+        report = reg.verify(row.ref)
+        integrity = {
+            "checked": True,
+            "ok": report.ok,
+            "blobs": report.checked,
+            "bytes": report.bytes,
+            "damaged": sorted(report.damaged),
+            "missing": sorted(report.missing),
+        }
+    else:
+        integrity = {"checked": False}
+    checks = {}
+    for stage in ("stable", "production"):
+        try:
+            checks[stage] = gov.check(row.ref, stage)
+        except AirlockError:
+            continue
+    return {
+        "row": row,
+        "manifest": shown.manifest,
+        "aliases": shown.aliases,
+        "lineage": lineage_graph(reg, row.ref),
+        "evals": _eval_rows(list(summary.evals)),
+        "approvals": approvals,
+        "signatures": summary.signatures,
+        "integrity": integrity,
+        "checks": checks,
+        "notes": ReleaseNotes(ws).render(row.ref, stage="stable"),
+    }
+
+
+def model_page(ws: Workspace, name: str) -> dict[str, Any]:
+    reg = Registry(ws)
+    by_release: dict[int, list[str]] = {}
+    for a in reg.aliases(name):
+        by_release.setdefault(a.release_id, []).append(a.name)
+    releases = [
+        {"row": r, "aliases": by_release.get(r.id, []), "notes": r.manifest().notes.summary}
+        for r in reversed(reg.releases(name))
+    ]
+    return {"name": name, "releases": releases, "history": reg.alias_history(name)[-20:]}
+
+
+def audit_page(
+    ws: Workspace,
+    *,
+    action: str | None,
+    actor: str | None,
+    subject: str | None,
+    before_seq: int | None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """Newest events first, a page at a time, and the chain's verification."""
+    with ws.db.read() as conn:
+        report = audit.verify(conn)
+        stream = audit.entries(
+            conn,
+            action=action or None,
+            actor=actor or None,
+            subject_prefix=subject or None,
+            newest_first=True,
+        )
+        wanted = (e for e in stream if before_seq is None or e.seq < before_seq)
+        events = list(itertools.islice(wanted, limit + 1))
+    page = events[:limit]
+    return {
+        "report": report,
+        "events": page,
+        "more": len(events) > limit,
+        "next_before": page[-1].seq if len(events) > limit and page else None,
+        "filters": {"action": action or "", "actor": actor or "", "subject": subject or ""},
+    }
+
+
+__all__ = [
+    "ServiceCard",
+    "Slice",
+    "audit_page",
+    "live",
+    "model_page",
+    "overview",
+    "release_page",
+    "service_page",
+    "split",
+]

@@ -1,0 +1,57 @@
+"""Helpers shared by tests in every folder (a uniquely named module: each test folder
+may have its own ``conftest``, so ``from conftest import ...`` would be ambiguous)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+from typer.testing import CliRunner
+
+
+def write_model(
+    folder: Path, *, shards: int = 2, rows: int = 16, seed: int = 0, **extra: str
+) -> Path:
+    """A small but real model folder: safetensors shards, a config and any extra text files."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(shards):
+        tensors = {
+            f"layer{i}.weight": rng.standard_normal((rows, 8)).astype(np.float32),
+            f"layer{i}.bias": np.zeros(8, dtype=np.float16),
+        }
+        save_file(tensors, str(folder / f"model-{i:05d}-of-{shards:05d}.safetensors"))
+    (folder / "config.json").write_text('{"architecture": "tiny", "hidden": 8}')
+    for name, text in extra.items():
+        (folder / name.replace("__", "/")).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name.replace("__", "/")).write_text(text)
+    return folder
+
+
+class Cli:
+    """The real ``airlock`` CLI through Typer's runner, in a given workspace."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.runner = CliRunner()
+        self.env = {
+            "AIRLOCK_HOME": str(home),
+            "AIRLOCK_NO_PROGRESS": "1",
+            "AIRLOCK_USER": "alice",
+            "COLUMNS": "200",
+            **env,
+        }
+
+    def __call__(self, *args: str, ok: bool = True, user: str | None = None) -> Any:
+        from airlock.cli.main import app
+
+        env = dict(self.env)
+        if user:
+            env["AIRLOCK_USER"] = user
+        result = self.runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
+        if ok and result.exit_code != 0:
+            raise AssertionError(
+                f"airlock {' '.join(args)} exited {result.exit_code}:\n{result.output}"
+            )
+        return result

@@ -1,0 +1,147 @@
+"""The dashboard in headless Chromium (Debian's, driven by Playwright): sign in, watch a
+rollout in flight, take a screenshot, and roll it back with a click."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from airlock import scenario
+from airlock.demo import Demo, prepare
+from airlock.serve import AirlockApp, RunningServer, ServeSettings
+from airlock.services.controller import ControllerSettings
+from airlock.services.rollouts import Rollouts
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SLOW_CANARY = {
+    "strategy": "canary",
+    "steps": [{"weight_pct": 30, "bake_seconds": 600}, {"weight_pct": 100, "bake_seconds": 600}],
+    "analysis": {"alpha": 0.001, "min_requests": 50, "max_step_seconds": 1200},
+}
+
+if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+    if os.environ.get("CI"):
+        pytest.fail("Debian's chromium is missing: .ci/run installs it (apt-get install chromium)")
+    pytest.skip(
+        "no /usr/bin/chromium here (install it: apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@dataclass
+class Stage:
+    demo: Demo
+    server: RunningServer
+    traffic: scenario.UserTraffic
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Iterator[Stage]:
+    """airlock serve on a loopback port, customers sending requests, a canary of 1.1.0 in flight."""
+    demo = prepare(tmp_path / "demo")
+    settings = ServeSettings(
+        port=0, sync_seconds=0.5, controller=ControllerSettings(tick_seconds=0.5)
+    )
+    server = RunningServer(AirlockApp(demo.ws, settings)).start()
+    traffic = scenario.UserTraffic(server.url, rps=40).start()
+    try:
+        server.wait_ready()
+        Rollouts(demo.ws).start(
+            scenario.SERVICE,
+            "lumen@1.1.0",
+            SLOW_CANARY,
+            actor=demo.people["olga"],
+            reason="the new lamp",
+        )
+        yield Stage(demo, server, traffic)
+    finally:
+        traffic.stop()
+        server.stop()
+        demo.ws.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def sign_in(page: object, url: str, token: str) -> None:
+    page.goto(f"{url}/services/{scenario.SERVICE}")  # type: ignore[attr-defined]
+    page.fill("#token", token)  # type: ignore[attr-defined]
+    page.click("button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_selector("#rollout")  # type: ignore[attr-defined]
+
+
+def test_watch_a_rollout_and_roll_it_back_with_a_click(
+    stage: Stage, browser: object, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    sign_in(page, stage.url, stage.demo.secrets["olga"])
+    assert "lumen@1.1.0" in page.inner_text("#rollout")
+    # the live parts: the split bar, a chart line per release, a verdict from the controller
+    page.wait_for_selector(".split .seg.candidate")
+    page.wait_for_selector("[data-chart=error_rate] path.line", state="attached", timeout=15_000)
+    page.wait_for_selector("#verdict-body .badge", timeout=15_000)
+    shot = tmp_path / "dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+
+    page.fill("#reason", "customers report odd answers")
+    page.click("#rollback")
+    page.wait_for_selector(".flash.ok")
+    assert "rolled_back" in page.inner_text(".flash.ok")
+
+    token = stage.demo.secrets["maya"]
+    with httpx.Client(base_url=stage.url, headers={"Authorization": f"Bearer {token}"}) as api:
+        rollout = api.get(f"/api/v1/services/{scenario.SERVICE}/rollout").json()
+        assert rollout["phase"] == "rolled_back"
+        assert rollout["reason"] == "customers report odd answers"
+        service = api.get(f"/api/v1/services/{scenario.SERVICE}").json()
+        assert service["stable"] == "lumen@1.0.0"
+        assert service["plan"]["candidates"] == []
+        events = api.get("/api/v1/audit/events", params={"action": "rollout.rollback"}).json()
+        assert [e["actor"] for e in events["events"]] == ["olga"]
+        for user in range(20):  # every user, also those the canary had, is on stable again
+            body = scenario.user_request(scenario.random.Random(user), user)
+            answer = api.post("/v1/chat/completions", json=body)
+            assert answer.status_code == 200
+            assert answer.headers["x-airlock-release"] == "lumen@1.0.0"
+
+
+def test_a_viewer_sees_the_rollout_but_cannot_steer_it(stage: Stage, browser: object) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    sign_in(page, stage.url, stage.demo.secrets["carol"])  # an author: no rollout role
+    assert page.is_disabled("#rollback")
+    assert "can watch but not steer" in page.inner_text("#rollout")
+    page.goto(f"{stage.url}/releases/lumen@1.1.0")
+    assert "integrity verified" in page.inner_text("#integrity")
+    assert page.locator("svg.lineage .node.dataset").count() >= 1
+    page.goto(f"{stage.url}/audit")
+    assert "chain verified" in page.inner_text("#chain-status")
