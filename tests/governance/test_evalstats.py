@@ -112,3 +112,13 @@ def test_bad_inputs_are_named() -> None:
         evalstats.wilson_interval(1, 2, 1.5)
     with pytest.raises(InvalidInput, match="finite"):
         evalstats.compare_scores([float("nan")], [0.0])
+
+
+def test_newcombe_interval_of_agreeing_pairs_has_no_rounding_width() -> None:
+    # every pair agrees (phi = 1) at p = 0.5: the interval is exactly [0, 0], and a higher
+    # confidence cannot make it narrower (once it came out as ±3.7e-9 from cancellation)
+    pairs = [False] * 3 + [True] * 3
+    ci = evalstats.paired_proportion_interval(pairs, pairs, 0.95)
+    wider = evalstats.paired_proportion_interval(pairs, pairs, 0.959)
+    assert abs(ci.low) < 1e-12 and abs(ci.high) < 1e-12
+    assert wider.low <= ci.low + 1e-12 and wider.high >= ci.high - 1e-12

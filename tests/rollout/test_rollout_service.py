@@ -16,7 +16,7 @@ from airlock.core.traffic import TrafficPlan, WeightedRelease
 from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
 from airlock.services.controller import CatalogTelemetry, RolloutController
 from airlock.services.governance import Governance
-from airlock.services.rollouts import RolloutView
+from airlock.services.rollouts import Rollouts, RolloutView
 from gateway.support import MOON
 from rollout.support import (
     ALICE,
@@ -299,18 +299,25 @@ def test_a_drill_is_never_promoted(lab: Lab, chat: tuple[str, str]) -> None:
 @pytest.mark.parametrize("then", ["rollback", "pause"])
 def test_a_step_without_traffic_never_passes(lab: Lab, chat: tuple[str, str], then: str) -> None:
     stable, candidate = chat
-    spec = canary(50, 100, bake=0, min_requests=20, max_step_seconds=0.3)
+    # A hand-driven clock: the step's deadline passes when the test says so, not when a
+    # slow machine happens to take longer than the deadline between two ticks.
+    now = [time.time()]
+    lab.rollouts = Rollouts(lab.ws, serving=lab.serving, clock=lambda: now[0])
+    spec = canary(50, 100, bake=0, min_requests=20, max_step_seconds=30)
     spec["analysis"]["on_insufficient_data"] = then
     view = lab.rollouts.start("chat", candidate, spec, actor=OPERATOR).rollout
     # only stable sees traffic: the candidate side stays empty
     _flush(lab, view, (stable, "live", 500, 0))
     controller = lab.controller()
-    end = wait_until(
-        lambda: (
-            _tick(controller) or ((v := lab.rollouts.get(view.id)).phase != "progressing" and v)
-        ),
-        what="the step deadline",
-    )
+    for seconds in (0.0, 10.0, 29.0):  # before the deadline: the step holds
+        now[0] = view.state.step_started_at + seconds
+        _tick(controller)
+        held = lab.rollouts.get(view.id)
+        assert held.phase == "progressing" and held.state.step_index == 0
+        assert held.candidate_weight == 5000
+    now[0] = view.state.step_started_at + 31.0  # past it: the configured outcome
+    _tick(controller)
+    end = lab.rollouts.get(view.id)
     assert end.state.step_index == 0 and end.candidate_weight in (0, 5000)
     assert "lacks data" in end.state.reason
     assert end.phase == ("rolled_back" if then == "rollback" else "paused")

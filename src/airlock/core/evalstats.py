@@ -159,8 +159,10 @@ def paired_proportion_interval(
     d1, u1 = p1 - w1.low, w1.high - p1
     d2, u2 = p2 - w2.low, w2.high - p2
     delta = p1 - p2
-    below = math.sqrt(max(0.0, d1 * d1 - 2 * phi * d1 * u2 + u2 * u2))
-    above = math.sqrt(max(0.0, u1 * u1 - 2 * phi * u1 * d2 + d2 * d2))
+    # a² − 2φab + b² written as (a − b)² + 2(1 − φ)ab: the same number, without the
+    # cancellation that turns a rounding error into a √ε-wide interval when φ = 1.
+    below = math.sqrt(max(0.0, (d1 - u2) ** 2 + 2 * (1 - phi) * d1 * u2))
+    above = math.sqrt(max(0.0, (u1 - d2) ** 2 + 2 * (1 - phi) * u1 * d2))
     return Interval(max(-1.0, delta - below), min(1.0, delta + above), confidence)
 
 
