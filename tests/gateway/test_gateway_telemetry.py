@@ -3,6 +3,7 @@ and plans in the catalog, picked up by a running gateway."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -127,3 +128,41 @@ def test_plan_changes_need_a_reason_and_known_releases(releases: Releases) -> No
     with pytest.raises(InvalidInput):
         serving.set_plan(nxt, actor=ALICE, reason=" ")
     assert serving.plan("chat").generation == 0  # nothing was half-written
+
+
+def _in_flight(server: Server) -> float:
+    for line in get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith("airlock_gateway_requests_in_flight "):
+            return float(line.split()[1])
+    raise AssertionError("/metrics has no airlock_gateway_requests_in_flight")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_requests_in_flight_are_counted_until_the_last_byte(
+    releases: Releases, stream: bool
+) -> None:
+    slow = releases.builtin("chat", "1.0.0", MOON, config={"faults": {"latency_ms": 800}})
+    gateway = releases.gateway()
+    with serve_gateway(gateway) as server:
+        server.call(gateway.apply_plan(TrafficPlan.all_stable("chat", slow)))
+        assert _in_flight(server) == 0
+        answers: list[int] = []
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+        asking = threading.Thread(
+            target=lambda: answers.append(
+                post(f"{server.url}/v1/chat/completions", body).status_code
+            )
+        )
+        asking.start()
+        assert _wait_for_in_flight(server, 1) == 1  # the slow release holds it
+        asking.join(10)
+        assert answers == [200]
+        # the client may read the last byte a moment before the server's bookkeeping runs
+        assert _wait_for_in_flight(server, 0) == 0
+
+
+def _wait_for_in_flight(server: Server, wanted: float) -> float:
+    deadline = time.monotonic() + 10
+    while (seen := _in_flight(server)) != wanted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return seen

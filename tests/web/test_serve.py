@@ -126,7 +126,10 @@ def test_graceful_shutdown_finishes_requests_and_flushes_telemetry(demo: Demo) -
 
     asking = threading.Thread(target=ask)
     asking.start()
-    time.sleep(0.5)  # the request is in flight, waiting on the slow release
+    deadline = time.monotonic() + 10  # until the request is in flight, held by the slow release
+    while "airlock_gateway_requests_in_flight 1.0" not in httpx.get(f"{running.url}/metrics").text:
+        assert time.monotonic() < deadline, "the request never reached the gateway"
+        time.sleep(0.02)
     running.stop()
     asking.join(30)
     assert [a.status_code for a in answers] == [200]

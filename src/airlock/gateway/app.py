@@ -31,7 +31,8 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airlock.errors import AirlockError, InvalidInput
 from airlock.gateway import openai_wire as wire
@@ -52,8 +53,14 @@ def create_app(
     on_shutdown: Sequence[Hook] = (),
 ) -> Starlette:
     """An ASGI app serving ``gateway``; its lifespan starts and closes the gateway."""
+    in_flight = [0]  # completion requests not yet answered to the last byte (one event loop)
     registry = make_registry(
-        GatewayCollector(gateway.telemetry, gateway.plans, lambda: gateway.shadows.depth)
+        GatewayCollector(
+            gateway.telemetry,
+            gateway.plans,
+            lambda: gateway.shadows.depth,
+            in_flight=lambda: in_flight[0],
+        )
     )
 
     async def completion(request: Request, kind: RequestKind) -> Response:
@@ -76,6 +83,8 @@ def create_app(
 
     async def completions(request: Request) -> Response:
         return await completion(request, "completion")
+
+    chat_app, completions_app = _Counted(chat, in_flight), _Counted(completions, in_flight)
 
     async def models(request: Request) -> Response:
         return Response(wire.dumps({"object": "list", "data": gateway.models()}), media_type=_JSON)
@@ -123,12 +132,12 @@ def create_app(
                 await gateway.aclose()
 
     routes = [
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/chat/completions", chat_app, methods=["POST"]),
+        Route("/v1/completions", completions_app, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/feedback", feedback, methods=["POST"]),
-        Route("/chat/completions", chat, methods=["POST"]),
-        Route("/completions", completions, methods=["POST"]),
+        Route("/chat/completions", chat_app, methods=["POST"]),
+        Route("/completions", completions_app, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
@@ -136,6 +145,23 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     return app
+
+
+class _Counted:
+    """An endpoint as an ASGI app that counts itself in flight until its last byte is sent
+    (a stream included) or the client goes away. A class, so that Starlette's ``Route``
+    takes it as an ASGI app rather than a request handler."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]], count: list[int]):
+        self._app: ASGIApp = request_response(endpoint)
+        self._count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._count[0] += 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._count[0] -= 1
 
 
 def _error(exc: AirlockError) -> Response:

@@ -34,10 +34,12 @@ class GatewayCollector(Collector):
         telemetry: Telemetry,
         plans: Callable[[], Mapping[str, TrafficPlan]],
         shadow_queue_depth: Callable[[], int],
+        in_flight: Callable[[], int] = lambda: 0,
     ) -> None:
         self.telemetry = telemetry
         self.plans = plans
         self.shadow_queue_depth = shadow_queue_depth
+        self.in_flight = in_flight
 
     def collect(self) -> Iterator[Metric]:
         totals: dict[Key, Counters] = self.telemetry.totals()
@@ -128,7 +130,12 @@ class GatewayCollector(Collector):
             "airlock_gateway_shadow_queue_depth", "Shadow copies waiting to be sent."
         )
         depth.add_metric([], self.shadow_queue_depth())
-        yield from (generation, weight, depth)
+        in_flight = GaugeMetricFamily(
+            "airlock_gateway_requests_in_flight",
+            "Completion requests received and not yet answered to the last byte.",
+        )
+        in_flight.add_metric([], self.in_flight())
+        yield from (generation, weight, depth, in_flight)
 
 
 def _fmt(bound: float) -> str:
