@@ -356,6 +356,9 @@ def serve(workspace: Workspace, settings: ServeSettings) -> None:
         lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.graceful_seconds)),
     )
+    from airlock.gateway.server import settle_heap
+
+    settle_heap()
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run()
 
