@@ -83,6 +83,20 @@ def test_errors_are_one_line_with_a_hint(cli: Cli, make_model: MakeModel) -> Non
     assert "Traceback" not in r.output
 
 
+def test_the_progress_bar_shows_only_once_the_bytes_are_counted(
+    tmp_path: Path, make_model: MakeModel
+) -> None:
+    cli = Cli(tmp_path / ".airlock", {"AIRLOCK_NO_PROGRESS": ""})  # bars on, as in a terminal
+    cli("init")
+    m = make_model(seed=4)
+    refused = cli("push", m, "--name", "chat", "--version", "one", ok=False)
+    assert refused.exit_code == 1 and "not a semantic version" in refused.output
+    assert "push chat@one" not in refused.output  # the error alone, no empty bar before it
+    pushed = cli("push", m, "--name", "chat", "--version", "1.0.0").output
+    assert "push chat@1.0.0" in pushed and "pushed chat@1.0.0" in pushed
+    assert "verify" in cli("verify").output.splitlines()[0]
+
+
 def test_verify_and_pull_catch_a_flipped_byte(
     cli: Cli, make_model: MakeModel, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ from rich.console import Console
 from airlock.errors import AirlockError
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from airlock.config import Settings
     from airlock.services.identity import Actor
@@ -83,26 +83,53 @@ def actor(ws: Workspace) -> Actor:
     return Tokens(ws).authenticate(secret)
 
 
-def byte_progress(description: str, *, quiet: bool = False) -> Progress:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+class ByteProgress:
+    """A bytes-and-rate progress bar on stderr that appears once the work's size is known.
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        disable=quiet or bool(os.environ.get("AIRLOCK_NO_PROGRESS")),
-        transient=False,
-    )
+    ``start(total)`` shows it (services call it when validation has passed and the
+    bytes are counted), so an error found first prints alone, without an empty bar.
+    """
+
+    def __init__(self, description: str, *, quiet: bool = False) -> None:
+        self.description = description
+        self.disabled = quiet or bool(os.environ.get("AIRLOCK_NO_PROGRESS"))
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ByteProgress:
+        return self
+
+    def start(self, total: int | None) -> None:
+        if self.disabled or self._bar is not None:
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(self.description, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def human_bytes(n: int | None) -> str:

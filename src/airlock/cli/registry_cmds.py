@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from airlock.cli.common import (
+    ByteProgress,
     actor,
-    byte_progress,
     console,
     err_console,
     handle_errors,
@@ -109,8 +109,7 @@ def push(
     parent = parent or (loaded.parent if loaded else None)
     source = loaded.sources if loaded else path
     assert source is not None
-    with workspace() as ws, byte_progress(f"push {name}@{version}", quiet=quiet) as progress:
-        task = progress.add_task(f"push {name}@{version}", total=None)
+    with workspace() as ws, ByteProgress(f"push {name}@{version}", quiet=quiet) as progress:
         result = Registry(ws).push(
             source,
             name=name,
@@ -124,8 +123,8 @@ def push(
             code=code,
             training_config=tc,
             allow_pickle=allow_pickle,
-            on_start=lambda total: progress.update(task, total=total),
-            on_bytes=lambda n: progress.advance(task, n),
+            on_start=progress.start,
+            on_bytes=progress.advance,
         )
     if not result.created:
         console.print(
@@ -252,13 +251,12 @@ def pull(
     """Write a release's files to DEST, verifying every byte (all or nothing)."""
     from airlock.services.registry import Registry
 
-    with workspace() as ws, byte_progress(f"pull {ref}", quiet=quiet) as progress:
+    with workspace() as ws, ByteProgress(f"pull {ref}", quiet=quiet) as progress:
         reg = Registry(ws)
-        total = reg.resolve(ref).total_size
-        task = progress.add_task(f"pull {ref}", total=total)
-        result = reg.pull(ref, dest, on_bytes=lambda n: progress.advance(task, n))
+        progress.start(reg.resolve(ref).total_size)
+        result = reg.pull(ref, dest, on_bytes=progress.advance)
     console.print(
-        f"pulled {result.ref} into {result.dest} ({result.files} files, {human_bytes(result.bytes)})"
+        f"pulled {result.ref} into {result.dest} ({result.files} file(s), {human_bytes(result.bytes)})"
     )
 
 
@@ -274,13 +272,8 @@ def verify(
 
     from airlock.services.registry import Registry
 
-    with workspace() as ws, byte_progress("verify", quiet=quiet) as progress:
-        task = progress.add_task("verify", total=None)
-        report = Registry(ws).verify(
-            ref,
-            on_start=lambda total: progress.update(task, total=total),
-            on_bytes=lambda n: progress.advance(task, n),
-        )
+    with workspace() as ws, ByteProgress("verify", quiet=quiet) as progress:
+        report = Registry(ws).verify(ref, on_start=progress.start, on_bytes=progress.advance)
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.checked} blob(s), {human_bytes(report.bytes)} verified"
