@@ -60,7 +60,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
 
 def service_seconds(stdout: str) -> float:
     """The push's own timer ("... in 1.23s"): the work without the interpreter's start-up."""
-    found = re.search(r"in ([0-9.]+)s\s*$", stdout.strip())
+    found = re.search(r"in\s+([0-9.]+)s\s*$", stdout.strip())  # Rich may wrap the line
     if found is None:
         raise SystemExit(f"airlock push printed no timing:\n{stdout}")
     return float(found.group(1))
