@@ -6,7 +6,9 @@ Airlock gateway (``airlock gateway``: a real workspace, an ``upstream`` release
 verified at load, catalog sync and telemetry flushes running) in front of it,
 and (c) LiteLLM's proxy in front of the same upstream, when a LiteLLM install is
 found (``--litellm PATH`` to its ``litellm`` executable; by default
-``/tmp/litellm-venv/bin/litellm``). Each setup runs in its own process.
+``/tmp/litellm-venv/bin/litellm``). Each setup runs in its own process; while
+one is measured the other proxies are paused (SIGSTOP), so their idle work
+takes no CPU from it.
 
 Each setup is run ``--repeat`` times, interleaved, and the median of each
 percentile is reported (2-core machines are noisy). Latency is measured from
@@ -301,6 +303,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
+def _only_running(proxies: dict[str, subprocess.Popen[bytes]], name: str) -> None:
+    """Freeze every proxy but the one measured (SIGSTOP its process group), so an idle
+    setup's background work (LiteLLM's, a gateway's sync ticks) takes no CPU from the
+    one under load on a 2-core machine; the shared upstream keeps running."""
+    for other, proc in proxies.items():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGCONT if other == name else signal.SIGSTOP)
+
+
 def _litellm_config(folder: Path, upstream_port: int) -> Path:
     path = folder / "litellm.yaml"
     path.write_text(
@@ -351,6 +362,7 @@ def main(argv: list[str]) -> int:
         procs.append(_start([*me, "_upstream", "--port", str(up_port)], log=work / "upstream.log"))
         _wait_http(up_port, "/v1/models", procs[-1], 30)
         targets: list[tuple[str, int, str]] = [("direct upstream", up_port, "/v1/chat/completions")]
+        proxies: dict[str, subprocess.Popen[bytes]] = {}
         procs.append(
             _start(
                 [
@@ -368,6 +380,7 @@ def main(argv: list[str]) -> int:
         )
         _wait_http(gw_port, "/healthz", procs[-1], 60)
         targets.append(("airlock gateway", gw_port, "/v1/chat/completions"))
+        proxies["airlock gateway"] = procs[-1]
         litellm = (
             None
             if args.no_litellm
@@ -403,6 +416,7 @@ def main(argv: list[str]) -> int:
             try:
                 _wait_http(ll_port, "/health/liveliness", procs[-1], 180)
                 targets.append(("litellm proxy", ll_port, "/v1/chat/completions"))
+                proxies["litellm proxy"] = procs[-1]
             except RuntimeError as exc:
                 notes["litellm"] = f"LiteLLM proxy did not start: {exc}"
         else:
@@ -414,6 +428,7 @@ def main(argv: list[str]) -> int:
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
             for _ in range(args.repeat):  # interleaved, so drift on the machine hits all alike
                 for name, port, path in targets:
+                    _only_running(proxies, name)
                     runs[name].append(_run_load(port, path, rate, args.requests, args.warmup, key))
             for name, got in runs.items():
                 results[(name, rate)] = _median_run(got)
@@ -451,6 +466,8 @@ def main(argv: list[str]) -> int:
                     notes[f"litellm/airlock added {q} at {rate:.0f} RPS"] = round(ratio, 1)
     finally:
         for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGCONT)  # a stopped process cannot handle SIGINT
             _stop(proc)
         shutil.rmtree(work, ignore_errors=True)
     report(
