@@ -303,6 +303,34 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
+def _server_histogram(port: int) -> dict[float, float]:
+    """The Airlock gateway's own latency histogram from ``/metrics`` (received → last byte,
+    upstream call included): cumulative counts by bucket upper bound in seconds."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    counts: dict[float, float] = {}
+    for line in raw.decode().splitlines():
+        if line.startswith("airlock_gateway_request_latency_seconds_bucket{") and (
+            'traffic="live"' in line
+        ):
+            le = float(line.split('le="', 1)[1].split('"', 1)[0])
+            counts[le] = counts.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def _server_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Upper bound (ms) of the bucket holding quantile ``q`` of the calls made in between."""
+    deltas = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = deltas[-1][1] if deltas else 0.0
+    for le, count in deltas:
+        if total and count >= q * total:
+            return le * 1000.0
+    return float("nan")
+
+
 def _only_running(proxies: dict[str, subprocess.Popen[bytes]], name: str) -> None:
     """Freeze every proxy but the one measured (SIGSTOP its process group), so an idle
     setup's background work (LiteLLM's, a gateway's sync ticks) takes no CPU from the
@@ -424,12 +452,24 @@ def main(argv: list[str]) -> int:
                 "--no-litellm" if args.no_litellm else f"{args.litellm} not found"
             )
         results: dict[tuple[str, float], dict[str, Any]] = {}
+        # the gateway's own view of the same calls (warmup included), to tell a tail made
+        # inside the handler from one made around it (server, kernel, scheduler)
+        inside: dict[float, list[tuple[float, float]]] = {rate: [] for rate in rates}
         for rate in rates:
             runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
             for _ in range(args.repeat):  # interleaved, so drift on the machine hits all alike
                 for name, port, path in targets:
                     _only_running(proxies, name)
+                    before = _server_histogram(port) if name == "airlock gateway" else {}
                     runs[name].append(_run_load(port, path, rate, args.requests, args.warmup, key))
+                    if name == "airlock gateway":
+                        after = _server_histogram(port)
+                        inside[rate].append(
+                            (
+                                _server_quantile(before, after, 0.5),
+                                _server_quantile(before, after, 0.99),
+                            )
+                        )
             for name, got in runs.items():
                 results[(name, rate)] = _median_run(got)
             base = results[("direct upstream", rate)]
@@ -450,6 +490,13 @@ def main(argv: list[str]) -> int:
                         "—" if name == "direct upstream" else f"{added[1]:.2f}",
                         "—" if name == "direct upstream" else f"{added[2]:.2f}",
                     ]
+                )
+        for rate, seen in inside.items():
+            if seen:
+                p50 = statistics.median(p for p, _ in seen)
+                p99 = statistics.median(p for _, p in seen)
+                notes[f"airlock gateway's own latency at {rate:.0f} RPS (p50, p99)"] = (
+                    f"<= {p50:.2f} ms, <= {p99:.2f} ms (histogram bucket bounds, upstream call included)"
                 )
         notes["failures"] = {
             f"{name} @ {rate:.0f}": r["failures"]
