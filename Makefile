@@ -2,10 +2,11 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 # Extras installed into .venv. CI adds `hf` (torch 2.13.0 CPU, transformers, peft) so the
 # transformers runtime's tests run there too; they skip, saying why, where torch is absent.
+# The stamp names the extras, so asking for other extras installs them.
 EXTRAS ?= dev
+STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 # bench-NAME (e.g. bench-ingest) is a pattern rule: make skips pattern rules for .PHONY names.
 .PHONY: demo test lint fmt bench clean

@@ -53,13 +53,13 @@ def create_app(
     on_shutdown: Sequence[Hook] = (),
 ) -> Starlette:
     """An ASGI app serving ``gateway``; its lifespan starts and closes the gateway."""
-    in_flight = [0]  # completion requests not yet answered to the last byte (one event loop)
+    in_flight = _InFlight()
     registry = make_registry(
         GatewayCollector(
             gateway.telemetry,
             gateway.plans,
             lambda: gateway.shadows.depth,
-            in_flight=lambda: in_flight[0],
+            in_flight=lambda: in_flight.count,
         )
     )
 
@@ -84,7 +84,7 @@ def create_app(
     async def completions(request: Request) -> Response:
         return await completion(request, "completion")
 
-    chat_app, completions_app = _Counted(chat, in_flight), _Counted(completions, in_flight)
+    chat_app, completions_app = in_flight.counted(chat), in_flight.counted(completions)
 
     async def models(request: Request) -> Response:
         return Response(wire.dumps({"object": "list", "data": gateway.models()}), media_type=_JSON)
@@ -147,21 +147,31 @@ def create_app(
     return app
 
 
-class _Counted:
-    """An endpoint as an ASGI app that counts itself in flight until its last byte is sent
-    (a stream included) or the client goes away. A class, so that Starlette's ``Route``
-    takes it as an ASGI app rather than a request handler."""
+class _InFlight:
+    """Completion requests received and not yet answered to the last byte (one event loop)."""
 
-    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]], count: list[int]):
-        self._app: ASGIApp = request_response(endpoint)
-        self._count = count
+    def __init__(self) -> None:
+        self.count = 0
+
+    def counted(self, endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+        return _Counted(request_response(endpoint), self)
+
+
+class _Counted:
+    """An ASGI app counted in flight until its last byte is sent (a stream included) or the
+    client goes away. A class, so that Starlette's ``Route`` takes it as an ASGI app rather
+    than as a request handler."""
+
+    def __init__(self, app: ASGIApp, in_flight: _InFlight) -> None:
+        self._app = app
+        self._in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._count[0] += 1
+        self._in_flight.count += 1
         try:
             await self._app(scope, receive, send)
         finally:
-            self._count[0] -= 1
+            self._in_flight.count -= 1
 
 
 def _error(exc: AirlockError) -> Response:
