@@ -351,6 +351,7 @@ class Demo:
                     f"  step {view.state.step_index + 1}/{len(view.steps)}: "
                     f"{view.candidate_weight / 100:g} % of users on {candidate}"
                     + (f" [dim](last verdict: {verdict.get('outcome')})[/]" if verdict else "")
+                    + _detectable(verdict)
                 )
         if view.live:
             rollouts.abort(scenario.SERVICE, actor=self.people["olga"], reason="demo timed out")
@@ -491,28 +492,42 @@ def _detail(details: dict[str, Any]) -> str:
     return short(str(digest)) if digest else ""
 
 
-def _value(x: float, rate: bool) -> str:
-    return f"{x:.2%}" if rate else f"{x:.3g}"
+def _detectable(verdict: dict[str, Any]) -> str:
+    """The smallest effects the evidence so far could catch (the minimum detectable effect)."""
+    from airlock.core.verdict_text import effect
 
-
-def _effect(x: float, rate: bool) -> str:
-    return f"{x * 100:+.2f} pp" if rate else f"{x:+.3f}"
+    parts = [
+        f"{m['metric']} {effect(m['metric'], m.get('mde'))}"
+        for m in verdict.get("per_metric", [])
+        if m["metric"] in ("error_rate", "latency") and m.get("mde") is not None
+    ]
+    return f" [dim]— could detect {', '.join(parts)}[/]" if parts else ""
 
 
 def _verdict_table(verdict: dict[str, Any]) -> Table:
+    from airlock.core.verdict_text import metric_row
+
     table = Table(
-        "metric", "outcome", "stable", "candidate", "effect", "CI (anytime-valid)", box=None
+        "metric",
+        "outcome",
+        "stable",
+        "candidate",
+        "effect",
+        "interval (anytime-valid)",
+        "detectable",
+        box=None,
     )
     for m in verdict.get("per_metric", []):
-        rate = m["metric"].endswith("rate")
-        colour = {"fail": "red", "pass": "green"}.get(m["outcome"], "yellow")
+        row = metric_row(m)
+        colour = {"fail": "red", "pass": "green"}.get(row["outcome"], "yellow")
         table.add_row(
-            f"    {m['metric']}",
-            f"[{colour}]{m['outcome']}[/]",
-            _value(m["stable_value"], rate),
-            _value(m["candidate_value"], rate),
-            _effect(m["effect"], rate),
-            f"[{_effect(m['ci_low'], rate)}, {_effect(m['ci_high'], rate)}]",
+            f"    {row['metric']}",
+            f"[{colour}]{row['outcome']}[/]",
+            row["stable"],
+            row["candidate"],
+            row["effect"],
+            row["interval"],
+            row["mde"],
         )
     return table
 

@@ -232,13 +232,25 @@ class MetricOut(_Body):
     candidate_value: float
     stable_value: float
     effect: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # null: unbounded
+    ci_high: float | None
     threshold: float
     n_candidate: int
     n_stable: int
     effect_label: str
     reason: str
+    evidence: float | None = None  # e-value so far; rolled back once it reaches evidence_needed
+    evidence_needed: float | None = None
+    mde: float | None = None  # smallest effect the data so far would expect to catch
+    required: bool = False
+
+
+class SrmOut(_Body):
+    mismatch: bool
+    observed_share: float
+    planned_share: float
+    evidence: float | None
+    evidence_needed: float | None
 
 
 class VerdictOut(_Body):
@@ -247,6 +259,7 @@ class VerdictOut(_Body):
     n_stable: int
     reason: str
     per_metric: list[MetricOut]
+    srm: SrmOut | None = None
 
 
 class RolloutOut(_Body):

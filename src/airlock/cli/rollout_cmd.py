@@ -62,6 +62,113 @@ def start(
     )
 
 
+@rollout_app.command("plan")
+@handle_errors
+def plan(
+    service: Service,
+    strategy: Annotated[
+        Path, typer.Option("--strategy", help="The rollout spec (YAML or JSON) to plan.")
+    ],
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", help="The release to roll out (checked to exist).")
+    ] = None,
+    lookback: Annotated[
+        float, typer.Option("--lookback", help="Seconds of recent traffic to plan from.", min=1)
+    ] = 3600.0,
+    rps: Annotated[
+        float | None, typer.Option("--rps", help="Expected requests/s, instead of the service's.")
+    ] = None,
+    error_rate: Annotated[
+        float | None, typer.Option("--error-rate", help="Expected error rate (0..1).")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """What each step of a spec can detect in its bake time, from the service's recent traffic.
+
+    Prints, per step and metric, the smallest effect the analysis would expect to
+    catch by the end of the bake (a ratio of rates, or a slow-down) and when it
+    would expect to catch the targets (2× errors, a 20 % slow-down); warns when
+    a step cannot decide in its bake time.
+    """
+    from datetime import timedelta
+
+    from airlock.errors import InvalidInput
+    from airlock.services.registry import Registry
+    from airlock.services.rollout_planning import RolloutPlanner
+
+    try:
+        text = strategy.read_text("utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {strategy}: {exc.strerror}") from exc
+    overrides = {
+        k: v for k, v in (("requests_per_second", rps), ("error_rate", error_rate)) if v is not None
+    }
+    with workspace() as ws:
+        if candidate is not None:
+            Registry(ws).resolve(candidate)
+        result = RolloutPlanner(ws).plan(
+            service, text, lookback=timedelta(seconds=lookback), overrides=overrides
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        return
+    _print_plan(result)
+
+
+def _print_plan(result: Any) -> None:
+    import math
+
+    from rich.table import Table
+
+    b = result.baseline
+    console.print(
+        f"{result.service} on {result.stable}: {b.requests_per_second:.3g} requests/s, "
+        f"errors {b.error_rate:.2%}, guardrail flags {b.flag_rate:.2%}, "
+        f"latency spread σ {b.latency_sigma:.2f}, clustering ×{b.dispersion:.2f}"
+    )
+    table = Table(
+        "step",
+        "weight",
+        "bake",
+        "candidate req",
+        "metric",
+        "detectable by end",
+        "target",
+        "expected to detect target",
+    )
+    for s in result.steps:
+        for i, m in enumerate(s.metrics):
+            unit = "slower" if m.unit == "slow-down" else "×"
+            detect = (
+                f"{(m.detectable - 1):+.0%} {unit}"
+                if m.unit == "slow-down" and math.isfinite(m.detectable)
+                else (f"{m.detectable:.2f}{unit}" if math.isfinite(m.detectable) else "nothing")
+            )
+            target = (
+                "—"
+                if not math.isfinite(m.target)
+                else (f"{m.target - 1:+.0%} slower" if m.unit == "slow-down" else f"{m.target:g}×")
+            )
+            when = (
+                f"after {m.seconds_to_target:.0f} s"
+                if math.isfinite(m.seconds_to_target)
+                else "not in this rollout"
+            )
+            table.add_row(
+                f"{s.index + 1}" if i == 0 else "",
+                f"{s.weight_bp / 100:g} %" if i == 0 else "",
+                f"{s.bake_seconds:g} s" if i == 0 else "",
+                f"{s.candidate_requests:,.0f}" if i == 0 else "",
+                m.metric,
+                detect,
+                target,
+                when,
+            )
+    console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
 @rollout_app.command("status")
 @handle_errors
 def status(service: Service, as_json: AsJson = False) -> None:
@@ -324,38 +431,42 @@ def _verdict_line(verdict: dict[str, Any]) -> str:
 def _metrics(verdict: dict[str, Any]) -> RenderableType:
     from rich.table import Table
 
+    from airlock.core.verdict_text import metric_row
+
     table = Table(
-        "metric", "outcome", "candidate", "stable", "effect", "confidence interval", "harm if low >"
+        "metric",
+        "outcome",
+        "candidate",
+        "stable",
+        "effect",
+        "anytime-valid interval",
+        "harm above",
+        "detectable",
+        "evidence",
     )
     for m in verdict.get("per_metric", []):
-        fmt = _fmt(m["metric"])
-        value = _value(m["metric"])
+        row = metric_row(m)
         table.add_row(
-            m["metric"],
-            m["outcome"],
-            value(m["candidate_value"]),
-            value(m["stable_value"]),
-            fmt(m["effect"]),
-            f"[{fmt(m['ci_low'])}, {fmt(m['ci_high'])}]",
-            fmt(m["threshold"]),
+            row["metric"],
+            row["outcome"],
+            row["candidate"],
+            row["stable"],
+            row["effect"],
+            row["interval"],
+            row["threshold"],
+            row["mde"],
+            row["evidence"],
         )
-    return table
+    srm = verdict.get("srm")
+    if not srm:
+        return table
+    from rich.console import Group
 
-
-def _fmt(metric: str) -> Any:
-    if metric == "latency":
-        return lambda x: f"{x:.3f}"
-    if metric == "feedback":
-        return lambda x: f"{x:+.3f}"
-    return lambda x: f"{x * 100:+.2f} pp"
-
-
-def _value(metric: str) -> Any:
-    if metric == "latency":
-        return lambda x: f"p50 {x:.1f} ms"
-    if metric == "feedback":
-        return lambda x: f"{x:.3f}"
-    return lambda x: f"{x * 100:.2f} %"
+    share = (
+        f"sample ratio: candidate {srm['observed_share']:.2%} of requests, planned "
+        f"{srm['planned_share']:.2%}" + (" — MISMATCH" if srm["mismatch"] else "")
+    )
+    return Group(table, share)
 
 
 def _records(view: RolloutView, records: list[RolloutRecord]) -> RenderableType:

@@ -83,8 +83,14 @@ class RolloutState:
     updated_at: float
     reason: str = ""
     awaiting_approval: bool = False
+    strata: tuple[tuple[float, float, int], ...] = ()
+    """Earlier intervals of constant traffic: ``(start, end, live step index)``. The
+    analysis carries their evidence into the current step (one α per rollout)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "strata", tuple((float(a), float(b), int(i)) for a, b, i in self.strata)
+        )
         if self.phase not in PHASES:
             raise InvalidInput(f"unknown rollout phase {self.phase!r}; one of {PHASES}")
         if isinstance(self.step_index, bool) or not isinstance(self.step_index, int):
@@ -213,6 +219,10 @@ def decide(
         return _move(spec, state, "rollback", "rolled_back", reason, now, verdict)
     if state.phase == "paused":
         return _decision(spec, "hold", f"paused: {state.reason}", state, verdict)
+    if verdict is not None and verdict.srm_mismatch and exposed:
+        reason = f"paused: {verdict.srm.reason if verdict.srm else 'sample ratio mismatch'}"
+        paused = dataclasses.replace(state, phase="paused", updated_at=now, reason=reason)
+        return _decision(spec, "pause", reason, paused, verdict)
 
     index = state.step_index
     step = steps[index]
@@ -236,6 +246,7 @@ def decide(
             step_started_at=now,
             updated_at=now,
             reason=f"{label} passed",
+            strata=_closed(state, now),
         )
         if following.pause:
             reason = f"{label} passed; step {index + 2} waits for approval"
@@ -326,7 +337,16 @@ def resume(spec: RolloutSpec, state: RolloutState, now: float, reason: str) -> R
         step_started_at=now,
         updated_at=now,
         reason=reason,
+        strata=_closed(state, now),
     )
+
+
+def _closed(state: RolloutState, now: float) -> tuple[tuple[float, float, int], ...]:
+    """The strata with the current one closed at ``now`` (its step index as live until now)."""
+    index = state.step_index - 1 if state.awaiting_approval else state.step_index
+    if index < 0 or now <= state.step_started_at:
+        return state.strata
+    return (*state.strata, (state.step_started_at, now, index))
 
 
 def promote_now(spec: RolloutSpec, state: RolloutState, now: float, reason: str) -> RolloutState:

@@ -84,7 +84,7 @@ def latency_cell(latency_ms: float) -> int:
 
 def cell_upper_ms(cell: int) -> float:
     """The upper bound (ms) of a fine cell (the last one reports 120 s)."""
-    return CELL_MIN_MS * CELL_GAMMA ** min(cell, CELLS - 2)
+    return float(CELL_MIN_MS * CELL_GAMMA ** min(cell, CELLS - 2))
 
 
 def latency_bucket(latency_ms: float) -> int:
@@ -123,7 +123,7 @@ def cells_quantile(cells: Mapping[int, int], q: float) -> float:
         count = totals[cell]
         if running + count >= target:
             fraction = (target - running) / count
-            return cell_upper_ms(cell) / CELL_GAMMA ** (1.0 - fraction)
+            return float(cell_upper_ms(cell) / CELL_GAMMA ** (1.0 - fraction))
         running += count
     return cell_upper_ms(CELLS - 1)
 
@@ -151,7 +151,9 @@ def _add_clusters(
     out = dict(a)
     for name, values in b.items():
         mine = out.get(name)
-        out[name] = values if mine is None else tuple(x + y for x, y in zip(mine, values, strict=True))
+        out[name] = (
+            values if mine is None else tuple(x + y for x, y in zip(mine, values, strict=True))
+        )
     return out
 
 
@@ -291,9 +293,7 @@ class ReleaseWindow:
             fields = dict(data)
             fields["latency_histogram"] = tuple(fields.get("latency_histogram", ()))
             fields["custom"] = {k: tuple(v) for k, v in dict(fields.get("custom", {})).items()}
-            fields["clusters"] = {
-                k: tuple(v) for k, v in dict(fields.get("clusters", {})).items()
-            }
+            fields["clusters"] = {k: tuple(v) for k, v in dict(fields.get("clusters", {})).items()}
             for label in ("latency_cells", "ttft_cells"):
                 fields[label] = {int(k): int(v) for k, v in dict(fields.get(label, {})).items()}
             return cls(**fields)

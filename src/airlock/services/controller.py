@@ -58,7 +58,14 @@ from typing import Any, Protocol, TypeVar
 
 from airlock.catalog import rollouts as rollout_sql
 from airlock.core import rollout as machine
-from airlock.core.analysis import AnalysisVerdict, ReleaseWindow, analyze
+from airlock.core.analysis import (
+    AnalysisVerdict,
+    ReleaseWindow,
+    StepEvidence,
+    StepWindows,
+    judge,
+    step_evidence,
+)
 from airlock.core.telemetry import Traffic
 from airlock.core.traffic import TrafficPlan
 from airlock.errors import AirlockError, Conflict, NotFound
@@ -154,6 +161,29 @@ class CatalogTelemetry:
         run.counted = {i: at for i, at in run.counted.items() if at >= horizon}
         return dict(run.totals)
 
+    async def between(
+        self, service: str, start: float, end: float, releases: Sequence[str]
+    ) -> dict[WindowKey, ReleaseWindow]:
+        """Everything flushed for windows that started in ``[start, end)`` (a past stratum)."""
+        return await asyncio.to_thread(self._between, service, start, end, releases)
+
+    def _between(
+        self, service: str, start: float, end: float, releases: Sequence[str]
+    ) -> dict[WindowKey, ReleaseWindow]:
+        lower = datetime.fromtimestamp(start, UTC)
+        upper = datetime.fromtimestamp(end, UTC)
+        with self.serving.db.read() as conn:
+            rows = rollout_sql.windows_from(conn, service, lower, list(releases))
+        totals: dict[WindowKey, ReleaseWindow] = {}
+        for row in rows:
+            if row.window_start >= upper:
+                continue
+            traffic: Traffic = "shadow" if row.traffic == "shadow" else "live"
+            key = (row.release, traffic)
+            before = totals.get(key)
+            totals[key] = row.window if before is None else before + row.window
+        return totals
+
 
 class _Marks(Protocol):
     def mark(self) -> Any: ...
@@ -190,6 +220,21 @@ class GatewayTelemetry:
                 if name == service and release in releases:
                     out[(release, traffic)] = window
         return out
+
+
+def _stratum(
+    view: RolloutView, step: machine.RolloutStep, windows: Mapping[WindowKey, ReleaseWindow]
+) -> StepWindows:
+    """Both sides of one stratum: a 0 % step compares the candidate's mirrored copies with
+    stable's live traffic, a 100 % step the candidate's live traffic with stable's copies."""
+    candidate_traffic: Traffic = "shadow" if step.mirror == "candidate" else "live"
+    stable_traffic: Traffic = "shadow" if step.mirror == "stable" else "live"
+    return StepWindows(
+        windows.get((view.candidate, candidate_traffic), _EMPTY),
+        windows.get((view.stable, stable_traffic), _EMPTY),
+        step.weight_bp,
+        step.mirror is not None,
+    )
 
 
 # -- settings and events ------------------------------------------------------------------------
@@ -264,6 +309,9 @@ class RolloutController:
         self.clock = rollouts.clock
         self._lease_until = 0.0
         self._noted: dict[int, _Noted] = {}
+        # (rollout id, stratum start) -> that stratum's evidence, newest look; a stratum's
+        # entry is final once the rollout moved on (see :meth:`analyse`).
+        self._evidence: dict[tuple[int, float], StepEvidence] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         # The controller's catalog work gets a thread of its own: in the default
@@ -323,8 +371,11 @@ class RolloutController:
         if not await self._lead():
             return []
         pairs = await self._call(self.rollouts.live_with_plans)
-        for gone in set(self._noted) - {view.id for view, _ in pairs}:
+        live = {view.id for view, _ in pairs}
+        for gone in set(self._noted) - live:
             del self._noted[gone]
+        for key in [k for k in self._evidence if k[0] not in live]:
+            del self._evidence[key]
         events = []
         for view, plan in pairs:
             try:
@@ -410,18 +461,36 @@ class RolloutController:
         return event
 
     async def analyse(self, view: RolloutView) -> AnalysisVerdict | None:
-        """The verdict on the current step's window; None when no step is live."""
+        """The verdict on the rollout so far; None when no step is live.
+
+        The current stratum (since the step started) is read from telemetry every
+        tick; each earlier stratum contributes the evidence seen at its last look
+        (kept in memory), or — after a restart — what the catalog holds for its
+        interval. A source without history (one gateway's counters) restarts the
+        evidence instead: still valid, only slower.
+        """
         step = view.live_step
         if step is None:
             return None
+        settings = view.spec.analysis
+        schedule = view.spec.schedule()
+        history: list[StepEvidence] = []
+        for start, end, index in view.state.strata:
+            evidence = self._evidence.get((view.id, start))
+            if evidence is None and isinstance(self.telemetry, CatalogTelemetry):
+                past = await self.telemetry.between(
+                    view.service, start, end, (view.candidate, view.stable)
+                )
+                evidence = step_evidence(_stratum(view, schedule[index], past), settings)
+                self._evidence[(view.id, start)] = evidence
+            if evidence is not None:
+                history.append(evidence)
         windows = await self.telemetry.windows(
             view.service, view.state.step_started_at, (view.candidate, view.stable)
         )
-        candidate_traffic: Traffic = "shadow" if step.mirror == "candidate" else "live"
-        stable_traffic: Traffic = "shadow" if step.mirror == "stable" else "live"
-        candidate = windows.get((view.candidate, candidate_traffic), _EMPTY)
-        stable = windows.get((view.stable, stable_traffic), _EMPTY)
-        return analyze(candidate, stable, view.spec.analysis)
+        current = step_evidence(_stratum(view, step, windows), settings)
+        self._evidence[(view.id, view.state.step_started_at)] = current
+        return judge([*history, current], settings)
 
     # -- gateways -------------------------------------------------------------------------------
     def _swap_now(self, plan: TrafficPlan) -> float | None:

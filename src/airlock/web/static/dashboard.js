@@ -8,12 +8,18 @@
   const COLORS = { stable: "#2563eb", candidate: "#ea580c" };
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const pct = (x) => (x == null ? "—" : (x * 100).toFixed(2) + " %");
+  // Rates compare as a ratio candidate/stable (1× = the same); latency as θ (½ = the tolerated slow-down).
+  const ratio = (x) => (x == null ? "∞" : x.toFixed(2) + "×");
+  const theta = (x) => (x == null ? "—" : "θ " + x.toFixed(3));
+  const ms = (x) => (x == null ? "—" : x.toFixed(1) + " ms");
   const METRIC = {
-    error_rate: { label: "error rate", value: pct, effect: (x) => (x * 100).toFixed(2) + " pp" },
-    guardrail_rate: { label: "guardrail flags", value: pct, effect: (x) => (x * 100).toFixed(2) + " pp" },
-    fallback_rate: { label: "fallbacks", value: pct, effect: (x) => (x * 100).toFixed(2) + " pp" },
-    latency: { label: "latency (p50)", value: (x) => x.toFixed(1) + " ms", effect: (x) => "θ " + x.toFixed(3) },
-    feedback: { label: "feedback", value: (x) => x.toFixed(3), effect: (x) => x.toFixed(3) },
+    error_rate: { label: "error rate", value: pct, effect: ratio },
+    guardrail_rate: { label: "guardrail flags", value: pct, effect: ratio },
+    fallback_rate: { label: "fallbacks", value: pct, effect: ratio },
+    latency: { label: "latency (p50)", value: ms, effect: theta },
+    latency_tail: { label: "latency tail (share > p99)", value: pct, effect: ratio },
+    ttft: { label: "time to first token (p50)", value: ms, effect: theta },
+    feedback: { label: "negative feedback", value: pct, effect: ratio },
   };
 
   function el(tag, attrs) {
@@ -30,6 +36,9 @@
   }
 
   function ciBar(m) {
+    const top = m.ci_high == null ? Math.max(m.threshold, m.effect) * 2 : m.ci_high;
+    const low = m.ci_low == null ? 0 : m.ci_low;
+    m = Object.assign({}, m, { ci_low: low, ci_high: top });
     const lo = Math.min(m.ci_low, m.threshold, m.effect), hi = Math.max(m.ci_high, m.threshold, m.effect);
     const span = hi - lo || 1, x = (v) => (((v - lo) / span) * 92 + 4).toFixed(1);
     return `<svg class="ci" viewBox="0 0 100 14" preserveAspectRatio="none">` +
@@ -48,11 +57,12 @@
     badge.className = "badge outcome-" + v.outcome;
     document.getElementById("verdict-reason").textContent = v.reason;
     body.innerHTML = v.per_metric.map((m) => {
-      const f = METRIC[m.metric] || { label: m.metric, value: pct, effect: (x) => x.toFixed(3) };
+      const f = METRIC[m.metric] || { label: m.metric, value: pct, effect: ratio };
       return `<tr><td title="${esc(m.effect_label)}">${esc(f.label)}</td>` +
         `<td><span class="badge outcome-${esc(m.outcome)}">${esc(m.outcome)}</span></td>` +
         `<td>${f.value(m.stable_value)}</td><td>${f.value(m.candidate_value)}</td><td>${f.effect(m.effect)}</td>` +
         `<td class="ci-cell">${ciBar(m)}<span>[${f.effect(m.ci_low)}, ${f.effect(m.ci_high)}]</span></td>` +
+        `<td title="smallest effect the data so far would expect to catch">${f.effect(m.mde)}</td>` +
         `<td>${m.n_candidate} / ${m.n_stable}</td></tr>`;
     }).join("");
   }
