@@ -18,7 +18,7 @@ from airlock.catalog.schema import (
     shadow_samples,
 )
 from airlock.core.digest import canonical_json
-from airlock.core.telemetry import ShadowSample, TelemetryRecord
+from airlock.core.telemetry import ShadowSample, TelemetryRecord, parse_detail
 from airlock.core.traffic import TrafficPlan
 
 
@@ -246,6 +246,7 @@ def insert_telemetry(conn: Connection, records: Sequence[TelemetryRecord], *, ga
                 "feedback_sum": r.feedback_sum,
                 "feedback_count": r.feedback_count,
                 "latency_histogram": json.dumps(list(r.latency_histogram)),
+                "detail": r.detail_json(),
             }
             for r in records
         ],
@@ -279,6 +280,7 @@ def telemetry(
         t.feedback_sum,
         t.feedback_count,
         t.latency_histogram,
+        t.detail,
     ).where(t.service == service)
     if since is not None:
         q = q.where(t.window_end > since)
@@ -288,10 +290,17 @@ def telemetry(
         q = q.where(t.release.in_(list(releases)))
     out = []
     for row in conn.execute(q.order_by(t.window_start, t.id)).all():
-        values: list[Any] = list(row)
-        values[8] = json.loads(values[8])
-        values[16] = tuple(json.loads(values[16]))
-        out.append(TelemetryRecord(*values))
+        fields: dict[str, Any] = dict(row._mapping)
+        fields["errors_by_kind"] = json.loads(fields["errors_by_kind"])
+        fields["latency_histogram"] = tuple(json.loads(fields["latency_histogram"]))
+        detail = parse_detail(fields.pop("detail"))
+        fields.update(
+            custom=detail.custom,
+            clusters=detail.clusters,
+            latency_cells=detail.latency_cells,
+            ttft_cells=detail.ttft_cells,
+        )
+        out.append(TelemetryRecord(**fields))
     return out
 
 

@@ -151,7 +151,9 @@ def _add_clusters(
     out = dict(a)
     for name, values in b.items():
         mine = out.get(name)
-        out[name] = values if mine is None else tuple(x + y for x, y in zip(mine, values, strict=True))
+        out[name] = (
+            values if mine is None else tuple(x + y for x, y in zip(mine, values, strict=True))
+        )
     return out
 
 
@@ -291,9 +293,7 @@ class ReleaseWindow:
             fields = dict(data)
             fields["latency_histogram"] = tuple(fields.get("latency_histogram", ()))
             fields["custom"] = {k: tuple(v) for k, v in dict(fields.get("custom", {})).items()}
-            fields["clusters"] = {
-                k: tuple(v) for k, v in dict(fields.get("clusters", {})).items()
-            }
+            fields["clusters"] = {k: tuple(v) for k, v in dict(fields.get("clusters", {})).items()}
             for label in ("latency_cells", "ttft_cells"):
                 fields[label] = {int(k): int(v) for k, v in dict(fields.get(label, {})).items()}
             return cls(**fields)
