@@ -61,6 +61,11 @@ def test_a_flushed_record_reads_back_into_an_identical_window(workspace: Workspa
     with workspace.db.read() as conn:
         rows = rollout_sql.windows_from(conn, "chat", start, [STABLE, CANDIDATE])
         back = serving_sql.telemetry(conn, "chat")
+        totals_only = serving_sql.telemetry(conn, "chat", detail=False)  # charts
+    assert [(r.key, r.requests, r.latency_histogram) for r in totals_only] == [
+        (r.key, r.requests, r.latency_histogram) for r in back
+    ]
+    assert not any(r.clusters or r.latency_cells for r in totals_only)
     by_key: dict[tuple[str, ...], TelemetryRecord] = {r.key: r for r in records}
     assert len(rows) == len(records) == len(back)
     for row in rows:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, insert, null, select, text, update
 
 from airlock.catalog.schema import (
     release_telemetry,
@@ -260,7 +260,10 @@ def telemetry(
     since: datetime | None = None,
     until: datetime | None = None,
     releases: Iterable[str] | None = None,
+    detail: bool = True,
 ) -> list[TelemetryRecord]:
+    """Flushed records, oldest first; ``detail=False`` leaves out the per-cluster detail
+    (clusters, cells, custom metrics), for readers of totals only such as charts."""
     t = release_telemetry.c
     q = select(
         t.service,
@@ -280,7 +283,7 @@ def telemetry(
         t.feedback_sum,
         t.feedback_count,
         t.latency_histogram,
-        t.detail,
+        t.detail if detail else null().label("detail"),
     ).where(t.service == service)
     if since is not None:
         q = q.where(t.window_end > since)
@@ -293,12 +296,12 @@ def telemetry(
         fields: dict[str, Any] = dict(row._mapping)
         fields["errors_by_kind"] = json.loads(fields["errors_by_kind"])
         fields["latency_histogram"] = tuple(json.loads(fields["latency_histogram"]))
-        detail = parse_detail(fields.pop("detail"))
+        extra = parse_detail(fields.pop("detail"))  # None (or not read): no clusters, no cells
         fields.update(
-            custom=detail.custom,
-            clusters=detail.clusters,
-            latency_cells=detail.latency_cells,
-            ttft_cells=detail.ttft_cells,
+            custom=extra.custom,
+            clusters=extra.clusters,
+            latency_cells=extra.latency_cells,
+            ttft_cells=extra.ttft_cells,
         )
         out.append(TelemetryRecord(**fields))
     return out
