@@ -135,7 +135,22 @@ class Counters:
 
     def copy(self) -> Counters:
         c = Counters()
-        c.merge(self)
+        c.requests, c.errors, c.rejected = self.requests, self.errors, self.rejected
+        c.errors_by_kind = dict(self.errors_by_kind)
+        c.guardrail_flags, c.fallbacks = self.guardrail_flags, self.fallbacks
+        c.shadow_drops, c.tokens_in, c.tokens_out = (
+            self.shadow_drops,
+            self.tokens_in,
+            self.tokens_out,
+        )
+        c.feedback_sum, c.feedback_count = self.feedback_sum, self.feedback_count
+        c.histogram, c.latency_ms_sum = list(self.histogram), self.latency_ms_sum
+        c.by_requests, c.by_errors = list(self.by_requests), list(self.by_errors)
+        c.by_flags, c.by_fallbacks = list(self.by_flags), list(self.by_fallbacks)
+        c.by_feedback_count = list(self.by_feedback_count)
+        c.by_feedback_sum = list(self.by_feedback_sum)
+        c.cells, c.ttft_cells = dict(self.cells), dict(self.ttft_cells)
+        c.custom = {name: (list(s), list(t)) for name, (s, t) in list(self.custom.items())}
         return c
 
     def custom_totals(self) -> dict[str, tuple[float, float]]:
@@ -144,6 +159,9 @@ class Counters:
 
     def cluster_rows(self) -> dict[str, tuple[float, ...]]:
         """Per-cluster rows of every counted field, canonical (see :mod:`airlock.core.telemetry`)."""
+        return canonical_clusters(self._rows())
+
+    def _rows(self) -> dict[str, list[float]]:
         rows: dict[str, list[float]] = {
             "requests": self.by_requests,
             "errors": self.by_errors,
@@ -155,7 +173,7 @@ class Counters:
         for name, (successes, trials) in list(self.custom.items()):
             rows[custom_field(name, "successes")] = successes
             rows[custom_field(name, "trials")] = trials
-        return canonical_clusters(rows)
+        return rows
 
     def window(self) -> ReleaseWindow:
         # Read fields so that errors/flags never exceed requests even if a request is
@@ -175,6 +193,37 @@ class Counters:
             ttft_cells=dict(self.ttft_cells),
         )
 
+    def window_since(self, before: Counters) -> ReleaseWindow:
+        """What was counted after ``before`` (a copy of these counters taken earlier)."""
+        requests = self.requests - before.requests
+        feedback_count = self.feedback_count - before.feedback_count
+        earlier = before._rows()
+        rows = {}
+        for name, row in self._rows().items():
+            old = earlier.get(name)
+            rows[name] = row if old is None else [x - y for x, y in zip(row, old, strict=True)]
+        custom = {}
+        for name in list(self.custom):
+            successes = sum(rows[custom_field(name, "successes")])
+            trials = sum(rows[custom_field(name, "trials")])
+            if trials > 0:
+                custom[name] = (min(max(0.0, successes), trials), trials)
+        return ReleaseWindow(
+            requests=requests,
+            errors=min(requests, self.errors - before.errors),
+            guardrail_flags=min(requests, self.guardrail_flags - before.guardrail_flags),
+            fallbacks=min(requests, self.fallbacks - before.fallbacks),
+            feedback_sum=min(
+                max(0.0, self.feedback_sum - before.feedback_sum), float(feedback_count)
+            ),
+            feedback_count=feedback_count,
+            latency_histogram=_since_histogram(self.histogram, before.histogram),
+            custom=custom,
+            clusters=canonical_clusters(rows),
+            latency_cells=_since_cells(self.cells, before.cells),
+            ttft_cells=_since_cells(self.ttft_cells, before.ttft_cells),
+        )
+
     def empty(self) -> bool:
         return not (
             self.requests
@@ -190,10 +239,11 @@ class Counters:
 
 @dataclass(frozen=True, slots=True)
 class TelemetryMark:
-    """The totals at one moment; ``Telemetry.since(mark)`` counts what came after."""
+    """The totals at one moment (copies, never changed); ``Telemetry.since(mark)`` counts
+    what came after."""
 
     at: datetime
-    totals: Mapping[Key, ReleaseWindow]
+    totals: Mapping[Key, Counters]
 
 
 class Telemetry:
@@ -353,7 +403,7 @@ class Telemetry:
         return {(k[0], k[1]): c.window() for k, c in self.totals().items() if k[2] == traffic}
 
     def mark(self) -> TelemetryMark:
-        return TelemetryMark(datetime.now(UTC), {k: c.window() for k, c in self.totals().items()})
+        return TelemetryMark(datetime.now(UTC), self.totals())
 
     def since(
         self, mark: TelemetryMark, *, traffic: Traffic = "live"
@@ -363,53 +413,19 @@ class Telemetry:
         for key, c in self.totals().items():
             if key[2] != traffic:
                 continue
-            now = c.window()
             before = mark.totals.get(key)
-            out[(key[0], key[1])] = now if before is None else _minus(now, before)
+            out[(key[0], key[1])] = c.window() if before is None else c.window_since(before)
         return out
 
 
-def _minus_cells(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
-    out = dict(a)
-    for key, count in b.items():
-        left = out.get(key, 0) - count
-        if left > 0:
-            out[key] = left
-        else:
-            out.pop(key, None)
-    return out
+def _since_cells(now: Mapping[int, int], before: Mapping[int, int]) -> dict[int, int]:
+    old = before.get
+    return {key: d for key, count in now.items() if (d := count - old(key, 0)) > 0}
 
 
-def _minus(a: ReleaseWindow, b: ReleaseWindow) -> ReleaseWindow:
-    """``a - b`` for totals ``a`` taken after ``b`` (counters only grow)."""
-    ha, hb = a.latency_histogram, b.latency_histogram
-    hist = tuple(x - y for x, y in zip(ha, hb, strict=True)) if ha and hb else ha
-    requests = a.requests - b.requests
-    custom = {}
-    for name, (successes, trials) in a.custom.items():
-        s0, t0 = b.custom.get(name, (0.0, 0.0))
-        if trials - t0 > 0:
-            custom[name] = (min(max(0.0, successes - s0), trials - t0), trials - t0)
-    clusters = dict(a.clusters)
-    for name, row in b.clusters.items():
-        mine = clusters.get(name)
-        if mine is not None:
-            clusters[name] = tuple(x - y for x, y in zip(mine, row, strict=True))
-    return ReleaseWindow(
-        requests=requests,
-        errors=min(requests, a.errors - b.errors),
-        guardrail_flags=min(requests, a.guardrail_flags - b.guardrail_flags),
-        fallbacks=min(requests, a.fallbacks - b.fallbacks),
-        feedback_sum=min(
-            max(0.0, a.feedback_sum - b.feedback_sum), float(a.feedback_count - b.feedback_count)
-        ),
-        feedback_count=a.feedback_count - b.feedback_count,
-        latency_histogram=hist if any(hist) else (),
-        custom=custom,
-        clusters=canonical_clusters(clusters),
-        latency_cells=_minus_cells(a.latency_cells, b.latency_cells),
-        ttft_cells=_minus_cells(a.ttft_cells, b.ttft_cells),
-    )
+def _since_histogram(now: list[int], before: list[int]) -> tuple[int, ...]:
+    out = tuple(x - y for x, y in zip(now, before, strict=True))
+    return out if any(out) else ()
 
 
 __all__ = ["Counters", "Key", "Telemetry", "TelemetryMark"]
