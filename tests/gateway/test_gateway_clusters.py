@@ -146,10 +146,14 @@ def test_both_arms_get_the_same_timeout_while_comparing(
         capped = chat(server, "chat", user=on_stable)
         assert capped.status_code == 504, capped.text
         assert capped.json()["error"]["code"] == "timeout"
+        assert "within 0.2 s" in capped.json()["error"]["message"]
+        streamed = chat(server, "chat", user=on_stable, stream=True)
+        assert streamed.status_code == 504, streamed.text
+        assert "within 0.2 s" in streamed.json()["error"]["message"]
         step = gateway.telemetry.since(mark)
-        # identical releases, identical outcome: one timeout each
+        # identical releases, identical outcome: timeouts on both arms
         assert (step[("chat", candidate)].requests, step[("chat", candidate)].errors) == (1, 1)
-        assert (step[("chat", stable)].requests, step[("chat", stable)].errors) == (1, 1)
+        assert (step[("chat", stable)].requests, step[("chat", stable)].errors) == (2, 2)
         totals = gateway.telemetry.totals()
-        assert totals[("chat", stable, "live")].errors_by_kind == {"timeout": 1}
+        assert totals[("chat", stable, "live")].errors_by_kind == {"timeout": 2}
         assert totals[("chat", candidate, "live")].errors_by_kind == {"timeout": 1}

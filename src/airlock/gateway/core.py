@@ -597,8 +597,9 @@ class Gateway:
         attempt = self._prepare(state, release, req, "live", cluster)
         key: Key = (state.plan.service, release.ref, "live")
         pieces = release.runtime.stream(attempt.request)
+        timeout = self._timeout(state, release, counted=cluster is not None)
         try:
-            async with asyncio.timeout(self._timeout(state, release, counted=cluster is not None)):
+            async with asyncio.timeout(timeout):
                 first = await anext(pieces)
         except BaseException as exc:
             await _close(pieces)
@@ -606,7 +607,7 @@ class Gateway:
                 if cluster is not None:
                     self.telemetry.rejection(key, cluster=cluster)
                 raise
-            failure = _as_failure(exc, release)
+            failure = _as_failure(exc, release, timeout)
             if failure is None:
                 raise
             self._failed(key, failure.kind, cluster, fallback)
@@ -705,6 +706,7 @@ class Gateway:
         if state is None or release is None:
             return  # the plan moved on while the copy waited
         key: Key = (job.service, job.release, "shadow")
+        timeout = self._timeout(state, release, counted=True)
         started = perf_counter()
         output, ok, error_kind = "", False, None
         try:
@@ -714,7 +716,7 @@ class Gateway:
         try:
             if attempt is None:
                 raise _Skip
-            async with asyncio.timeout(self._timeout(state, release, counted=True)):
+            async with asyncio.timeout(timeout):
                 result = await release.runtime.generate(attempt.request)
             output, _, out_flagged, _ = self._guard_output(release, result)
             latency_ms = (perf_counter() - started) * 1000.0
@@ -733,7 +735,9 @@ class Gateway:
             error_kind = exc.code
             self.telemetry.rejection(key, cluster=job.cluster)
         except Exception as exc:
-            failure = _as_failure(exc, release) or RuntimeFailure(str(exc), kind="model_error")
+            failure = _as_failure(exc, release, timeout) or RuntimeFailure(
+                str(exc), kind="model_error"
+            )
             error_kind = failure.kind
             self.telemetry.failure(key, failure.kind, cluster=job.cluster)
         sample = ShadowSample(
@@ -759,11 +763,14 @@ def _response_id(kind: str) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
 
 
-def _as_failure(exc: BaseException, release: LoadedRelease) -> RuntimeFailure | None:
+def _as_failure(
+    exc: BaseException, release: LoadedRelease, timeout_s: float | None = None
+) -> RuntimeFailure | None:
     if isinstance(exc, RuntimeFailure):
         return exc
     if isinstance(exc, TimeoutError):
-        return RuntimeTimeout(f"{release.ref} did not answer within {release.timeout_s:g} s")
+        waited = release.timeout_s if timeout_s is None else timeout_s
+        return RuntimeTimeout(f"{release.ref} did not answer within {waited:g} s")
     if isinstance(exc, StopAsyncIteration):
         return RuntimeFailure(f"{release.ref} sent an empty stream", kind="bad_response")
     if isinstance(exc, Exception):
