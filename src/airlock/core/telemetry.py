@@ -5,7 +5,7 @@ The gateway aggregates live traffic in memory and flushes one
 second — to the catalog. ``traffic`` is ``live`` (users were answered) or
 ``shadow`` (mirrored copies, never returned). Records of several windows or
 gateway replicas add up (``+``); :meth:`TelemetryRecord.window` turns one into
-the :class:`~airlock.core.analysis.ReleaseWindow` the rollout analysis reads.
+the :class:`~airlock.core.window.ReleaseWindow` the rollout analysis reads.
 
 Counting rules (the analysis relies on them):
 
@@ -19,7 +19,12 @@ Counting rules (the analysis relies on them):
   ``LATENCY_BUCKETS_MS``), from request received to last byte produced;
 * a call the stable release answered after the candidate failed (a fallback)
   counts against the candidate only (its failure, with ``fallback``), never in
-  the stable release's window.
+  the stable release's window (only its tokens are added there, as a cost);
+  feedback on that answer counts for the candidate too;
+* ``time to first token`` (``ttft_cells``) is measured for streamed answers
+  only: from request received to the first piece the runtime produced;
+* custom metrics count values in [0, 1]: ``successes`` adds the value,
+  ``trials`` adds 1.
 
 Per analysis cluster (:func:`~airlock.core.window.cluster_of` of the routing
 bucket of the request's user) a record also holds ``clusters`` (one row of
