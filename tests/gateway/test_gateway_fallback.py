@@ -10,7 +10,7 @@ import pytest
 
 from airlock.core.traffic import TrafficPlan, WeightedRelease
 from airlock.gateway.core import GatewaySettings
-from gateway.support import MOON, Releases, Server, chat, get, serve_gateway
+from gateway.support import MOON, Releases, Server, chat, get, post, serve_gateway
 
 
 def _all_on(candidate: str, stable: str, **kw: Any) -> TrafficPlan:
@@ -48,14 +48,22 @@ def test_failing_candidate_falls_back_to_stable(
             text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         assert text.strip() == "upstream says: stream me"
 
+        feedback = post(f"{server.url}/v1/feedback", {"id": response.json()["id"], "score": 1})
+        assert feedback.json()["release"] == bad  # the fallback answer is the candidate's outcome
+
         windows = gateway.telemetry.windows()
         assert windows[("chat", bad)].requests == 2
         assert windows[("chat", bad)].errors == 2
         assert windows[("chat", bad)].fallbacks == 2
-        assert windows[("chat", stable)].requests == 2
-        assert windows[("chat", stable)].errors == 0
+        assert windows[("chat", bad)].feedback_count == 1
+        # the fallback answers are in no window of the stable release: only their cost is
+        empty = windows[("chat", stable)]
+        assert (empty.requests, empty.feedback_count, empty.latency_count) == (0, 0, 0)
+        assert not empty.clusters and not empty.latency_cells and not empty.ttft_cells
         totals = gateway.telemetry.totals()
         assert totals[("chat", bad, "live")].errors_by_kind == {kind: 2}
+        assert totals[("chat", stable, "live")].tokens_out > 0
+        assert [r.requests for r in gateway.telemetry.drain() if r.release == stable] == [0]
 
 
 def test_no_fallback_for_a_pinned_candidate_or_a_failing_stable(
@@ -75,7 +83,9 @@ def test_no_fallback_for_a_pinned_candidate_or_a_failing_stable(
         windows = gateway.telemetry.windows()
         assert windows[("chat", bad)].errors == 2
         assert windows[("chat", bad)].fallbacks == 1  # only the routed request fell back
-        assert windows[("chat", stable)].errors == 1
+        assert ("chat", stable) not in windows  # the failed fallback is the candidate's arm
+        assert chat(server, "chat@stable").status_code == 502
+        assert gateway.telemetry.windows()[("chat", stable)].errors == 1
 
 
 def test_shadow_never_changes_the_answer(

@@ -101,12 +101,12 @@ def test_routing_helpers() -> None:
 def test_telemetry_drain_totals_and_records_add_up() -> None:
     t = Telemetry()
     key = ("chat", "chat@1.0.0", "live")
-    t.success(key, 12.0, 3, 5, flagged=True)
-    t.failure(key, "timeout", fallback=True)
+    t.success(key, 12.0, 3, 5, cluster=0, flagged=True)
+    t.failure(key, "timeout", cluster=1, fallback=True)
     mark = t.mark()
     first = t.drain()
-    t.success(key, 2000.0, 1, 1)
-    t.feedback(key, 0.5)
+    t.success(key, 2000.0, 1, 1, cluster=2)
+    t.feedback(key, 0.5, cluster=3)
     second = t.drain()
     assert [r.requests for r in first] == [2]
     assert first[0].errors_by_kind == {"timeout": 1}

@@ -17,6 +17,7 @@ from airlock.catalog.schema import (
     rollouts,
 )
 from airlock.core.analysis import ReleaseWindow
+from airlock.core.telemetry import parse_detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +313,7 @@ def windows_from(
             t.feedback_sum,
             t.feedback_count,
             t.latency_histogram,
+            t.detail,
         )
         .where(t.service == service, t.window_start >= start, t.release.in_(releases))
         .order_by(t.id)
@@ -319,6 +321,7 @@ def windows_from(
     out = []
     for r in rows:
         histogram = tuple(json.loads(r.latency_histogram))
+        detail = parse_detail(r.detail)  # None for rows flushed before 0007: no clusters/cells
         window = ReleaseWindow(
             requests=int(r.requests),
             errors=int(r.errors),
@@ -327,6 +330,10 @@ def windows_from(
             feedback_sum=float(r.feedback_sum),
             feedback_count=int(r.feedback_count),
             latency_histogram=histogram if any(histogram) else (),
+            custom=detail.custom,
+            clusters=detail.clusters,
+            latency_cells=detail.latency_cells,
+            ttft_cells=detail.ttft_cells,
         )
         out.append(WindowRow(int(r.id), r.release, r.traffic, r.window_start, window))
     return out

@@ -414,3 +414,9 @@ drills = Table(
     Column("event_seq", BigInteger, nullable=True),
     Index("ix_drills_service", "service"),
 )
+
+# -- telemetry detail (migration 0007_telemetry_detail) -----------------------------------
+
+# JSON written by airlock.core.telemetry.detail_json: per-cluster counters, fine latency
+# and time-to-first-token cells, custom metrics; NULL for rows flushed before it existed.
+release_telemetry.append_column(Column("detail", Text, nullable=True))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, insert, null, select, text, update
 
 from airlock.catalog.schema import (
     release_telemetry,
@@ -18,7 +18,7 @@ from airlock.catalog.schema import (
     shadow_samples,
 )
 from airlock.core.digest import canonical_json
-from airlock.core.telemetry import ShadowSample, TelemetryRecord
+from airlock.core.telemetry import ShadowSample, TelemetryRecord, parse_detail
 from airlock.core.traffic import TrafficPlan
 
 
@@ -246,6 +246,7 @@ def insert_telemetry(conn: Connection, records: Sequence[TelemetryRecord], *, ga
                 "feedback_sum": r.feedback_sum,
                 "feedback_count": r.feedback_count,
                 "latency_histogram": json.dumps(list(r.latency_histogram)),
+                "detail": r.detail_json(),
             }
             for r in records
         ],
@@ -259,7 +260,10 @@ def telemetry(
     since: datetime | None = None,
     until: datetime | None = None,
     releases: Iterable[str] | None = None,
+    detail: bool = True,
 ) -> list[TelemetryRecord]:
+    """Flushed records, oldest first; ``detail=False`` leaves out the per-cluster detail
+    (clusters, cells, custom metrics), for readers of totals only such as charts."""
     t = release_telemetry.c
     q = select(
         t.service,
@@ -279,6 +283,7 @@ def telemetry(
         t.feedback_sum,
         t.feedback_count,
         t.latency_histogram,
+        t.detail if detail else null().label("detail"),
     ).where(t.service == service)
     if since is not None:
         q = q.where(t.window_end > since)
@@ -288,10 +293,17 @@ def telemetry(
         q = q.where(t.release.in_(list(releases)))
     out = []
     for row in conn.execute(q.order_by(t.window_start, t.id)).all():
-        values: list[Any] = list(row)
-        values[8] = json.loads(values[8])
-        values[16] = tuple(json.loads(values[16]))
-        out.append(TelemetryRecord(*values))
+        fields: dict[str, Any] = dict(row._mapping)
+        fields["errors_by_kind"] = json.loads(fields["errors_by_kind"])
+        fields["latency_histogram"] = tuple(json.loads(fields["latency_histogram"]))
+        extra = parse_detail(fields.pop("detail"))  # None (or not read): no clusters, no cells
+        fields.update(
+            custom=extra.custom,
+            clusters=extra.clusters,
+            latency_cells=extra.latency_cells,
+            ttft_cells=extra.ttft_cells,
+        )
+        out.append(TelemetryRecord(**fields))
     return out
 
 

@@ -34,7 +34,10 @@ def gateway(
     ] = 256,
     candidate_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds a candidate may take before its request falls back to stable."),
+        typer.Option(
+            help="Seconds a candidate may take before its request falls back to stable; "
+            "stable gets the same cap while a service compares releases (a fair comparison)."
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:

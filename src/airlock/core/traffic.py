@@ -149,7 +149,10 @@ class TrafficPlan:
 
     def route(self, user_key: str) -> str:
         """The release that answers ``user_key`` (sticky, see the module docstring)."""
-        bucket = bucket_of(self.service, user_key)
+        return self.release_at(bucket_of(self.service, user_key))
+
+    def release_at(self, bucket: int) -> str:
+        """The release that answers the users of routing bucket ``bucket`` (0..9999)."""
         index = bisect_right(self._thresholds, bucket)
         if index < len(self.candidates):
             return self.candidates[index].release

@@ -15,8 +15,15 @@ tests drive a :class:`Gateway` directly:
 The request path: route (plan, pin or opt-out) -> input guardrails -> prompt
 template and decoding defaults -> runtime call under the release's timeout ->
 output guardrails -> response. A failing candidate is retried once on the
-stable release and the failure counts against the candidate; shadows get a copy
-through a bounded queue after the answer is ready.
+stable release and the failure counts against the candidate (the stable
+release's fallback answer is in no window: it belongs to the candidate's arm);
+shadows get a copy through a bounded queue after the answer is ready.
+
+Every telemetry call names the request's analysis cluster (``route.cluster``,
+from its user's routing bucket); a shadow copy is counted in the cluster of the
+request it mirrors. While a service has a candidate or a shadow,
+``candidate_timeout_s`` caps every counted call of both arms, so an arm never
+looks worse for a timeout the other does not have.
 """
 
 from __future__ import annotations
@@ -89,8 +96,10 @@ class GatewaySettings:
     shadow_sample_capacity: int = 1_000
     retire_after_s: float = 30.0
     stream_holdback: int = 64
-    # A candidate that may fall back gets at most this long (its release's timeout_s
-    # otherwise), so users never wait out a slow canary: None = the release's own.
+    # While a service has a candidate or a shadow, every counted call (both arms, so the
+    # comparison is fair) gets at most this long (its release's timeout_s otherwise), so
+    # users never wait out a slow canary; a fallback retry gets the release's own.
+    # None = always the release's own timeout.
     candidate_timeout_s: float | None = None
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
@@ -116,6 +125,7 @@ class _Attempt:
     request: GenerationRequest
     started: float
     input_flagged: bool
+    ttft_ms: float | None = None  # streams: time to the first piece
 
 
 class Gateway:
@@ -127,7 +137,7 @@ class Gateway:
         self._pool: dict[str, LoadedRelease] = {}
         self._loading: dict[str, asyncio.Future[LoadedRelease]] = {}
         self._retired: list[LoadedRelease] = []
-        self._responses: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._responses: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
         self._samples: deque[ShadowSample] = deque(maxlen=self.settings.shadow_sample_capacity)
         self._unflushed_samples: deque[ShadowSample] = deque(
             maxlen=self.settings.shadow_sample_capacity
@@ -334,8 +344,8 @@ class Gateway:
                 f"no recent response with id {response_id!r}",
                 hint="feedback must name the id of a response this gateway returned",
             )
-        self.telemetry.feedback((found[0], found[1], "live"), float(score))
-        return found
+        self.telemetry.feedback((found[0], found[1], "live"), float(score), cluster=found[2])
+        return found[0], found[1]
 
     # -- the request path -------------------------------------------------------------
     def route(
@@ -358,7 +368,7 @@ class Gateway:
         fallback_from = None
         try:
             attempt, result = await self._generate(
-                state, release, req, fallback=route.fallback is not None
+                state, release, req, route.cluster, fallback=route.fallback is not None
             )
         except RuntimeFailure as exc:
             if route.fallback is None:
@@ -366,16 +376,20 @@ class Gateway:
             log.warning("%s failed (%s); answering from %s", release.ref, exc.kind, route.fallback)
             fallback_from = release.ref
             release = state.releases[route.fallback]
-            attempt, result = await self._generate(state, release, req, fallback=False)
+            attempt, result = await self._generate(state, release, req, None, fallback=False)
         text, finish, out_flagged, guard_status = self._guard_output(release, result)
-        latency_ms = (perf_counter() - attempt.started) * 1000.0
-        self.telemetry.success(
-            (state.plan.service, release.ref, "live"),
-            latency_ms,
-            result.prompt_tokens,
-            result.completion_tokens,
-            flagged=attempt.input_flagged or out_flagged,
-        )
+        key: Key = (state.plan.service, release.ref, "live")
+        if fallback_from is not None:
+            self.telemetry.fallback_tokens(key, result.prompt_tokens, result.completion_tokens)
+        else:
+            self.telemetry.success(
+                key,
+                (perf_counter() - attempt.started) * 1000.0,
+                result.prompt_tokens,
+                result.completion_tokens,
+                cluster=route.cluster,
+                flagged=attempt.input_flagged or out_flagged,
+            )
         body = wire.completion_body(
             req.kind,
             rid,
@@ -384,7 +398,7 @@ class Gateway:
             replace(result, finish_reason=finish),
             text,
         )
-        self._after(state, release, req, rid, text)
+        self._after(state, release, req, rid, text, route.cluster, fallback_from)
         headers_out = self._headers(state, release, route, rid, fallback_from)
         if guard_status:
             headers_out["x-airlock-guardrail"] = guard_status
@@ -397,12 +411,15 @@ class Gateway:
         state: ServiceState,
         release: LoadedRelease,
         req: wire.OpenAIRequest,
+        cluster: int | None,
         *,
         fallback: bool,
     ) -> tuple[_Attempt, Completion]:
-        attempt = self._prepare(state, release, req, "live")
+        """One call; counted in ``cluster`` of the release's window (None: a fallback retry,
+        not counted)."""
+        attempt = self._prepare(state, release, req, "live", cluster)
         key: Key = (state.plan.service, release.ref, "live")
-        timeout = self._timeout(release, fallback)
+        timeout = self._timeout(state, release, counted=cluster is not None)
         try:
             async with asyncio.timeout(timeout):
                 result = await release.runtime.generate(attempt.request)
@@ -410,46 +427,66 @@ class Gateway:
             failure: RuntimeFailure = RuntimeTimeout(
                 f"{release.ref} did not answer within {timeout:g} s"
             )
-            self.telemetry.failure(key, failure.kind, fallback=fallback)
+            self._failed(key, failure.kind, cluster, fallback)
             raise failure from exc
         except RuntimeFailure as exc:
-            self.telemetry.failure(key, exc.kind, fallback=fallback)
+            self._failed(key, exc.kind, cluster, fallback)
             raise
         except InvalidInput:
-            self.telemetry.rejection(key)
+            if cluster is not None:
+                self.telemetry.rejection(key, cluster=cluster)
             raise
         except AirlockError as exc:
-            self.telemetry.failure(key, "model_error", fallback=fallback)
+            self._failed(key, "model_error", cluster, fallback)
             raise RuntimeFailure(exc.message, kind="model_error") from exc
         except Exception as exc:
-            self.telemetry.failure(key, "model_error", fallback=fallback)
+            self._failed(key, "model_error", cluster, fallback)
             raise RuntimeFailure(
                 f"{release.ref} failed: {type(exc).__name__}: {exc}", kind="model_error"
             ) from exc
         return attempt, result
 
-    def _timeout(self, release: LoadedRelease, fallback: bool) -> float:
+    def _failed(self, key: Key, kind: str, cluster: int | None, fallback: bool) -> None:
+        if cluster is not None:  # None: a fallback retry, in no window
+            self.telemetry.failure(key, kind, cluster=cluster, fallback=fallback)
+
+    def _timeout(self, state: ServiceState, release: LoadedRelease, *, counted: bool) -> float:
+        """The same cap for both arms while the service compares releases (see the settings)."""
         cap = self.settings.candidate_timeout_s
-        return min(release.timeout_s, cap) if fallback and cap is not None else release.timeout_s
+        comparing = bool(state.plan.candidates or state.plan.shadows)
+        if cap is None or not counted or not comparing:
+            return release.timeout_s
+        return min(release.timeout_s, cap)
 
     def _prepare(
-        self, state: ServiceState, release: LoadedRelease, req: wire.OpenAIRequest, traffic: Traffic
+        self,
+        state: ServiceState,
+        release: LoadedRelease,
+        req: wire.OpenAIRequest,
+        traffic: Traffic,
+        cluster: int | None,
     ) -> _Attempt:
-        """Input guardrails, template and decoding: the request as this release takes it."""
+        """Input guardrails, template and decoding: the request as this release takes it.
+
+        A refusal is counted in ``cluster`` (None: a fallback retry, not counted).
+        """
         started = perf_counter()
         policy = release.safety
         flagged = False
         messages, prompt = req.messages, req.prompt
+        key: Key = (state.plan.service, release.ref, traffic)
         if policy is not None and watches(policy, "input"):
             try:
                 messages, prompt, flagged = _guard_input(policy, req)
             except ContentBlocked:
-                self.telemetry.rejection((state.plan.service, release.ref, traffic), flagged=True)
+                if cluster is not None:
+                    self.telemetry.rejection(key, cluster=cluster, flagged=True)
                 raise
         try:
             request = _shape(release, req, messages, prompt)
         except InvalidInput:
-            self.telemetry.rejection((state.plan.service, release.ref, traffic), flagged=flagged)
+            if cluster is not None:
+                self.telemetry.rejection(key, cluster=cluster, flagged=flagged)
             raise
         if self.settings.log_prompts and traffic == "live":
             request_log.info(
@@ -486,16 +523,22 @@ class Gateway:
         req: wire.OpenAIRequest,
         rid: str,
         text: str,
+        cluster: int,
+        fallback_from: str | None,
     ) -> None:
-        """Remember the response for feedback; send copies to the plan's shadows."""
+        """Remember the response for feedback; send copies to the plan's shadows.
+
+        Feedback on a fallback answer counts for the candidate that failed (its arm's
+        outcome), never in the stable release's window.
+        """
         responses = self._responses
-        responses[rid] = (state.plan.service, release.ref)
+        responses[rid] = (state.plan.service, fallback_from or release.ref, cluster)
         if len(responses) > self.settings.feedback_capacity:
             responses.popitem(last=False)
         for shadow in state.plan.shadows:
             if shadow != release.ref:
                 self.shadows.submit(
-                    ShadowJob(state.plan.service, shadow, release.ref, rid, req, text)
+                    ShadowJob(state.plan.service, shadow, release.ref, rid, req, text, cluster)
                 )
 
     def _headers(
@@ -527,41 +570,49 @@ class Gateway:
         rid = _response_id(req.kind)
         fallback_from = None
         try:
-            opened = await self._open(state, release, req, fallback=route.fallback is not None)
+            opened = await self._open(
+                state, release, req, route.cluster, fallback=route.fallback is not None
+            )
         except RuntimeFailure as exc:
             if route.fallback is None:
                 raise
             log.warning("%s failed (%s); streaming from %s", release.ref, exc.kind, route.fallback)
             fallback_from = release.ref
             release = state.releases[route.fallback]
-            opened = await self._open(state, release, req, fallback=False)
+            opened = await self._open(state, release, req, None, fallback=False)
         headers_out = self._headers(state, release, route, rid, fallback_from)
-        return headers_out, self._sse(state, release, req, rid, *opened)
+        return headers_out, self._sse(
+            state, release, req, rid, route.cluster, fallback_from, *opened
+        )
 
     async def _open(
         self,
         state: ServiceState,
         release: LoadedRelease,
         req: wire.OpenAIRequest,
+        cluster: int | None,
         *,
         fallback: bool,
     ) -> tuple[_Attempt, AsyncIterator[Delta], Delta]:
-        attempt = self._prepare(state, release, req, "live")
+        attempt = self._prepare(state, release, req, "live", cluster)
         key: Key = (state.plan.service, release.ref, "live")
         pieces = release.runtime.stream(attempt.request)
+        timeout = self._timeout(state, release, counted=cluster is not None)
         try:
-            async with asyncio.timeout(self._timeout(release, fallback)):
+            async with asyncio.timeout(timeout):
                 first = await anext(pieces)
         except BaseException as exc:
             await _close(pieces)
             if isinstance(exc, InvalidInput):
-                self.telemetry.rejection(key)
+                if cluster is not None:
+                    self.telemetry.rejection(key, cluster=cluster)
                 raise
-            failure = _as_failure(exc, release)
+            failure = _as_failure(exc, release, timeout)
             if failure is None:
                 raise
-            self.telemetry.failure(key, failure.kind, fallback=fallback)
+            self._failed(key, failure.kind, cluster, fallback)
             raise failure from exc
+        attempt.ttft_ms = (perf_counter() - attempt.started) * 1000.0
         return attempt, pieces, first
 
     async def _sse(
@@ -570,10 +621,13 @@ class Gateway:
         release: LoadedRelease,
         req: wire.OpenAIRequest,
         rid: str,
+        cluster: int,
+        fallback_from: str | None,
         attempt: _Attempt,
         pieces: AsyncIterator[Delta],
         first: Delta,
     ) -> AsyncIterator[bytes]:
+        """The stream to the client; counted in ``cluster`` unless it is a fallback answer."""
         kind, created, model = req.kind, int(time.time()), release.ref
         key: Key = (state.plan.service, release.ref, "live")
         policy = release.safety
@@ -608,7 +662,8 @@ class Gateway:
                 failure = RuntimeFailure(
                     f"{release.ref} ended its stream early", kind="bad_response"
                 )
-            self.telemetry.failure(key, failure.kind)
+            if fallback_from is None:
+                self.telemetry.failure(key, failure.kind, cluster=cluster)
             yield wire.error_event(failure)
             yield wire.DONE
             return
@@ -627,14 +682,19 @@ class Gateway:
             yield wire.chunk(kind, rid, created, model, usage_of=final)
         yield wire.DONE
         flagged = attempt.input_flagged or (guard is not None and guard.flagged)
-        self.telemetry.success(
-            key,
-            (perf_counter() - attempt.started) * 1000.0,
-            final.prompt_tokens,
-            final.completion_tokens,
-            flagged=flagged,
-        )
-        self._after(state, release, req, rid, "".join(sent))
+        if fallback_from is not None:
+            self.telemetry.fallback_tokens(key, final.prompt_tokens, final.completion_tokens)
+        else:
+            self.telemetry.success(
+                key,
+                (perf_counter() - attempt.started) * 1000.0,
+                final.prompt_tokens,
+                final.completion_tokens,
+                cluster=cluster,
+                flagged=flagged,
+                ttft_ms=attempt.ttft_ms,
+            )
+        self._after(state, release, req, rid, "".join(sent), cluster, fallback_from)
 
     # -- shadows ----------------------------------------------------------------------------
     def _shadow_dropped(self, job: ShadowJob) -> None:
@@ -646,16 +706,17 @@ class Gateway:
         if state is None or release is None:
             return  # the plan moved on while the copy waited
         key: Key = (job.service, job.release, "shadow")
+        timeout = self._timeout(state, release, counted=True)
         started = perf_counter()
         output, ok, error_kind = "", False, None
         try:
-            attempt = self._prepare(state, release, job.request, "shadow")
+            attempt = self._prepare(state, release, job.request, "shadow", job.cluster)
         except InvalidInput as exc:  # counted by _prepare
             attempt, error_kind = None, exc.code
         try:
             if attempt is None:
                 raise _Skip
-            async with asyncio.timeout(release.timeout_s):
+            async with asyncio.timeout(timeout):
                 result = await release.runtime.generate(attempt.request)
             output, _, out_flagged, _ = self._guard_output(release, result)
             latency_ms = (perf_counter() - started) * 1000.0
@@ -664,6 +725,7 @@ class Gateway:
                 latency_ms,
                 result.prompt_tokens,
                 result.completion_tokens,
+                cluster=job.cluster,
                 flagged=attempt.input_flagged or out_flagged,
             )
             ok = True
@@ -671,11 +733,13 @@ class Gateway:
             pass
         except InvalidInput as exc:
             error_kind = exc.code
-            self.telemetry.rejection(key)
+            self.telemetry.rejection(key, cluster=job.cluster)
         except Exception as exc:
-            failure = _as_failure(exc, release) or RuntimeFailure(str(exc), kind="model_error")
+            failure = _as_failure(exc, release, timeout) or RuntimeFailure(
+                str(exc), kind="model_error"
+            )
             error_kind = failure.kind
-            self.telemetry.failure(key, failure.kind)
+            self.telemetry.failure(key, failure.kind, cluster=job.cluster)
         sample = ShadowSample(
             service=job.service,
             release=job.release,
@@ -699,11 +763,14 @@ def _response_id(kind: str) -> str:
     return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
 
 
-def _as_failure(exc: BaseException, release: LoadedRelease) -> RuntimeFailure | None:
+def _as_failure(
+    exc: BaseException, release: LoadedRelease, timeout_s: float | None = None
+) -> RuntimeFailure | None:
     if isinstance(exc, RuntimeFailure):
         return exc
     if isinstance(exc, TimeoutError):
-        return RuntimeTimeout(f"{release.ref} did not answer within {release.timeout_s:g} s")
+        waited = release.timeout_s if timeout_s is None else timeout_s
+        return RuntimeTimeout(f"{release.ref} did not answer within {waited:g} s")
     if isinstance(exc, StopAsyncIteration):
         return RuntimeFailure(f"{release.ref} sent an empty stream", kind="bad_response")
     if isinstance(exc, Exception):

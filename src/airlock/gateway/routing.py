@@ -11,6 +11,10 @@ routed by a random key (not sticky).
 
 A candidate's request carries ``fallback``: the stable release that answers
 when the candidate fails. Pinned and opted-out requests have none.
+
+Every route carries the routing ``bucket`` of its user key (the random key's
+for a request without one), and so the analysis ``cluster`` its telemetry is
+counted in, whatever the reason of the route.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-from airlock.core.traffic import TrafficPlan
+from airlock.core.traffic import TrafficPlan, bucket_of
+from airlock.core.window import cluster_of
 from airlock.errors import InvalidInput, NotFound
 
 RouteReason = Literal["plan", "pinned", "opt_out"]
@@ -31,6 +36,12 @@ class Route:
     release: str
     reason: RouteReason
     fallback: str | None = None
+    bucket: int = 0
+
+    @property
+    def cluster(self) -> int:
+        """The analysis cluster this request is counted in (``cluster_of(bucket)``)."""
+        return cluster_of(self.bucket)
 
 
 def split_model(model: str) -> tuple[str, str | None]:
@@ -69,12 +80,13 @@ def choose(
     opted_out: bool,
     servable: Collection[str],
 ) -> Route:
+    bucket = bucket_of(plan.service, user_key if user_key else secrets.token_hex(8))
     if pinned is not None:
-        return Route(resolve_pin(plan, pinned, servable), "pinned")
+        return Route(resolve_pin(plan, pinned, servable), "pinned", bucket=bucket)
     if opted_out:
-        return Route(plan.stable, "opt_out")
-    release = plan.route(user_key if user_key else secrets.token_hex(8))
-    return Route(release, "plan", None if release == plan.stable else plan.stable)
+        return Route(plan.stable, "opt_out", bucket=bucket)
+    release = plan.release_at(bucket)
+    return Route(release, "plan", None if release == plan.stable else plan.stable, bucket)
 
 
 __all__ = ["Route", "RouteReason", "choose", "resolve_pin", "split_model"]

@@ -27,6 +27,7 @@ class ShadowJob:
     request_id: str
     request: Any  # the parsed OpenAI request, shaped per release by the handler
     primary_output: str
+    cluster: int = 0  # the analysis cluster of the mirrored request's user
 
 
 class ShadowQueue:

@@ -1,11 +1,19 @@
 """In-memory telemetry per (service, release, traffic): cheap to update, drained every second.
 
-The request path only bumps integers in a ``Counters`` object (one dict look-up,
-no locks: the gateway runs on one event loop). ``drain()`` swaps the pending
-counters for fresh ones and folds them into the running totals, returning one
-:class:`TelemetryRecord` per key for the catalog. ``totals()`` (everything since
-start, pending included) feeds ``/metrics``; ``windows()`` and ``since()`` give
-the rollout controller :class:`ReleaseWindow` values without touching SQL.
+The request path only bumps numbers in a ``Counters`` object (one dict look-up,
+no locks: the gateway runs on one event loop). Every counted field is kept in
+total and per analysis cluster (``cluster_of`` of the routing bucket of the
+request's user, see :mod:`airlock.core.window`) in preallocated lists of
+``CLUSTERS``; latencies and times to first token go to sparse fine cells keyed
+``cluster * CELLS + latency_cell(ms)``, and to the coarse histogram that
+``/metrics`` shows.
+
+``drain()`` swaps the pending counters for fresh ones and folds them into the
+running totals, returning one :class:`TelemetryRecord` per key for the catalog.
+``totals()`` (everything since start, pending included) feeds ``/metrics``;
+``windows()`` and ``since()`` give the rollout controller :class:`ReleaseWindow`
+values without touching SQL. All of them are exact: the per-cluster values and
+cells of ``since(mark)`` are the counts after the mark, to the request.
 """
 
 from __future__ import annotations
@@ -14,14 +22,44 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from airlock.core.analysis import LATENCY_HISTOGRAM_SIZE, ReleaseWindow, latency_bucket
-from airlock.core.telemetry import TelemetryRecord, Traffic
+from airlock.core.telemetry import TelemetryRecord, Traffic, canonical_clusters
+from airlock.core.window import (
+    CELLS,
+    CLUSTERS,
+    LATENCY_HISTOGRAM_SIZE,
+    ReleaseWindow,
+    custom_field,
+    latency_bucket,
+    latency_cell,
+)
+from airlock.errors import InvalidInput
 
 Key = tuple[str, str, Traffic]
 
 
+def _add_into(mine: list[float], other: list[float]) -> None:
+    for i, value in enumerate(other):
+        if value:
+            mine[i] += value
+
+
+def _add_cells(mine: dict[int, int], other: Mapping[int, int]) -> None:
+    for key, count in other.items():
+        mine[key] = mine.get(key, 0) + count
+
+
 class Counters:
+    """What one gateway counted for one (service, release, traffic) key."""
+
     __slots__ = (
+        "by_errors",
+        "by_fallbacks",
+        "by_feedback_count",
+        "by_feedback_sum",
+        "by_flags",
+        "by_requests",
+        "cells",
+        "custom",
         "errors",
         "errors_by_kind",
         "fallbacks",
@@ -35,6 +73,7 @@ class Counters:
         "shadow_drops",
         "tokens_in",
         "tokens_out",
+        "ttft_cells",
     )
 
     def __init__(self) -> None:
@@ -51,6 +90,17 @@ class Counters:
         self.feedback_count = 0
         self.histogram = [0] * LATENCY_HISTOGRAM_SIZE
         self.latency_ms_sum = 0.0
+        # per cluster: the same fields, one number per analysis cluster
+        self.by_requests: list[float] = [0] * CLUSTERS
+        self.by_errors: list[float] = [0] * CLUSTERS
+        self.by_flags: list[float] = [0] * CLUSTERS
+        self.by_fallbacks: list[float] = [0] * CLUSTERS
+        self.by_feedback_count: list[float] = [0] * CLUSTERS
+        self.by_feedback_sum: list[float] = [0.0] * CLUSTERS
+        self.cells: dict[int, int] = {}
+        self.ttft_cells: dict[int, int] = {}
+        # custom metric name -> (successes per cluster, trials per cluster)
+        self.custom: dict[str, tuple[list[float], list[float]]] = {}
 
     def merge(self, other: Counters) -> None:
         self.requests += other.requests
@@ -67,11 +117,63 @@ class Counters:
         self.feedback_count += other.feedback_count
         self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
         self.latency_ms_sum += other.latency_ms_sum
+        _add_into(self.by_requests, other.by_requests)
+        _add_into(self.by_errors, other.by_errors)
+        _add_into(self.by_flags, other.by_flags)
+        _add_into(self.by_fallbacks, other.by_fallbacks)
+        _add_into(self.by_feedback_count, other.by_feedback_count)
+        _add_into(self.by_feedback_sum, other.by_feedback_sum)
+        _add_cells(self.cells, other.cells)
+        _add_cells(self.ttft_cells, other.ttft_cells)
+        for name, (successes, trials) in list(other.custom.items()):
+            mine = self.custom.get(name)
+            if mine is None:
+                self.custom[name] = (list(successes), list(trials))
+            else:
+                _add_into(mine[0], successes)
+                _add_into(mine[1], trials)
 
     def copy(self) -> Counters:
         c = Counters()
-        c.merge(self)
+        c.requests, c.errors, c.rejected = self.requests, self.errors, self.rejected
+        c.errors_by_kind = dict(self.errors_by_kind)
+        c.guardrail_flags, c.fallbacks = self.guardrail_flags, self.fallbacks
+        c.shadow_drops, c.tokens_in, c.tokens_out = (
+            self.shadow_drops,
+            self.tokens_in,
+            self.tokens_out,
+        )
+        c.feedback_sum, c.feedback_count = self.feedback_sum, self.feedback_count
+        c.histogram, c.latency_ms_sum = list(self.histogram), self.latency_ms_sum
+        c.by_requests, c.by_errors = list(self.by_requests), list(self.by_errors)
+        c.by_flags, c.by_fallbacks = list(self.by_flags), list(self.by_fallbacks)
+        c.by_feedback_count = list(self.by_feedback_count)
+        c.by_feedback_sum = list(self.by_feedback_sum)
+        c.cells, c.ttft_cells = dict(self.cells), dict(self.ttft_cells)
+        c.custom = {name: (list(s), list(t)) for name, (s, t) in list(self.custom.items())}
         return c
+
+    def custom_totals(self) -> dict[str, tuple[float, float]]:
+        """``name -> (successes, trials)`` of the custom metrics counted."""
+        return {name: (sum(s), sum(t)) for name, (s, t) in list(self.custom.items())}
+
+    def cluster_rows(self) -> dict[str, tuple[float, ...]]:
+        """Per-cluster rows of every counted field, canonical (see :mod:`airlock.core.telemetry`)."""
+        return canonical_clusters(self._rows())
+
+    def _rows(self) -> dict[str, list[float]]:
+        rows: dict[str, list[float]] = {
+            "requests": self.by_requests,
+            "errors": self.by_errors,
+            "guardrail_flags": self.by_flags,
+            "fallbacks": self.by_fallbacks,
+            "feedback_count": self.by_feedback_count,
+            "feedback_sum": self.by_feedback_sum,
+        }
+        for name, (successes, trials) in list(self.custom.items()):
+            rows[custom_field(name, "successes")] = successes
+            rows[custom_field(name, "trials")] = trials
+        return rows
 
     def window(self) -> ReleaseWindow:
         # Read fields so that errors/flags never exceed requests even if a request is
@@ -85,6 +187,41 @@ class Counters:
             feedback_sum=min(self.feedback_sum, float(self.feedback_count)),
             feedback_count=self.feedback_count,
             latency_histogram=tuple(self.histogram) if any(self.histogram) else (),
+            custom=self.custom_totals(),
+            clusters=self.cluster_rows(),
+            latency_cells=dict(self.cells),
+            ttft_cells=dict(self.ttft_cells),
+        )
+
+    def window_since(self, before: Counters) -> ReleaseWindow:
+        """What was counted after ``before`` (a copy of these counters taken earlier)."""
+        requests = self.requests - before.requests
+        feedback_count = self.feedback_count - before.feedback_count
+        earlier = before._rows()
+        rows = {}
+        for name, row in self._rows().items():
+            old = earlier.get(name)
+            rows[name] = row if old is None else [x - y for x, y in zip(row, old, strict=True)]
+        custom = {}
+        for name in list(self.custom):
+            successes = sum(rows[custom_field(name, "successes")])
+            trials = sum(rows[custom_field(name, "trials")])
+            if trials > 0:
+                custom[name] = (min(max(0.0, successes), trials), trials)
+        return ReleaseWindow(
+            requests=requests,
+            errors=min(requests, self.errors - before.errors),
+            guardrail_flags=min(requests, self.guardrail_flags - before.guardrail_flags),
+            fallbacks=min(requests, self.fallbacks - before.fallbacks),
+            feedback_sum=min(
+                max(0.0, self.feedback_sum - before.feedback_sum), float(feedback_count)
+            ),
+            feedback_count=feedback_count,
+            latency_histogram=_since_histogram(self.histogram, before.histogram),
+            custom=custom,
+            clusters=canonical_clusters(rows),
+            latency_cells=_since_cells(self.cells, before.cells),
+            ttft_cells=_since_cells(self.ttft_cells, before.ttft_cells),
         )
 
     def empty(self) -> bool:
@@ -94,15 +231,19 @@ class Counters:
             or self.feedback_count
             or self.rejected
             or self.errors
+            or self.tokens_in
+            or self.tokens_out
+            or self.custom
         )
 
 
 @dataclass(frozen=True, slots=True)
 class TelemetryMark:
-    """The totals at one moment; ``Telemetry.since(mark)`` counts what came after."""
+    """The totals at one moment (copies, never changed); ``Telemetry.since(mark)`` counts
+    what came after."""
 
     at: datetime
-    totals: Mapping[Key, ReleaseWindow]
+    totals: Mapping[Key, Counters]
 
 
 class Telemetry:
@@ -118,6 +259,7 @@ class Telemetry:
         return c
 
     # -- the request path --------------------------------------------------------
+    # ``cluster`` is ``cluster_of(bucket)`` of the routing bucket of the request's user.
     def success(
         self,
         key: Key,
@@ -125,40 +267,84 @@ class Telemetry:
         tokens_in: int,
         tokens_out: int,
         *,
+        cluster: int,
         flagged: bool = False,
+        ttft_ms: float | None = None,
     ) -> None:
+        """A call the release answered; ``ttft_ms``: its first token's time, when streamed."""
         c = self._get(key)
         c.requests += 1
+        c.by_requests[cluster] += 1
         c.histogram[latency_bucket(latency_ms)] += 1
         c.latency_ms_sum += latency_ms
+        cells = c.cells
+        cell = cluster * CELLS + latency_cell(latency_ms)
+        cells[cell] = cells.get(cell, 0) + 1
+        if ttft_ms is not None:
+            cells = c.ttft_cells
+            cell = cluster * CELLS + latency_cell(ttft_ms)
+            cells[cell] = cells.get(cell, 0) + 1
         c.tokens_in += tokens_in
         c.tokens_out += tokens_out
         if flagged:
             c.guardrail_flags += 1
+            c.by_flags[cluster] += 1
 
-    def failure(self, key: Key, kind: str, *, fallback: bool = False) -> None:
+    def failure(self, key: Key, kind: str, *, cluster: int, fallback: bool = False) -> None:
         c = self._get(key)
         c.requests += 1
+        c.by_requests[cluster] += 1
         c.errors += 1
+        c.by_errors[cluster] += 1
         c.errors_by_kind[kind] = c.errors_by_kind.get(kind, 0) + 1
         if fallback:
             c.fallbacks += 1
+            c.by_fallbacks[cluster] += 1
 
-    def rejection(self, key: Key, *, flagged: bool = False) -> None:
+    def rejection(self, key: Key, *, cluster: int, flagged: bool = False) -> None:
         """A call the client got wrong, or blocked by an input guardrail: not an error."""
         c = self._get(key)
         c.requests += 1
+        c.by_requests[cluster] += 1
         c.rejected += 1
         if flagged:
             c.guardrail_flags += 1
+            c.by_flags[cluster] += 1
+
+    def fallback_tokens(self, key: Key, tokens_in: int, tokens_out: int) -> None:
+        """Tokens the stable release spent answering for a failed candidate.
+
+        Only the tokens (what it cost): the answer is the candidate's outcome,
+        counted by its failure with ``fallback=True``, never a request of this
+        release's window.
+        """
+        c = self._get(key)
+        c.tokens_in += tokens_in
+        c.tokens_out += tokens_out
 
     def shadow_dropped(self, key: Key) -> None:
         self._get(key).shadow_drops += 1
 
-    def feedback(self, key: Key, score: float) -> None:
+    def feedback(self, key: Key, score: float, *, cluster: int) -> None:
         c = self._get(key)
         c.feedback_count += 1
         c.feedback_sum += score
+        c.by_feedback_count[cluster] += 1
+        c.by_feedback_sum[cluster] += score
+
+    def custom(self, key: Key, name: str, value: float, cluster: int) -> None:
+        """Count one value in [0, 1] of the custom metric ``name`` (successes += value)."""
+        if not 0.0 <= value <= 1.0:  # also NaN
+            raise InvalidInput(
+                f"custom metric {name!r} takes values in [0, 1], got {value!r}",
+                hint="a pass/fail metric sends 1 or 0, a bounded score its value scaled to [0, 1]",
+            )
+        c = self._get(key)
+        rows = c.custom.get(name)
+        if rows is None:
+            rows = c.custom[name] = ([0.0] * CLUSTERS, [0.0] * CLUSTERS)
+        rows[0][cluster] += value
+        rows[1][cluster] += 1
 
     # -- reading ---------------------------------------------------------------------
     def drain(self) -> list[TelemetryRecord]:
@@ -194,6 +380,10 @@ class Telemetry:
                     feedback_sum=c.feedback_sum,
                     feedback_count=c.feedback_count,
                     latency_histogram=tuple(c.histogram) if any(c.histogram) else (),
+                    custom=c.custom_totals(),
+                    clusters=c.cluster_rows(),
+                    latency_cells=c.cells,
+                    ttft_cells=c.ttft_cells,
                 )
             )
         return records
@@ -213,7 +403,7 @@ class Telemetry:
         return {(k[0], k[1]): c.window() for k, c in self.totals().items() if k[2] == traffic}
 
     def mark(self) -> TelemetryMark:
-        return TelemetryMark(datetime.now(UTC), {k: c.window() for k, c in self.totals().items()})
+        return TelemetryMark(datetime.now(UTC), self.totals())
 
     def since(
         self, mark: TelemetryMark, *, traffic: Traffic = "live"
@@ -223,25 +413,19 @@ class Telemetry:
         for key, c in self.totals().items():
             if key[2] != traffic:
                 continue
-            now = c.window()
             before = mark.totals.get(key)
-            out[(key[0], key[1])] = now if before is None else _minus(now, before)
+            out[(key[0], key[1])] = c.window() if before is None else c.window_since(before)
         return out
 
 
-def _minus(a: ReleaseWindow, b: ReleaseWindow) -> ReleaseWindow:
-    ha, hb = a.latency_histogram, b.latency_histogram
-    hist = tuple(x - y for x, y in zip(ha, hb, strict=True)) if ha and hb else ha
-    requests = a.requests - b.requests
-    return ReleaseWindow(
-        requests=requests,
-        errors=min(requests, a.errors - b.errors),
-        guardrail_flags=min(requests, a.guardrail_flags - b.guardrail_flags),
-        fallbacks=min(requests, a.fallbacks - b.fallbacks),
-        feedback_sum=max(0.0, a.feedback_sum - b.feedback_sum),
-        feedback_count=a.feedback_count - b.feedback_count,
-        latency_histogram=hist if any(hist) else (),
-    )
+def _since_cells(now: Mapping[int, int], before: Mapping[int, int]) -> dict[int, int]:
+    old = before.get
+    return {key: d for key, count in now.items() if (d := count - old(key, 0)) > 0}
+
+
+def _since_histogram(now: list[int], before: list[int]) -> tuple[int, ...]:
+    out = tuple(x - y for x, y in zip(now, before, strict=True))
+    return out if any(out) else ()
 
 
 __all__ = ["Counters", "Key", "Telemetry", "TelemetryMark"]

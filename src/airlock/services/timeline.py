@@ -60,7 +60,9 @@ class Timeline:
             if sql.get(conn, service) is None:
                 raise NotFound(f"no service named {service!r}", hint="run `airlock service ls`")
             releases = [Registry(self.ws).resolve_in(conn, release).ref] if release else None
-            records = sql.telemetry(conn, service, since=w.since, until=w.until, releases=releases)
+            records = sql.telemetry(
+                conn, service, since=w.since, until=w.until, releases=releases, detail=False
+            )
         return bucket(records, since=w.since, until=w.until, step=w.step)
 
     def release_series(self, ref: str, w: Window) -> dict[str, list[ReleaseSeries]]:
@@ -71,7 +73,12 @@ class Timeline:
             out: dict[str, list[ReleaseSeries]] = {}
             for service in sql.all_services(conn):
                 records = sql.telemetry(
-                    conn, service.name, since=w.since, until=w.until, releases=[row.ref]
+                    conn,
+                    service.name,
+                    since=w.since,
+                    until=w.until,
+                    releases=[row.ref],
+                    detail=False,
                 )
                 if records:
                     out[service.name] = bucket(records, since=w.since, until=w.until, step=w.step)
