@@ -157,6 +157,16 @@ def _add_clusters(
     return out
 
 
+def _checked_cells(label: str, cells: Mapping[int, int]) -> dict[int, int]:
+    """``cells`` as a plain dict of positive counts; checked with C-level min/max (hot path)."""
+    if not cells:
+        return {}
+    out = {int(k): int(v) for k, v in cells.items()} if not isinstance(cells, dict) else cells
+    if not (min(out) >= 0 and max(out) < CLUSTERS * CELLS and min(out.values()) >= 0):
+        raise InvalidInput(f"{label} keys must be cluster * {CELLS} + cell, counts >= 0")
+    return {k: v for k, v in out.items() if v} if 0 in out.values() else dict(out)
+
+
 @dataclass(frozen=True, slots=True)
 class ReleaseWindow:
     """Counts for one release over one time window, as the gateway aggregates them.
@@ -223,21 +233,14 @@ class ReleaseWindow:
             custom[name] = (successes, trials)
         clusters: dict[str, tuple[float, ...]] = {}
         for name, values in dict(self.clusters).items():
-            row = tuple(float(v) for v in values)
-            if len(row) != CLUSTERS or not all(math.isfinite(v) and v >= 0 for v in row):
+            row = tuple(map(float, values))
+            if len(row) != CLUSTERS or not (min(row) >= 0 and math.isfinite(sum(row))):
                 raise InvalidInput(
                     f"clusters[{name!r}] must hold {CLUSTERS} finite non-negative numbers"
                 )
             clusters[name] = row
         for label in ("latency_cells", "ttft_cells"):
-            cells = getattr(self, label)
-            if any(
-                not 0 <= int(k) < CLUSTERS * CELLS or int(v) < 0 for k, v in dict(cells).items()
-            ):
-                raise InvalidInput(f"{label} keys must be cluster * {CELLS} + cell, counts >= 0")
-            object.__setattr__(
-                self, label, MappingProxyType({int(k): int(v) for k, v in cells.items() if v})
-            )
+            object.__setattr__(self, label, MappingProxyType(_checked_cells(label, getattr(self, label))))
         object.__setattr__(self, "latency_histogram", histogram)
         object.__setattr__(self, "custom", MappingProxyType(custom))
         object.__setattr__(self, "clusters", MappingProxyType(clusters))
