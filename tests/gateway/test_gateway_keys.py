@@ -322,11 +322,21 @@ def test_token_bucket_and_expiry_parsing() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("example.com")
 
 
-def test_a_key_in_the_rest_api_shape(served: tuple[Releases, Server, str, str]) -> None:
-    """The OpenAI SDK's own client sends the key as api_key and reads the 401."""
+def test_models_lists_what_the_caller_may_call(
+    served: tuple[Releases, Server, str, str],
+) -> None:
     releases, server, _, _ = served
-    issued = GatewayKeys(releases.ws).create(service="chat", name="sdk", actor=ALICE)
-    wait_until(lambda: chat(server, "chat").status_code == 401, "the key reached the gateway")
-    with httpx.Client(base_url=server.url) as client:
-        r = client.get("/v1/models", headers=bearer(issued))
-        assert r.status_code == 200
+    keys = GatewayKeys(releases.ws)
+    plain = keys.create(service="chat", name="plain", actor=ALICE)
+    pinner = keys.create(service="chat", name="pin", actor=ALICE, scopes=KeyScopes(can_pin=True))
+    wait_until(lambda: chat(server, "chat").status_code == 401, "the keys reached the gateway")
+
+    def models(headers: dict[str, str]) -> set[str]:
+        with httpx.Client(base_url=server.url) as client:
+            r = client.get("/v1/models", headers=headers)
+        assert r.status_code == 200, r.text
+        return {m["id"] for m in r.json()["data"]}
+
+    assert models({}) == {"other", "other@1.0.0"}  # only the open service
+    assert models(bearer(plain)) == {"chat", "other", "other@1.0.0"}
+    assert {"chat", "chat@1.0.0", "chat@1.1.0"} <= models(bearer(pinner))

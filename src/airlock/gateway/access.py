@@ -178,17 +178,7 @@ class KeyRing:
             return principal
         key = self._keys[principal.key_id]
         now = self._clock()
-        if key.rpm is not None:
-            bucket = self._bucket(self._rpm, key.id, key.rpm, now)
-            wait = bucket.take(now)
-            if wait > 0:
-                self._reject(service, key, "rpm")
-                raise RateLimited(
-                    f"gateway key {key.label} is over its limit of {key.rpm} requests per minute",
-                    retry_after=wait,
-                    hint="retry after the time in Retry-After, or ask for a higher --rpm",
-                )
-        if key.tpm is not None:
+        if key.tpm is not None:  # checked first: a refused request spends no request
             wait = self._bucket(self._tpm, key.id, key.tpm, now).wait(now)
             if wait > 0:
                 self._reject(service, key, "tpm")
@@ -197,8 +187,37 @@ class KeyRing:
                     retry_after=wait,
                     hint="retry after the time in Retry-After, or ask for a higher --tpm",
                 )
+        if key.rpm is not None:
+            wait = self._bucket(self._rpm, key.id, key.rpm, now).take(now)
+            if wait > 0:
+                self._reject(service, key, "rpm")
+                raise RateLimited(
+                    f"gateway key {key.label} is over its limit of {key.rpm} requests per minute",
+                    retry_after=wait,
+                    hint="retry after the time in Retry-After, or ask for a higher --rpm",
+                )
         self._counters(service, key).requests += 1
         return principal
+
+    def visible(self, model_id: str, authorization: str | None) -> bool:
+        """Whether ``GET /v1/models`` shows ``model_id`` (``chat`` or ``chat@1.2.0``) to
+        this caller: open services to anyone, a keyed one to its active keys, and its
+        pinnable versions only to keys with ``can_pin``."""
+        service, pinned, _ = model_id.partition("@")
+        if not self.needs_key(service):
+            return True
+        secret = _bearer(authorization)
+        key_id = key_id_of(secret) if secret else None
+        key = self._keys.get(key_id) if key_id else None
+        if (
+            secret is None
+            or key is None
+            or key.service != service
+            or key.state(self._now()) != "active"
+            or not hmac.compare_digest(key.secret_hash, hash_secret(secret))
+        ):
+            return False
+        return not pinned or key.scopes.can_pin
 
     def charge(self, principal: Principal, tokens_in: int, tokens_out: int) -> None:
         """Count a finished answer's tokens against its key (and its tokens per minute)."""

@@ -114,7 +114,19 @@ def create_app(
     chat_app, completions_app = in_flight.counted(chat), in_flight.counted(completions)
 
     async def models(request: Request) -> Response:
-        return Response(wire.dumps({"object": "list", "data": gateway.models()}), media_type=_JSON)
+        data = gateway.models()
+        if request.scope.get(TRUSTED_SCOPE_KEY) is not True:
+            auth = request.headers.get("authorization")
+            shown = [m for m in data if gateway.access.visible(m["id"], auth)]
+            if not shown and data:
+                return _error(
+                    Unauthenticated(
+                        "no service of this gateway is open to a caller without a valid key",
+                        hint="send 'Authorization: Bearer ak-...' (`airlock gateway-key create`)",
+                    )
+                )
+            data = shown
+        return Response(wire.dumps({"object": "list", "data": data}), media_type=_JSON)
 
     async def feedback(request: Request) -> Response:
         try:
