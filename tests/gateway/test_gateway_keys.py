@@ -340,3 +340,46 @@ def test_models_lists_what_the_caller_may_call(
     assert models({}) == {"other", "other@1.0.0"}  # only the open service
     assert models(bearer(plain)) == {"chat", "other", "other@1.0.0"}
     assert {"chat", "chat@1.0.0", "chat@1.1.0"} <= models(bearer(pinner))
+
+
+def test_the_openai_client_with_a_key_streaming_and_rate_limited(
+    served: tuple[Releases, Server, str, str],
+) -> None:
+    import openai
+
+    releases, server, _, _ = served
+    keys = GatewayKeys(releases.ws)
+    issued = keys.create(service="chat", name="sdk", actor=ALICE, rpm=2)
+    wait_until(lambda: chat(server, "chat").status_code == 401, "the key reached the gateway")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=issued.secret, max_retries=0)
+    stream = client.chat.completions.create(
+        model="chat",
+        messages=[{"role": "user", "content": "Tell me about the moon"}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert {c.model for c in chunks} == {"chat"}  # a key without can_pin: no release names
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    client.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+    anonymous = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-none", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        anonymous.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+    metrics = get(f"{server.url}/metrics").text
+    line = next(
+        x
+        for x in metrics.splitlines()
+        if x.startswith("airlock_gateway_key_tokens_total")
+        and 'direction="out"' in x
+        and issued.key.id in x
+    )
+    assert float(line.rsplit(" ", 1)[1]) >= chunks[-1].usage.completion_tokens
