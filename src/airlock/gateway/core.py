@@ -12,6 +12,12 @@ tests drive a :class:`Gateway` directly:
   ``since()``, ``drain()``), ``gateway.shadow_samples()`` the recent shadow
   comparisons.
 
+Who may call (gateway keys, scopes, rate limits) is decided before, by
+``gateway.access`` (:mod:`airlock.gateway.access`); the request path receives the
+caller as a ``Principal``, which decides which pins and routing headers it may
+use and whether the response names its release. Response ids are signed
+(:mod:`airlock.core.response_ids`), so feedback needs no table of responses.
+
 The request path: route (plan, pin or opt-out) -> input guardrails -> prompt
 template and decoding defaults -> runtime call under the release's timeout ->
 output guardrails -> response. A failing candidate is retried once on the
@@ -50,7 +56,7 @@ from airlock.core.traffic import TrafficPlan
 from airlock.errors import AirlockError, Conflict, Forbidden, InvalidInput, NotFound
 from airlock.gateway import openai_wire as wire
 from airlock.gateway.access import OPEN, TRUSTED, KeyRing, Principal
-from airlock.gateway.feedback import FeedbackLedger, FeedbackResult
+from airlock.gateway.feedback import FeedbackLedger, FeedbackResult, check_score
 from airlock.gateway.guard import StreamGuard, watches
 from airlock.gateway.routing import Route, choose
 from airlock.gateway.shadow import ShadowJob, ShadowQueue
@@ -361,6 +367,7 @@ class Gateway:
         At most one score per response id: a second post replaces the first (see
         :mod:`airlock.gateway.feedback`). Refusals are counted by reason.
         """
+        score = check_score(score)
         ledger = self.feedback_ledger
         ticket = self.response_ticket(response_id)
         if ledger.too_old(ticket.issued_at, time.time()):

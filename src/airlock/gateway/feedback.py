@@ -64,21 +64,24 @@ class FeedbackPost:
             raise InvalidInput(f"'id' is longer than {MAX_ID_LENGTH} characters")
         if "score" not in data:
             raise InvalidInput("'score' is required: a number in [0, 1]")
-        score = data["score"]
-        if isinstance(score, bool):
-            score = 1.0 if score else 0.0
-        if (
-            not isinstance(score, int | float)
-            or not math.isfinite(float(score))
-            or not 0.0 <= float(score) <= 1.0
-        ):
-            shown = repr(score)[:40]
-            raise InvalidInput(
-                f"score must be a number in [0, 1], got {shown}",
-                hint="thumbs up = 1, thumbs down = 0",
-            )
         extra = {k: v for k, v in data.items() if k not in ("id", "response_id", "score")}
-        return cls(rid, float(score), extra)
+        return cls(rid, check_score(data["score"]), extra)
+
+
+def check_score(score: Any) -> float:
+    """A feedback score as a float in [0, 1] (``true``/``false`` are 1 and 0)."""
+    if isinstance(score, bool):
+        return 1.0 if score else 0.0
+    if (
+        not isinstance(score, int | float)
+        or not math.isfinite(float(score))
+        or not 0.0 <= float(score) <= 1.0
+    ):
+        raise InvalidInput(
+            f"score must be a number in [0, 1], got {repr(score)[:40]}",
+            hint="thumbs up = 1, thumbs down = 0",
+        )
+    return float(score)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,4 +128,4 @@ class FeedbackLedger:
         return len(self._scores)
 
 
-__all__ = ["REJECT_REASONS", "FeedbackLedger", "FeedbackPost", "FeedbackResult"]
+__all__ = ["REJECT_REASONS", "FeedbackLedger", "FeedbackPost", "FeedbackResult", "check_score"]
