@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,6 +29,7 @@ from airlock.gateway.core import GatewaySettings
 from airlock.gateway.server import workspace_app
 from airlock.services.gateway_keys import GatewayKeys, IssuedKey
 from airlock.services.identity import Actor
+from airlock.services.workspace import Workspace
 from gateway.support import ALICE, COOKING, MOON, Releases, Server, chat, get
 
 OPERATOR = Actor("olga", "operator")
@@ -383,3 +385,22 @@ def test_the_openai_client_with_a_key_streaming_and_rate_limited(
         and issued.key.id in x
     )
     assert float(line.rsplit(" ", 1)[1]) >= chunks[-1].usage.completion_tokens
+
+
+def test_keys_and_revocations_reach_a_gateway_on_sqlite_and_postgresql(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    releases = Releases(workspace, tmp_path / "folders")
+    stable = releases.builtin("chat", "1.0.0", MOON)
+    releases.serving.create("chat", stable, actor=ALICE)
+    app, _, _ = workspace_app(workspace, interval=0.05)
+    with Server(app) as server:
+        assert chat(server, "chat").status_code == 200
+        issued = GatewayKeys(workspace).create(service="chat", name="app", actor=OPERATOR)
+        wait_until(lambda: chat(server, "chat").status_code == 401, "the key reached it")
+        assert chat(server, "chat", headers=bearer(issued)).status_code == 200
+        GatewayKeys(workspace).revoke(issued.key.id, actor=OPERATOR)
+        wait_until(
+            lambda: chat(server, "chat", headers=bearer(issued)).status_code == 401,
+            "the revocation reached it",
+        )
