@@ -176,9 +176,10 @@ class AirlockApp:
         async def run() -> None:
             import httpx
 
+            from airlock.gateway.app import trusted
             from airlock.services.drills import Drills, DrillSettings, run_drill
 
-            transport = httpx.ASGITransport(app=self.gateway_app)
+            transport = httpx.ASGITransport(app=trusted(self.gateway_app))
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
                 try:
                     await run_drill(

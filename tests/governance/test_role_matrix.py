@@ -15,10 +15,12 @@ from airlock.core.evalsuite import Observation, parse_suite
 from airlock.core.roles import PERMISSIONS, Action, Role, is_allowed, roles_allowed
 from airlock.errors import Forbidden
 from airlock.services.evals import Evals
+from airlock.services.gateway_keys import GatewayKeys
 from airlock.services.gc import plan_gc
 from airlock.services.governance import Governance
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
+from airlock.services.serving import Serving
 from airlock.services.signatures import public_pem
 from airlock.services.tokens import Tokens
 from airlock.services.workspace import Workspace
@@ -84,6 +86,23 @@ def _gc(ws: Workspace, who: Actor, i: int, make: Callable[..., Path]) -> Any:
     return plan_gc(ws, min_age=0).execute(ws, who)
 
 
+def _chat_service(ws: Workspace) -> None:
+    serving = Serving(ws)
+    if "chat" not in {v.name for v in serving.all()}:
+        serving.create("chat", "chat@1.0.0", actor=ADMIN)
+
+
+def _gateway_key(ws: Workspace, who: Actor, i: int, make: Callable[..., Path]) -> Any:
+    _chat_service(ws)
+    return GatewayKeys(ws).create(service="chat", name=f"app{i}", actor=who)
+
+
+def _revoke_gateway_key(ws: Workspace, who: Actor, i: int, make: Callable[..., Path]) -> Any:
+    _chat_service(ws)
+    issued = GatewayKeys(ws).create(service="chat", name=f"old{i}", actor=ADMIN)
+    return GatewayKeys(ws).revoke(issued.key.id, actor=who, reason="leaked")
+
+
 CALLS: dict[Action, tuple[Call, str]] = {
     Action.RELEASE_PUSH: (_push, "release.push"),
     Action.ALIAS_MOVE: (_alias, "alias.move"),
@@ -97,6 +116,8 @@ CALLS: dict[Action, tuple[Call, str]] = {
     Action.TOKEN_REVOKE: (_revoke_token, "token.revoke"),
     Action.EVAL_RECORD: (_eval, "eval.run"),
     Action.STORE_GC: (_gc, "store.gc"),
+    Action.GATEWAY_KEY_CREATE: (_gateway_key, "gateway_key.create"),
+    Action.GATEWAY_KEY_REVOKE: (_revoke_gateway_key, "gateway_key.revoke"),
 }
 
 

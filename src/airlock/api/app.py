@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI
 from airlock import __version__
 from airlock.api import (
     audit_routes,
+    gateway_key_routes,
     governance_routes,
     registry_routes,
     rollout_routes,
@@ -46,6 +47,7 @@ def create_app(
     app.include_router(token_routes.router)
     app.include_router(serving_routes.router)
     app.include_router(rollout_routes.router)
+    app.include_router(gateway_key_routes.router)
     for router in routers:
         app.include_router(router)
 

@@ -420,3 +420,40 @@ drills = Table(
 # JSON written by airlock.core.telemetry.detail_json: per-cluster counters, fine latency
 # and time-to-first-token cells, custom metrics; NULL for rows flushed before it existed.
 release_telemetry.append_column(Column("detail", Text, nullable=True))
+
+# -- gateway access (migration 0006_gateway_keys) ------------------------------------------
+
+gateway_keys = Table(
+    "gateway_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public part of the key: ak-<id>-<secret>
+    Column("service", String(128), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # sha256 hex of the whole key
+    Column("can_pin", Boolean, nullable=False),
+    Column("can_opt_out", Boolean, nullable=False),
+    Column("can_feedback", Boolean, nullable=False),
+    Column("rpm", BigInteger, nullable=True),
+    Column("tpm", BigInteger, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", String(128), nullable=True),
+    UniqueConstraint("service", "name", name="uq_gateway_keys_service_name"),
+)
+
+gateway_secrets = Table(
+    "gateway_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),  # e.g. response-ids
+    Column("secret", String(128), nullable=False),  # hex; shared by every gateway replica
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+gateway_sync_versions = Table(
+    "gateway_sync_versions",
+    metadata,
+    Column("topic", String(160), primary_key=True),  # "keys", "opt_outs:<service>"
+    Column("version", BigInteger, nullable=False),
+)

@@ -113,6 +113,7 @@ def _run(
 
     import httpx
 
+    from airlock.gateway.app import trusted
     from airlock.gateway.server import workspace_app
     from airlock.services.controller import ControllerSettings, RolloutController
     from airlock.services.drills import Drills, run_drill
@@ -123,7 +124,11 @@ def _run(
     async def remote(base: str) -> DrillView:
         rollouts = Rollouts(ws)
         controller = RolloutController(rollouts, settings=control)
-        async with httpx.AsyncClient(base_url=base) as client:
+        import os
+
+        key = os.environ.get("AIRLOCK_GATEWAY_KEY", "").strip()  # a keyed gateway: --can-pin
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        async with httpx.AsyncClient(base_url=base, headers=headers) as client:
             return await run_drill(
                 Drills(ws, rollouts=rollouts),
                 service,
@@ -140,7 +145,7 @@ def _run(
         app, gateway, catalog_sync = workspace_app(ws, interval=sync, services=(service,))
         rollouts = Rollouts(ws, serving=catalog_sync.serving)
         controller = RolloutController(rollouts, gateways=[gateway], settings=control)
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=trusted(app))  # in-process: past the key check
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://airlock") as client,

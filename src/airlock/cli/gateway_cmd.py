@@ -40,16 +40,22 @@ def gateway(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    insecure_open: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-open",
+            help="On a non-loopback address, serve services that have no gateway key to anyone.",
+        ),
+    ] = False,
 ) -> None:
-    """Serve every service over an OpenAI-compatible API (chat, completions, streaming)."""
+    """Serve every service over an OpenAI-compatible API (chat, completions, streaming).
+
+    Services with gateway keys need one (`airlock gateway-key create`); services without
+    keys are open on 127.0.0.1 only, unless --insecure-open."""
     from airlock.gateway.core import GatewaySettings
     from airlock.gateway.server import run
+    from airlock.services.gateway_keys import GatewayKeys
 
-    settings = GatewaySettings(
-        log_prompts=log_prompts,
-        shadow_queue_size=shadow_queue,
-        candidate_timeout_s=candidate_timeout,
-    )
     if log_prompts:
         import logging
 
@@ -61,6 +67,20 @@ def gateway(
     from airlock.services.serving import Serving
 
     with workspace() as ws:
+        open_access = GatewayKeys(ws).check_exposure(
+            host, insecure_open=insecure_open, services=tuple(service) if service else None
+        )
+        settings = GatewaySettings(
+            log_prompts=log_prompts,
+            shadow_queue_size=shadow_queue,
+            candidate_timeout_s=candidate_timeout,
+            open_access=open_access,
+        )
+        if insecure_open:
+            console.print(
+                "[yellow]warning:[/] --insecure-open: services without a gateway key are open "
+                "to anyone who can reach this address"
+            )
         names = Serving(ws).all()
         shown = ", ".join(v.name for v in names) or "none yet"
         console.print(f"gateway on [bold]http://{host}:{port}/v1[/]  services: {shown}")

@@ -11,6 +11,7 @@ from airlock.cli.audit_cmd import audit_app
 from airlock.cli.demo_cmd import demo
 from airlock.cli.drill_cmd import drill_app
 from airlock.cli.gc_cmd import gc
+from airlock.cli.key_cmd import gateway_key_app
 from airlock.cli.token_cmd import token_app
 
 app = typer.Typer(
@@ -82,6 +83,7 @@ def _register_optional() -> None:
 
 
 _register_optional()
+app.add_typer(gateway_key_app, name="gateway-key")  # gateway access (issue 10)
 
 
 def run() -> None:

@@ -22,18 +22,28 @@ def serve(
     ] = True,
     tick: Annotated[float, typer.Option(help="Seconds between two controller passes.")] = 1.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    insecure_open: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-open",
+            help="On a non-loopback address, serve services that have no gateway key to anyone.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the REST API, the dashboard, the OpenAI-compatible gateway and the rollout
     controller on one port (creates ./.airlock on first use)."""
     from airlock.cli.token_cmd import init_owner_token
+    from airlock.gateway.core import GatewaySettings
     from airlock.serve import ServeSettings
     from airlock.serve import serve as run
     from airlock.services.controller import ControllerSettings
+    from airlock.services.gateway_keys import GatewayKeys
     from airlock.services.serving import Serving
     from airlock.services.tokens import TOKEN_ENV, token_file
 
     with workspace(create=True) as ws:
         init_owner_token(ws)
+        open_access = GatewayKeys(ws).check_exposure(host, insecure_open=insecure_open)
         services = ", ".join(v.name for v in Serving(ws).all()) or "none yet"
         base = f"http://{host}:{port}"
         console.print(f"[bold]Airlock[/] serving workspace {ws.home}")
@@ -54,5 +64,6 @@ def serve(
             controller=ControllerSettings(tick_seconds=tick),
             run_controller=controller,
             log_level=log_level,
+            gateway=GatewaySettings(open_access=open_access),
         )
         run(ws, settings)

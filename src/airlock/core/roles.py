@@ -54,6 +54,8 @@ class Action(StrEnum):
     KEY_TRUST = "key.trust"
     KEY_REVOKE = "key.revoke"
     STORE_GC = "store.gc"  # deletes unused blobs
+    GATEWAY_KEY_CREATE = "gateway_key.create"  # clients' keys to the gateway's /v1
+    GATEWAY_KEY_REVOKE = "gateway_key.revoke"
 
 
 _V, _AU, _AP, _OP, _AD = Role.VIEWER, Role.AUTHOR, Role.APPROVER, Role.OPERATOR, Role.ADMIN
@@ -76,6 +78,8 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = MappingProxyType(
         Action.KEY_TRUST: frozenset({_AD}),
         Action.KEY_REVOKE: frozenset({_AD}),
         Action.STORE_GC: frozenset({_AD}),
+        Action.GATEWAY_KEY_CREATE: frozenset({_OP, _AD}),
+        Action.GATEWAY_KEY_REVOKE: frozenset({_OP, _AD}),
     }
 )
 

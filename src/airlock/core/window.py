@@ -240,7 +240,9 @@ class ReleaseWindow:
                 )
             clusters[name] = row
         for label in ("latency_cells", "ttft_cells"):
-            object.__setattr__(self, label, MappingProxyType(_checked_cells(label, getattr(self, label))))
+            object.__setattr__(
+                self, label, MappingProxyType(_checked_cells(label, getattr(self, label)))
+            )
         object.__setattr__(self, "latency_histogram", histogram)
         object.__setattr__(self, "custom", MappingProxyType(custom))
         object.__setattr__(self, "clusters", MappingProxyType(clusters))

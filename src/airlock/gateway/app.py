@@ -10,7 +10,7 @@ errors that still name the field. Starlette adds only its router.
 ``POST /v1/chat/completions``  OpenAI chat (``stream: true`` -> SSE)
 ``POST /v1/completions``       OpenAI completions (``stream: true`` -> SSE)
 ``GET  /v1/models``            services and the ``service@version`` pins they serve
-``POST /v1/feedback``          ``{"id": "<response id>", "score": 0..1}``
+``POST /v1/feedback``          ``{"id": "<response id>", "score": 0..1}`` (once per response)
 ``GET  /metrics``              Prometheus, per-release labels
 ``GET  /healthz``              served services and their plan generations
 =========================  ==========================================================
@@ -19,6 +19,13 @@ Responses name the release that answered in ``X-Airlock-Release`` (and
 ``X-Airlock-Route``: plan, pinned, opt_out or fallback; ``X-Airlock-Fallback-From``;
 ``X-Airlock-Guardrail``: flagged, redacted or blocked). Errors use OpenAI's shape
 ``{"error": {"message", "type", "code"}}`` with the status of the Airlock error.
+
+Access (:mod:`airlock.gateway.access`): a service with gateway keys needs
+``Authorization: Bearer ak-...`` (401 with ``WWW-Authenticate: Bearer``; 429 with
+``Retry-After`` over a key's limits); pins, routing and opt-out headers need the
+key's scopes (403 naming the scope), and only pinning keys see ``X-Airlock-Release``.
+Callers in this process mark their ASGI scope with :data:`TRUSTED_SCOPE_KEY`
+(:func:`trusted`) and pass as :data:`~airlock.gateway.access.TRUSTED`.
 """
 
 from __future__ import annotations
@@ -34,16 +41,26 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from airlock.errors import AirlockError, InvalidInput
+from airlock.core.gateway_keys import RateLimited, Unauthenticated
+from airlock.errors import AirlockError, Forbidden, InvalidInput
 from airlock.gateway import openai_wire as wire
+from airlock.gateway.access import TRUSTED, Principal
 from airlock.gateway.core import Gateway
-from airlock.gateway.metrics import CONTENT_TYPE, GatewayCollector, make_registry, render
+from airlock.gateway.feedback import FeedbackPost
+from airlock.gateway.metrics import (
+    CONTENT_TYPE,
+    AccessCollector,
+    GatewayCollector,
+    make_registry,
+    render,
+)
 from airlock.runtime.base import RequestKind
 
 log = logging.getLogger("airlock.gateway")
 
 Hook = Callable[[], Awaitable[None]]
 _JSON = "application/json"
+TRUSTED_SCOPE_KEY = "airlock.trusted"
 
 
 def create_app(
@@ -60,17 +77,27 @@ def create_app(
             gateway.plans,
             lambda: gateway.shadows.depth,
             in_flight=lambda: in_flight.count,
-        )
+        ),
+        AccessCollector(gateway.access, gateway.feedback_ledger),
     )
+
+    def caller(request: Request, service: str, *, admit: bool = True) -> Principal:
+        if request.scope.get(TRUSTED_SCOPE_KEY) is True:
+            return TRUSTED
+        auth = request.headers.get("authorization")
+        if admit:
+            return gateway.access.admit(service, auth)
+        return gateway.access.authenticate(service, auth)
 
     async def completion(request: Request, kind: RequestKind) -> Response:
         try:
             req = wire.parse_request(await request.body(), kind)
+            principal = caller(request, req.service)
             if req.stream:
-                headers, body = await gateway.stream(req, request.headers)
+                headers, body = await gateway.stream(req, request.headers, principal)
                 headers["cache-control"] = "no-cache"
                 return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-            answer = await gateway.complete(req, request.headers)
+            answer = await gateway.complete(req, request.headers, principal)
             return Response(answer.body, media_type=_JSON, headers=answer.headers)
         except AirlockError as exc:
             return _error(exc)
@@ -87,7 +114,19 @@ def create_app(
     chat_app, completions_app = in_flight.counted(chat), in_flight.counted(completions)
 
     async def models(request: Request) -> Response:
-        return Response(wire.dumps({"object": "list", "data": gateway.models()}), media_type=_JSON)
+        data = gateway.models()
+        if request.scope.get(TRUSTED_SCOPE_KEY) is not True:
+            auth = request.headers.get("authorization")
+            shown = [m for m in data if gateway.access.visible(m["id"], auth)]
+            if not shown and data:
+                return _error(
+                    Unauthenticated(
+                        "no service of this gateway is open to a caller without a valid key",
+                        hint="send 'Authorization: Bearer ak-...' (`airlock gateway-key create`)",
+                    )
+                )
+            data = shown
+        return Response(wire.dumps({"object": "list", "data": data}), media_type=_JSON)
 
     async def feedback(request: Request) -> Response:
         try:
@@ -95,20 +134,29 @@ def create_app(
                 data = json.loads(await request.body())
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
-            if not isinstance(data, dict):
-                raise InvalidInput('send {"id": "<response id>", "score": 0..1}')
-            rid = data.get("id") or data.get("response_id")
-            if not isinstance(rid, str):
-                raise InvalidInput("'id' must be the id of a response, e.g. chatcmpl-...")
-            if "score" not in data:
-                raise InvalidInput("'score' is required: a number in [0, 1]")
-            service, release = gateway.feedback(rid, data["score"])
+            try:
+                post = FeedbackPost.parse(data)
+            except InvalidInput:
+                gateway.feedback_ledger.reject("invalid")
+                raise
+            ticket = gateway.response_ticket(post.response_id)
+            try:
+                principal = caller(request, ticket.service, admit=False)
+            except Unauthenticated:
+                gateway.feedback_ledger.reject("unauthenticated")
+                raise
+            except Forbidden:
+                gateway.feedback_ledger.reject("wrong_key")
+                raise
+            result = gateway.feedback(post.response_id, post.score, principal)
         except AirlockError as exc:
             return _error(exc)
-        return Response(
-            wire.dumps({"ok": True, "id": rid, "service": service, "release": release}),
-            media_type=_JSON,
-        )
+        out: dict[str, object] = {"ok": True, "id": post.response_id, "service": result.service}
+        if principal.may("can_pin"):
+            out["release"] = result.release
+        if result.replaced is not None:
+            out["replaced"] = result.replaced
+        return Response(wire.dumps(out), media_type=_JSON)
 
     async def metrics(request: Request) -> Response:
         return Response(render(registry), media_type=CONTENT_TYPE)
@@ -175,7 +223,24 @@ class _Counted:
 
 
 def _error(exc: AirlockError) -> Response:
-    return Response(wire.error_body(exc), status_code=exc.status, media_type=_JSON)
+    headers = {}
+    if isinstance(exc, Unauthenticated):
+        headers["www-authenticate"] = 'Bearer realm="airlock-gateway"'
+    elif isinstance(exc, RateLimited):
+        headers["retry-after"] = exc.retry_after_header
+    return Response(wire.error_body(exc), status_code=exc.status, media_type=_JSON, headers=headers)
 
 
-__all__ = ["create_app"]
+def trusted(app: ASGIApp) -> ASGIApp:
+    """``app`` for callers inside this process: requests pass as the TRUSTED principal.
+
+    No HTTP server puts this key into a scope, so only code holding the app can."""
+
+    async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+        scope[TRUSTED_SCOPE_KEY] = True
+        await app(scope, receive, send)
+
+    return marked
+
+
+__all__ = ["TRUSTED_SCOPE_KEY", "create_app", "trusted"]

@@ -12,6 +12,12 @@ tests drive a :class:`Gateway` directly:
   ``since()``, ``drain()``), ``gateway.shadow_samples()`` the recent shadow
   comparisons.
 
+Who may call (gateway keys, scopes, rate limits) is decided before, by
+``gateway.access`` (:mod:`airlock.gateway.access`); the request path receives the
+caller as a ``Principal``, which decides which pins and routing headers it may
+use and whether the response names its release. Response ids are signed
+(:mod:`airlock.core.response_ids`), so feedback needs no table of responses.
+
 The request path: route (plan, pin or opt-out) -> input guardrails -> prompt
 template and decoding defaults -> runtime call under the release's timeout ->
 output guardrails -> response. A failing candidate is retried once on the
@@ -32,10 +38,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
-import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -45,10 +51,19 @@ from typing import Any
 
 from airlock.core.guardrails import SafetyPolicy, apply, redact_pii
 from airlock.core.prompting import DecodingDefaults, PromptTemplate, merge_decoding
+from airlock.core.response_ids import (
+    InvalidResponseId,
+    ResponseTicket,
+    issue_response_id,
+    new_nonce,
+    read_response_id,
+)
 from airlock.core.telemetry import ShadowSample, Traffic
 from airlock.core.traffic import TrafficPlan
-from airlock.errors import AirlockError, Conflict, InvalidInput, NotFound
+from airlock.errors import AirlockError, Conflict, Forbidden, InvalidInput, NotFound
 from airlock.gateway import openai_wire as wire
+from airlock.gateway.access import OPEN, TRUSTED, KeyRing, Principal
+from airlock.gateway.feedback import FeedbackLedger, FeedbackResult, check_score
 from airlock.gateway.guard import StreamGuard, watches
 from airlock.gateway.routing import Route, choose
 from airlock.gateway.shadow import ShadowJob, ShadowQueue
@@ -102,6 +117,12 @@ class GatewaySettings:
     # None = always the release's own timeout.
     candidate_timeout_s: float | None = None
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    # Gateway access: serve services without keys (loopback default; elsewhere only when
+    # told --insecure-open), how old a response may be to get feedback, and the fleet's
+    # response-id secret (None: a random one until the catalog sync sets the shared one).
+    open_access: bool = True
+    feedback_max_age_s: float = 86_400.0
+    response_secret: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +158,11 @@ class Gateway:
         self._pool: dict[str, LoadedRelease] = {}
         self._loading: dict[str, asyncio.Future[LoadedRelease]] = {}
         self._retired: list[LoadedRelease] = []
-        self._responses: OrderedDict[str, tuple[str, str, int]] = OrderedDict()
+        self.access = KeyRing(open_access=self.settings.open_access)
+        self.feedback_ledger = FeedbackLedger(
+            capacity=self.settings.feedback_capacity, max_age_s=self.settings.feedback_max_age_s
+        )
+        self._response_secret = self.settings.response_secret or secrets.token_bytes(32)
         self._samples: deque[ShadowSample] = deque(maxlen=self.settings.shadow_sample_capacity)
         self._unflushed_samples: deque[ShadowSample] = deque(
             maxlen=self.settings.shadow_sample_capacity
@@ -329,29 +354,63 @@ class Gateway:
                 )
         return out
 
-    def feedback(self, response_id: str, score: float) -> tuple[str, str]:
-        """Record a user's score in [0, 1] for a response; returns (service, release)."""
-        if isinstance(score, bool):
-            score = 1.0 if score else 0.0
-        if not isinstance(score, int | float) or not 0.0 <= float(score) <= 1.0:
-            raise InvalidInput(
-                f"score must be a number in [0, 1], got {score!r}",
-                hint="thumbs up = 1, thumbs down = 0",
-            )
-        found = self._responses.get(response_id)
-        if found is None:
+    def set_response_secret(self, secret: bytes) -> None:
+        """Sign and check response ids with the fleet's shared secret (from the catalog)."""
+        self._response_secret = secret
+
+    def response_ticket(self, response_id: str) -> ResponseTicket:
+        """What a response id says, if this fleet signed it; ``NotFound`` (counted) if not."""
+        try:
+            return read_response_id(self._response_secret, response_id)
+        except InvalidResponseId as exc:
+            self.feedback_ledger.reject(exc.reason)
             raise NotFound(
-                f"no recent response with id {response_id!r}",
-                hint="feedback must name the id of a response this gateway returned",
+                "no response with that id was issued by this gateway",
+                hint="feedback must name the id of a response this gateway returned to you",
+            ) from None
+
+    def feedback(
+        self, response_id: str, score: float, principal: Principal = OPEN
+    ) -> FeedbackResult:
+        """Record a user's score in [0, 1] for a response this fleet issued to ``principal``.
+
+        At most one score per response id: a second post replaces the first (see
+        :mod:`airlock.gateway.feedback`). Refusals are counted by reason.
+        """
+        score = check_score(score)
+        ledger = self.feedback_ledger
+        ticket = self.response_ticket(response_id)
+        if ledger.too_old(ticket.issued_at, time.time()):
+            ledger.reject("expired")
+            raise InvalidInput(
+                f"response {response_id[:24]}... is older than the feedback window of "
+                f"{ledger.max_age_s / 3600:g} h (or no longer remembered by this gateway)",
+                hint="send feedback soon after the answer",
             )
-        self.telemetry.feedback((found[0], found[1], "live"), float(score), cluster=found[2])
-        return found[0], found[1]
+        if ticket.key_id != principal.key_id and principal is not TRUSTED:
+            ledger.reject("wrong_key")
+            raise Forbidden(
+                "feedback must come from the gateway key that made the request",
+                hint="send it with the same Authorization header as the completion",
+            )
+        if not principal.may("can_feedback"):
+            ledger.reject("no_scope")
+            principal.require("can_feedback", "send feedback")
+        previous = ledger.record(response_id, ticket.issued_at, float(score), time.time())
+        key: Key = (ticket.service, ticket.release, "live")
+        if previous is None:
+            self.telemetry.feedback(key, float(score), cluster=ticket.cluster)
+        elif previous != score:
+            self.telemetry.correct_feedback(key, previous, float(score), cluster=ticket.cluster)
+        return FeedbackResult(ticket.service, ticket.release, float(score), previous)
 
     # -- the request path -------------------------------------------------------------
     def route(
-        self, req: wire.OpenAIRequest, headers: Mapping[str, str]
+        self, req: wire.OpenAIRequest, headers: Mapping[str, str], principal: Principal = OPEN
     ) -> tuple[ServiceState, Route]:
         state = self._state(req.service)
+        if principal.keyed:
+            _check_scopes(req, headers, principal)
         user = req.user or headers.get("x-airlock-user") or headers.get("x-airlock-session")
         opted = headers.get("x-airlock-opt-out", "").lower() in ("1", "true", "yes") or (
             user is not None and user in state.opt_outs
@@ -361,10 +420,11 @@ class Gateway:
         )
         return state, route
 
-    async def complete(self, req: wire.OpenAIRequest, headers: Mapping[str, str]) -> Answer:
-        state, route = self.route(req, headers)
+    async def complete(
+        self, req: wire.OpenAIRequest, headers: Mapping[str, str], principal: Principal = OPEN
+    ) -> Answer:
+        state, route = self.route(req, headers, principal)
         release = state.releases[route.release]
-        rid = _response_id(req.kind)
         fallback_from = None
         try:
             attempt, result = await self._generate(
@@ -390,16 +450,20 @@ class Gateway:
                 cluster=route.cluster,
                 flagged=attempt.input_flagged or out_flagged,
             )
+        self.access.charge(principal, result.prompt_tokens, result.completion_tokens)
+        rid = self._response_id(
+            req.kind, state.plan.service, fallback_from or release.ref, principal, route.cluster
+        )
         body = wire.completion_body(
             req.kind,
             rid,
             int(time.time()),
-            release.ref,
+            _shown_model(state, release, principal),
             replace(result, finish_reason=finish),
             text,
         )
-        self._after(state, release, req, rid, text, route.cluster, fallback_from)
-        headers_out = self._headers(state, release, route, rid, fallback_from)
+        self._after(state, release, req, rid, text, route.cluster)
+        headers_out = self._headers(state, release, route, rid, fallback_from, principal)
         if guard_status:
             headers_out["x-airlock-guardrail"] = guard_status
         elif attempt.input_flagged:
@@ -524,17 +588,8 @@ class Gateway:
         rid: str,
         text: str,
         cluster: int,
-        fallback_from: str | None,
     ) -> None:
-        """Remember the response for feedback; send copies to the plan's shadows.
-
-        Feedback on a fallback answer counts for the candidate that failed (its arm's
-        outcome), never in the stable release's window.
-        """
-        responses = self._responses
-        responses[rid] = (state.plan.service, fallback_from or release.ref, cluster)
-        if len(responses) > self.settings.feedback_capacity:
-            responses.popitem(last=False)
+        """Send copies to the plan's shadows (counted in the mirrored request's cluster)."""
         for shadow in state.plan.shadows:
             if shadow != release.ref:
                 self.shadows.submit(
@@ -548,7 +603,10 @@ class Gateway:
         route: Route,
         rid: str,
         fallback_from: str | None,
+        principal: Principal = OPEN,
     ) -> dict[str, str]:
+        if not principal.may("can_pin"):  # which release answered is for pinning keys only
+            return {"x-airlock-service": state.plan.service, "x-request-id": rid}
         headers = {
             "x-airlock-release": release.ref,
             "x-airlock-service": state.plan.service,
@@ -560,14 +618,23 @@ class Gateway:
             headers["x-airlock-fallback-from"] = fallback_from
         return headers
 
+    def _response_id(
+        self, kind: str, service: str, release: str, principal: Principal, cluster: int
+    ) -> str:
+        """A signed id naming the release whose arm answered (the candidate, for a fallback
+        answer: feedback on it counts against the candidate) and the user's cluster."""
+        ticket = ResponseTicket(
+            kind, service, release, principal.key_id, time.time(), new_nonce(), cluster
+        )
+        return issue_response_id(self._response_secret, ticket)
+
     # -- streaming ------------------------------------------------------------------------
     async def stream(
-        self, req: wire.OpenAIRequest, headers: Mapping[str, str]
+        self, req: wire.OpenAIRequest, headers: Mapping[str, str], principal: Principal = OPEN
     ) -> tuple[dict[str, str], AsyncIterator[bytes]]:
         """Open a stream; fallback is possible until the first piece has arrived."""
-        state, route = self.route(req, headers)
+        state, route = self.route(req, headers, principal)
         release = state.releases[route.release]
-        rid = _response_id(req.kind)
         fallback_from = None
         try:
             opened = await self._open(
@@ -580,9 +647,12 @@ class Gateway:
             fallback_from = release.ref
             release = state.releases[route.fallback]
             opened = await self._open(state, release, req, None, fallback=False)
-        headers_out = self._headers(state, release, route, rid, fallback_from)
+        rid = self._response_id(
+            req.kind, state.plan.service, fallback_from or release.ref, principal, route.cluster
+        )
+        headers_out = self._headers(state, release, route, rid, fallback_from, principal)
         return headers_out, self._sse(
-            state, release, req, rid, route.cluster, fallback_from, *opened
+            state, release, req, rid, route.cluster, fallback_from, principal, *opened
         )
 
     async def _open(
@@ -623,12 +693,14 @@ class Gateway:
         rid: str,
         cluster: int,
         fallback_from: str | None,
+        principal: Principal,
         attempt: _Attempt,
         pieces: AsyncIterator[Delta],
         first: Delta,
     ) -> AsyncIterator[bytes]:
         """The stream to the client; counted in ``cluster`` unless it is a fallback answer."""
-        kind, created, model = req.kind, int(time.time()), release.ref
+        kind, created = req.kind, int(time.time())
+        model = _shown_model(state, release, principal)
         key: Key = (state.plan.service, release.ref, "live")
         policy = release.safety
         guard = (
@@ -694,7 +766,8 @@ class Gateway:
                 flagged=flagged,
                 ttft_ms=attempt.ttft_ms,
             )
-        self._after(state, release, req, rid, "".join(sent), cluster, fallback_from)
+        self.access.charge(principal, final.prompt_tokens, final.completion_tokens)
+        self._after(state, release, req, rid, "".join(sent), cluster)
 
     # -- shadows ----------------------------------------------------------------------------
     def _shadow_dropped(self, job: ShadowJob) -> None:
@@ -759,8 +832,21 @@ class Gateway:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _response_id(kind: str) -> str:
-    return ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+def _check_scopes(
+    req: wire.OpenAIRequest, headers: Mapping[str, str], principal: Principal
+) -> None:
+    """A keyed caller may steer routing only with the scopes for it: 403, never ignored."""
+    if req.pin is not None:
+        principal.require("can_pin", f"pin a release (model {req.model!r})")
+    for header in ("x-airlock-user", "x-airlock-session"):
+        if header in headers:
+            principal.require("can_pin", f"choose its routing key ({header})")
+    if "x-airlock-opt-out" in headers:
+        principal.require("can_opt_out", "opt out of rollouts (x-airlock-opt-out)")
+
+
+def _shown_model(state: ServiceState, release: LoadedRelease, principal: Principal) -> str:
+    return release.ref if principal.may("can_pin") else state.plan.service
 
 
 def _as_failure(

@@ -22,6 +22,8 @@ from prometheus_client.registry import Collector
 
 from airlock.core.analysis import LATENCY_BUCKETS_MS
 from airlock.core.traffic import TrafficPlan
+from airlock.gateway.access import KeyRing
+from airlock.gateway.feedback import FeedbackLedger
 from airlock.gateway.telemetry import Counters, Key, Telemetry
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -138,13 +140,60 @@ class GatewayCollector(Collector):
         yield from (generation, weight, depth, in_flight)
 
 
+class AccessCollector(Collector):
+    """Per gateway key: requests, tokens, refusals by reason; refused feedback by reason.
+
+    Keys are labelled by their public id and name (``key_id="-"`` for callers without
+    a valid key), never by their secret."""
+
+    def __init__(self, ring: KeyRing, ledger: FeedbackLedger) -> None:
+        self.ring = ring
+        self.ledger = ledger
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["service", "key_id", "key_name"]
+        requests = CounterMetricFamily(
+            "airlock_gateway_key_requests", "Requests admitted per gateway key.", labels=labels
+        )
+        tokens = CounterMetricFamily(
+            "airlock_gateway_key_tokens",
+            "Tokens in and out per gateway key.",
+            labels=[*labels, "direction"],
+        )
+        refused = CounterMetricFamily(
+            "airlock_gateway_key_rejected",
+            "Requests refused at the door: missing, invalid, revoked, expired, wrong_service, "
+            "rpm, tpm.",
+            labels=[*labels, "reason"],
+        )
+        for who, c in sorted(
+            self.ring.counters.items(), key=lambda kv: (kv[0].service, kv[0].key_id)
+        ):
+            values = [who.service, who.key_id, who.key_name]
+            if who.key_id != "-":
+                requests.add_metric(values, c.requests)
+                tokens.add_metric([*values, "in"], c.tokens_in)
+                tokens.add_metric([*values, "out"], c.tokens_out)
+            for reason, n in sorted(c.rejected.items()):
+                refused.add_metric([*values, reason], n)
+        feedback = CounterMetricFamily(
+            "airlock_gateway_feedback_rejected",
+            "Feedback refused, by reason (forged, expired, another key's, ...).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self.ledger.rejected.items()):
+            feedback.add_metric([reason], n)
+        yield from (requests, tokens, refused, feedback)
+
+
 def _fmt(bound: float) -> str:
     return f"{bound:.6g}"
 
 
-def make_registry(collector: GatewayCollector) -> CollectorRegistry:
+def make_registry(*collectors: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
+    for collector in collectors:
+        registry.register(collector)
     return registry
 
 
@@ -152,4 +201,4 @@ def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-__all__ = ["CONTENT_TYPE", "GatewayCollector", "make_registry", "render"]
+__all__ = ["CONTENT_TYPE", "AccessCollector", "GatewayCollector", "make_registry", "render"]

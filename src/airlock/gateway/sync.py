@@ -13,7 +13,11 @@
   is applied at once, without waiting for the tick;
 * on PostgreSQL it also LISTENs on the plan channel, so a plan committed by
   another process (the controller, another replica's API) is applied as soon
-  as it commits, not at the next tick; the tick stays as the safety net.
+  as it commits, not at the next tick; the tick stays as the safety net;
+* each tick it also polls the sync versions of gateway keys and of every
+  service's opt-out list (:mod:`airlock.catalog.gateway_keys`): a created or
+  revoked key, or a user opted out or back in, reaches the gateway within one
+  tick, without a plan change. At start it takes the fleet's response-id secret.
 
 A flush that fails (database down) keeps its records and retries on the next
 tick, up to ``backlog`` records.
@@ -25,11 +29,13 @@ import asyncio
 import contextlib
 import logging
 
+from airlock.catalog.gateway_keys import KEYS_TOPIC, opt_outs_topic
 from airlock.catalog.serving import PLAN_CHANNEL
 from airlock.core.telemetry import ShadowSample, TelemetryRecord
 from airlock.core.traffic import TrafficPlan
 from airlock.errors import AirlockError
 from airlock.gateway.core import Gateway
+from airlock.services.gateway_keys import GatewayKeys
 from airlock.services.serving import Serving
 
 log = logging.getLogger("airlock.gateway.sync")
@@ -44,9 +50,12 @@ class CatalogSync:
         interval: float = 1.0,
         services: tuple[str, ...] | None = None,
         backlog: int = 10_000,
+        keys: GatewayKeys | None = None,
     ) -> None:
         self.gateway = gateway
         self.serving = serving
+        self.keys = keys or GatewayKeys(serving.ws)
+        self._versions: dict[str, int | None] = {}
         self.interval = interval
         self.only = set(services) if services else None
         self.backlog = backlog
@@ -67,6 +76,7 @@ class CatalogSync:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.serving.subscribe(self._on_plan)
+        self.gateway.set_response_secret(await asyncio.to_thread(self.keys.response_secret))
         await self.refresh()
         self._task = asyncio.create_task(self._run(), name="airlock-catalog-sync")
         if self.serving.db.dialect == "postgresql":
@@ -144,7 +154,34 @@ class CatalogSync:
             await self._refresh()
 
     async def _refresh(self) -> None:
-        generations = await asyncio.to_thread(self.serving.generations)
+        generations, versions = await asyncio.to_thread(
+            lambda: (self.serving.generations(), self.keys.versions())
+        )
+        await self._refresh_plans(generations)
+        await self._refresh_access(versions)
+
+    async def _refresh_access(self, versions: dict[str, int]) -> None:
+        """Keys and opt-out lists whose sync version moved since the last look."""
+        if not self.gateway.access.loaded or self._versions.get(KEYS_TOPIC) != versions.get(
+            KEYS_TOPIC, 0
+        ):
+            keys = await asyncio.to_thread(self.keys.snapshot)
+            self.gateway.access.load(k for k in keys if self.only is None or k.service in self.only)
+            self._versions[KEYS_TOPIC] = versions.get(KEYS_TOPIC, 0)
+        served = [name for name in self._known if name in self.gateway.plans()]
+        stale = [
+            name
+            for name in served
+            if self._versions.get(opt_outs_topic(name)) != versions.get(opt_outs_topic(name), 0)
+        ]
+        if not stale:
+            return
+        views = await asyncio.to_thread(lambda: [self.serving.get(n) for n in stale])
+        for view in views:
+            self.gateway.set_opt_outs(view.name, view.opt_outs)
+            self._versions[opt_outs_topic(view.name)] = versions.get(opt_outs_topic(view.name), 0)
+
+    async def _refresh_plans(self, generations: dict[str, int]) -> None:
         changed = [
             name
             for name, gen in generations.items()

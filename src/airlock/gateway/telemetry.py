@@ -332,6 +332,21 @@ class Telemetry:
         c.by_feedback_count[cluster] += 1
         c.by_feedback_sum[cluster] += score
 
+    def correct_feedback(self, key: Key, previous: float, score: float, *, cluster: int) -> None:
+        """A second score for a response replaces the first: the sum moves, the count stays.
+
+        The difference lands in the pending window, kept within what that window holds
+        (0 ≤ sum ≤ count, per cluster too): a correction that comes after the first
+        score was flushed (more than a second later) moves the sum less, or not at all.
+        """
+        c = self._get(key)
+        delta = score - previous
+        cap = c.by_feedback_count[cluster]
+        moved = min(max(c.by_feedback_sum[cluster] + delta, 0.0), float(cap))
+        delta = moved - c.by_feedback_sum[cluster]
+        c.by_feedback_sum[cluster] = moved
+        c.feedback_sum = min(max(c.feedback_sum + delta, 0.0), float(c.feedback_count))
+
     def custom(self, key: Key, name: str, value: float, cluster: int) -> None:
         """Count one value in [0, 1] of the custom metric ``name`` (successes += value)."""
         if not 0.0 <= value <= 1.0:  # also NaN

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -141,6 +142,11 @@ def verdict_json(verdict: AnalysisVerdict | None) -> str | None:
     return json.dumps(verdict.to_dict(), sort_keys=True) if verdict is not None else None
 
 
+def _rounded(x: float) -> float | None:
+    """Six decimals, or None for an unbounded value (canonical JSON has no infinity)."""
+    return round(x, 6) if math.isfinite(x) else None
+
+
 def verdict_summary(verdict: AnalysisVerdict | None) -> dict[str, Any] | None:
     """The verdict as the audit log keeps it: outcome, counts, and each metric's effect + CI."""
     if verdict is None:
@@ -152,12 +158,14 @@ def verdict_summary(verdict: AnalysisVerdict | None) -> dict[str, Any] | None:
         "metrics": {
             m.metric: {
                 "outcome": m.outcome,
-                "effect": round(m.effect, 6),
-                "ci": [round(m.ci_low, 6), round(m.ci_high, 6)],
+                "effect": _rounded(m.effect),
+                "ci": [_rounded(m.ci_low), _rounded(m.ci_high)],
                 "threshold": m.threshold,
+                "mde": _rounded(m.mde),
             }
             for m in verdict.per_metric
         },
+        "srm_mismatch": verdict.srm_mismatch,
     }
 
 

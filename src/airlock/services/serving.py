@@ -23,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from airlock import audit
+from airlock.catalog import gateway_keys as sync_versions
 from airlock.catalog import serving as sql
 from airlock.catalog.serving import PlanChange
 from airlock.core.analysis import ReleaseWindow
@@ -141,6 +142,7 @@ class Serving:
                 conn, row.id, user, opted_out=opted_out, actor=actor.name, at=datetime.now(UTC)
             )
             if changed:
+                sync_versions.bump(conn, sync_versions.opt_outs_topic(name))  # gateways re-read
                 audit.append(
                     conn,
                     actor=actor.name,
