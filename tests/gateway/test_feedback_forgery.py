@@ -15,21 +15,10 @@ from airlock.core.response_ids import ResponseTicket, issue_response_id, read_re
 from airlock.gateway.core import Gateway
 from airlock.gateway.feedback import FeedbackLedger
 from airlock.gateway.server import workspace_app
-from airlock.gateway.telemetry import Key, Telemetry
+from airlock.gateway.telemetry import Telemetry
 from airlock.services.gateway_keys import GatewayKeys, IssuedKey
 from gateway.support import ALICE, MOON, Releases, Server, chat, get, post
 from gateway.test_gateway_keys import bearer, wait_until
-
-
-class CorrectingTelemetry(Telemetry):
-    """The telemetry with the correction method the gateway calls for a replaced score."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.corrections: list[tuple[Key, float, float]] = []
-
-    def correct_feedback(self, key: Key, previous: float, score: float) -> None:
-        self.corrections.append((key, previous, score))
 
 
 @pytest.fixture
@@ -37,7 +26,6 @@ def keyed(releases: Releases) -> Iterator[tuple[Server, Gateway, GatewayKeys, st
     stable = releases.builtin("chat", "1.0.0", MOON)
     releases.serving.create("chat", stable, actor=ALICE)
     app, gateway, _ = workspace_app(releases.ws, interval=0.05)
-    gateway.telemetry = CorrectingTelemetry()
     with Server(app) as server:
         yield server, gateway, GatewayKeys(releases.ws), stable
 
@@ -76,7 +64,7 @@ def test_the_feedback_attack(keyed: tuple[Server, Gateway, GatewayKeys, str]) ->
     assert "replaced" not in answers[0].json() and answers[-1].json()["replaced"] == 0.0
     window = gateway.telemetry.windows()[("chat", stable)]
     assert window.feedback_count == 1
-    assert gateway.telemetry.corrections == [(("chat", stable, "live"), 0.0, 1.0)]  # type: ignore[attr-defined]
+    assert 0.0 <= window.feedback_sum <= 1.0  # replaced in the pending window, never added
 
     # a forged id, an edited one, another key's, an expired one, anonymous, no scope
     payload, _, signature = rid.removeprefix("chatcmpl-").partition(".")
@@ -148,3 +136,33 @@ def test_the_ledger_never_counts_an_evicted_id_twice() -> None:
     assert ledger.too_old(1.0, now=10.0)  # "a" is forgotten, so refused, not recounted
     assert not ledger.too_old(3.0, now=10.0)
     assert ledger.too_old(3.0, now=104.0)  # past the window
+
+
+def test_a_replaced_score_moves_the_sum_not_the_count() -> None:
+    telemetry = Telemetry()
+    key = ("chat", "chat@1.0.0", "live")
+    telemetry.feedback(key, 0.0, cluster=5)  # type: ignore[arg-type]
+    telemetry.correct_feedback(key, 0.0, 1.0, cluster=5)  # type: ignore[arg-type]
+    window = telemetry.windows()[("chat", "chat@1.0.0")]
+    assert (window.feedback_count, window.feedback_sum) == (1, 1.0)
+    assert window.clusters["feedback_sum"][5] == 1.0
+
+
+def test_feedback_metrics_become_custom_metrics_in_the_users_cluster(
+    keyed: tuple[Server, Gateway, GatewayKeys, str],
+) -> None:
+    server, gateway, keys, stable = keyed
+    amy = keys.create(service="chat", name="amy-app", actor=ALICE)
+    wait_until(lambda: chat(server, "chat").status_code == 401, "keys reached the gateway")
+    rid = chat(server, "chat", headers=bearer(amy)).json()["id"]
+    body = {"id": rid, "score": 1, "metrics": {"json_ok": 1, "helpful": 0.5}}
+    assert post(f"{server.url}/v1/feedback", body, headers=bearer(amy)).status_code == 200
+    again = post(f"{server.url}/v1/feedback", body, headers=bearer(amy))
+    assert again.status_code == 200  # a second post replaces the score, metrics count once
+    window = gateway.telemetry.windows()[("chat", stable)]
+    assert window.custom == {"json_ok": (1.0, 1.0), "helpful": (0.5, 1.0)}
+    cluster = read_response_id(keys.response_secret(), rid).cluster
+    assert window.clusters["custom:json_ok:trials"][cluster] == 1.0
+    bad = {"id": rid, "score": 1, "metrics": {"Bad Name!": 1}}
+    refused = post(f"{server.url}/v1/feedback", bad, headers=bearer(amy))
+    assert refused.status_code == 400 and "metric name" in refused.text

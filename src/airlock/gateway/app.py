@@ -10,7 +10,7 @@ errors that still name the field. Starlette adds only its router.
 ``POST /v1/chat/completions``  OpenAI chat (``stream: true`` -> SSE)
 ``POST /v1/completions``       OpenAI completions (``stream: true`` -> SSE)
 ``GET  /v1/models``            services and the ``service@version`` pins they serve
-``POST /v1/feedback``          ``{"id": "<response id>", "score": 0..1}`` (once per response)
+``POST /v1/feedback``          ``{"id": "<response id>", "score": 0..1, "metrics": {"name": 0..1}}``
 ``GET  /metrics``              Prometheus, per-release labels
 ``GET  /healthz``              served services and their plan generations
 =========================  ==========================================================
@@ -148,7 +148,7 @@ def create_app(
             except Forbidden:
                 gateway.feedback_ledger.reject("wrong_key")
                 raise
-            result = gateway.feedback(post.response_id, post.score, principal)
+            result = gateway.feedback(post.response_id, post.score, principal, post.metrics)
         except AirlockError as exc:
             return _error(exc)
         out: dict[str, object] = {"ok": True, "id": post.response_id, "service": result.service}

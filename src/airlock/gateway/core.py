@@ -370,12 +370,18 @@ class Gateway:
             ) from None
 
     def feedback(
-        self, response_id: str, score: float, principal: Principal = OPEN
+        self,
+        response_id: str,
+        score: float,
+        principal: Principal = OPEN,
+        metrics: Mapping[str, float] | None = None,
     ) -> FeedbackResult:
         """Record a user's score in [0, 1] for a response this fleet issued to ``principal``.
 
         At most one score per response id: a second post replaces the first (see
-        :mod:`airlock.gateway.feedback`). Refusals are counted by reason.
+        :mod:`airlock.gateway.feedback`). Refusals are counted by reason. Named
+        ``metrics`` (values in [0, 1]) become the analysis's custom metrics, counted
+        with the first post for a response id only.
         """
         score = check_score(score)
         ledger = self.feedback_ledger
@@ -400,6 +406,8 @@ class Gateway:
         key: Key = (ticket.service, ticket.release, "live")
         if previous is None:
             self.telemetry.feedback(key, float(score), cluster=ticket.cluster)
+            for name, value in (metrics or {}).items():
+                self.telemetry.custom(key, name, value, ticket.cluster)
         elif previous != score:
             self.telemetry.correct_feedback(key, previous, float(score), cluster=ticket.cluster)
         return FeedbackResult(ticket.service, ticket.release, float(score), previous)

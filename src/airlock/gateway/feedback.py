@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class FeedbackPost:
     response_id: str
     score: float
     extra: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, data: Any) -> FeedbackPost:
@@ -64,8 +66,43 @@ class FeedbackPost:
             raise InvalidInput(f"'id' is longer than {MAX_ID_LENGTH} characters")
         if "score" not in data:
             raise InvalidInput("'score' is required: a number in [0, 1]")
-        extra = {k: v for k, v in data.items() if k not in ("id", "response_id", "score")}
-        return cls(rid, check_score(data["score"]), extra)
+        extra = {
+            k: v for k, v in data.items() if k not in ("id", "response_id", "score", "metrics")
+        }
+        return cls(rid, check_score(data["score"]), extra, check_metrics(data.get("metrics")))
+
+
+MAX_METRICS = 16
+_METRIC_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+def check_metrics(metrics: Any) -> dict[str, float]:
+    """Named custom metrics sent with feedback: ``{name: value in [0, 1]}`` (pass/fail or a score).
+
+    They become the rollout analysis's ``custom.NAME`` metrics, counted for the
+    release and the user's cluster the response id names, once per response.
+    """
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict):
+        raise InvalidInput("'metrics' must be an object of name: value in [0, 1]")
+    if len(metrics) > MAX_METRICS:
+        raise InvalidInput(f"at most {MAX_METRICS} metrics per feedback, got {len(metrics)}")
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+            raise InvalidInput(
+                f"metric name {str(name)[:40]!r} must be lower-case letters, digits, '_', '.' "
+                "or '-', starting with a letter, at most 64 characters"
+            )
+        try:
+            out[name] = check_score(value)
+        except InvalidInput:
+            raise InvalidInput(
+                f"metric {name!r} must be a number in [0, 1], got {repr(value)[:40]}",
+                hint="a pass/fail metric sends 1 or 0; a score, its value scaled to [0, 1]",
+            ) from None
+    return out
 
 
 def check_score(score: Any) -> float:
