@@ -158,3 +158,37 @@ def test_drill_faults_are_validated(cli: Cli, home: Path) -> None:
     bad = cli("drill", "chat", "--fault", "errors=2", ok=False)
     assert bad.exit_code == 1 and "must be in (0, 1]" in bad.output
     assert "no drills yet" in cli("drill", "history").output
+
+
+def test_rollout_plan_says_what_each_step_can_detect_and_warns_on_low_traffic(
+    cli: Cli, home: Path
+) -> None:
+    strategy = str(home / "canary.yaml")
+    refused = cli("rollout", "plan", "chat", "--strategy", strategy, ok=False)
+    assert refused.exit_code != 0
+    assert "served no live traffic" in refused.output and "--rps" in refused.output
+    busy = cli(
+        "rollout",
+        "plan",
+        "chat",
+        "--strategy",
+        strategy,
+        "--candidate",
+        "chat@1.1.0",
+        "--rps",
+        "200",
+        "--error-rate",
+        "0.01",
+        "--json",
+    )
+    plan = json.loads(busy.output)
+    first, second = plan["steps"]
+    errors = {m["metric"]: m for m in first["metrics"]}["error_rate"]
+    assert 1.0 < errors["detectable"] < 2.0  # 10 min at 10 % of 200 req/s catches 2x errors
+    assert errors["seconds_to_target"] < 600
+    later = {m["metric"]: m for m in second["metrics"]}["error_rate"]
+    assert later["detectable"] < errors["detectable"]  # evidence carries across steps
+    assert plan["steps"][0]["warnings"] == []
+    quiet = cli("rollout", "plan", "chat", "--strategy", strategy, "--rps", "0.05")
+    assert "warning:" in quiet.output and "cannot detect" in quiet.output
+    assert "min_requests" in quiet.output

@@ -171,7 +171,7 @@ class AnalysisSettings(_Settings):
     """Requests each side needs in a step before it can pass."""
     max_step_seconds: float = Field(default=3600.0, gt=0.0)
     """A step still short of data this long after it started triggers ``on_insufficient_data``."""
-    on_insufficient_data: Literal["rollback", "pause"] = "rollback"
+    on_insufficient_data: Literal["rollback", "pause"] = "pause"
     mixture_requests: int = Field(default=1000, ge=1)
     """Requests per side at which the latency tests are tuned to be sharpest."""
     srm_alpha: float = Field(default=0.001, ge=0.0, lt=0.5)
