@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from airlock.core.policy import Verdict
 
 ProgressFn = Callable[[int], None]
+_ALIAS_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,16 +380,30 @@ class Registry:
         if not reason.strip():
             raise InvalidInput("an alias move needs a reason", hint='add --reason "why this move"')
         authorize(self.db, actor, Action.ALIAS_MOVE, f"{ref} -> {alias}")
+        for attempt in range(_ALIAS_ATTEMPTS):
+            try:
+                return self._move_alias(alias, ref, actor=actor, reason=reason)
+            except alias_sql.AliasMovedMeanwhile:
+                if attempt == _ALIAS_ATTEMPTS - 1:
+                    raise Conflict(
+                        f"alias {alias} was moved by someone else at the same time",
+                        hint="look at `airlock alias history` and try again",
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _move_alias(self, alias: str, ref: str, *, actor: Actor, reason: str) -> AliasResult:
         with self.db.write() as conn:
+            # Read and decide under the audit lock, taken first: concurrent moves run one
+            # after the other, so each history row's "from" is the previous row's "to" and
+            # the audit events come in the same order. Every approval, rejection or policy
+            # change appends an event too, so none can land between this decision and the move.
+            event_sql.lock_head(conn)
             row = self._resolve(conn, ref)
             mid = release_sql.model_id(conn, row.model)
             assert mid is not None
-            current = alias_sql.get(conn, mid, alias)
+            current = alias_sql.get(conn, mid, alias, for_update=True)
             if current is not None and current.release_id == row.id:
                 return AliasResult(row.model, alias, row.version, row.version, moved=False)
-            # Decide under the audit lock: every approval, rejection or policy change
-            # appends an event, so none can land between this decision and the move.
-            event_sql.lock_head(conn)
             from airlock.services.gate import gate  # policy + eval statistics: only here
 
             verdict = gate(conn, row, alias)
