@@ -113,6 +113,8 @@ class CatalogSync:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except AirlockError as exc:  # e.g. the catalog is busy: one line, not a traceback
+                log.warning("catalog sync failed (%s); retrying in %.1f s", exc, self.interval)
             except Exception:
                 log.exception("catalog sync failed; retrying in %.1f s", self.interval)
 
