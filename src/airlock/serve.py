@@ -36,11 +36,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from airlock.errors import AirlockError, ServiceUnavailable
 from airlock.gateway.core import Gateway, GatewaySettings
 from airlock.gateway.sync import CatalogSync
+from airlock.services.checkpoints import CheckpointPublisher
 from airlock.services.controller import ControllerSettings, RolloutController
 from airlock.services.identity import Actor
 from airlock.services.rollouts import Rollouts
@@ -70,6 +72,11 @@ class ServeSettings:
     log_level: str = "warning"
     graceful_seconds: float = 10.0
     """How long requests in flight may take to finish at shutdown."""
+    checkpoint_every: int = 0
+    """Append a signed audit checkpoint to ``checkpoint_file`` every N events (0: off)."""
+    checkpoint_file: Path | None = None
+    checkpoint_key: Path | None = None
+    """The key that signs checkpoints (default: the workspace's audit key)."""
 
 
 class AirlockApp:
@@ -100,6 +107,8 @@ class AirlockApp:
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drills: set[asyncio.Task[Any]] = set()
+        self.checkpoints = _publisher(workspace, self.settings)
+        self._checkpointing: asyncio.Task[None] | None = None
 
     # -- ASGI ----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,11 +150,28 @@ class AirlockApp:
         await self.sync.start()
         if self.settings.run_controller:
             await self.controller.start()
+        if self.checkpoints is not None:
+            self._checkpointing = asyncio.create_task(
+                self._publish_checkpoints(), name="airlock-audit-checkpoints"
+            )
         self.started = True
+
+    async def _publish_checkpoints(self) -> None:
+        assert self.checkpoints is not None
+        while True:
+            try:
+                await asyncio.to_thread(self.checkpoints.poll)
+            except AirlockError as exc:
+                log.error("audit checkpoint not written: %s (%s)", exc.message, exc.hint)
+            await asyncio.sleep(self.settings.sync_seconds)
 
     async def shutdown(self) -> None:
         """Controller first (no new decisions), then the last telemetry flush, then runtimes."""
         self.stopping = True
+        if self._checkpointing is not None:
+            self._checkpointing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointing
         for task in list(self._drills):
             task.cancel()
         for task in list(self._drills):
@@ -260,6 +286,15 @@ class AirlockApp:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+def _publisher(workspace: Workspace, settings: ServeSettings) -> CheckpointPublisher | None:
+    if not settings.checkpoint_every or settings.checkpoint_file is None:
+        return None
+    from airlock.services.checkpoints import CheckpointPublisher, audit_key
+
+    key = audit_key(workspace, settings.checkpoint_key)
+    return CheckpointPublisher(workspace, settings.checkpoint_file, settings.checkpoint_every, key)
 
 
 # -- running it ------------------------------------------------------------------------------

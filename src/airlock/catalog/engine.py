@@ -150,8 +150,7 @@ def _unavailable(exc: OperationalError) -> ServiceUnavailable:
     text = str(exc.orig) if exc.orig is not None else str(exc)
     if _is_locked(exc):
         return ServiceUnavailable(
-            "the catalog database stayed locked by another writer: "
-            f"{text.strip().splitlines()[0]}",
+            f"the catalog database stayed locked by another writer: {text.strip().splitlines()[0]}",
             hint="another airlock process held the SQLite write lock too long; use PostgreSQL "
             "(AIRLOCK_DATABASE_URL) for several processes that write at once",
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,16 @@ def serve(
     ] = True,
     tick: Annotated[float, typer.Option(help="Seconds between two controller passes.")] = 1.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Append a signed audit checkpoint to --checkpoint-file every N events."
+        ),
+    ] = 0,
+    checkpoint_file: Annotated[
+        Path | None,
+        typer.Option(help="Where checkpoints go (JSON Lines); keep it outside the workspace."),
+    ] = None,
 ) -> None:
     """Serve the REST API, the dashboard, the OpenAI-compatible gateway and the rollout
     controller on one port (creates ./.airlock on first use)."""
@@ -32,6 +43,13 @@ def serve(
     from airlock.services.serving import Serving
     from airlock.services.tokens import TOKEN_ENV, token_file
 
+    if bool(checkpoint_every) != (checkpoint_file is not None):
+        from airlock.errors import InvalidInput
+
+        raise InvalidInput(
+            "--checkpoint-every and --checkpoint-file go together",
+            hint="e.g. --checkpoint-every 100 --checkpoint-file /backup/airlock-checkpoints.jsonl",
+        )
     with workspace(create=True) as ws:
         init_owner_token(ws)
         services = ", ".join(v.name for v in Serving(ws).all()) or "none yet"
@@ -54,5 +72,7 @@ def serve(
             controller=ControllerSettings(tick_seconds=tick),
             run_controller=controller,
             log_level=log_level,
+            checkpoint_every=checkpoint_every,
+            checkpoint_file=checkpoint_file,
         )
         run(ws, settings)
