@@ -246,19 +246,43 @@ class AirlockApp:
         except Exception as exc:  # a database driver's own error: not ready, say why
             checks["catalog"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             return False, checks
-        served = {name: plan.generation for name, plan in self.gateway.plans().items()}
+        services = self._service_checks(catalog)
         lagging = {
-            name: {"catalog": gen, "served": served.get(name)}
-            for name, gen in catalog.items()
-            if served.get(name) != gen
+            name: {"catalog": c["catalog"], "served": c["served"]}
+            for name, c in services.items()
+            if c["status"] != "serving"
         }
+        loading = [name for name, c in services.items() if c["status"] == "loading"]
+        can_serve = not catalog or any(c["served"] is not None for c in services.values())
         checks["plans"] = {"ok": not lagging, "services": len(catalog), "lagging": lagging}
-        ok = ok and not lagging
+        checks["services"] = services
+        # Ready while any service serves: one damaged release makes its own service answer
+        # 503 (and shows here), not the whole server. Plans still loading hold readiness.
+        ok = ok and not loading and can_serve
         checks["controller"] = {
             "running": self.settings.run_controller,
             "leader": self.controller.is_leader,
         }
         return ok, checks
+
+    def _service_checks(self, catalog: dict[str, int]) -> dict[str, dict[str, Any]]:
+        """Per service: serving, degraded (an older plan: the newest failed), failed, loading."""
+        served = {name: plan.generation for name, plan in self.gateway.plans().items()}
+        out: dict[str, dict[str, Any]] = {}
+        for name, generation in sorted(catalog.items()):
+            now = served.get(name)
+            error = self.gateway.unservable.get(name)
+            if now == generation:
+                status = "serving"
+            elif error is not None:
+                status = "degraded" if now is not None else "failed"
+            else:
+                status = "loading"
+            entry: dict[str, Any] = {"status": status, "catalog": generation, "served": now}
+            if error is not None and status != "serving":
+                entry["error"] = error
+            out[name] = entry
+        return out
 
     async def _health(self, path: str, send: Send) -> None:
         body: dict[str, Any]

@@ -28,7 +28,7 @@ import logging
 from airlock.catalog.serving import PLAN_CHANNEL
 from airlock.core.telemetry import ShadowSample, TelemetryRecord
 from airlock.core.traffic import TrafficPlan
-from airlock.errors import AirlockError
+from airlock.errors import AirlockError, IntegrityError
 from airlock.gateway.core import Gateway
 from airlock.services.serving import Serving
 
@@ -161,6 +161,7 @@ class CatalogSync:
                 self.gateway.set_opt_outs(view.name, view.opt_outs)
             except AirlockError as exc:
                 self._failed[view.name] = view.plan.generation
+                self._unservable(view.plan, exc)
                 log.error(
                     "cannot serve %s generation %d: %s (%s)",
                     view.name,
@@ -200,7 +201,18 @@ class CatalogSync:
                 view = await asyncio.to_thread(self.serving.get, plan.service)
                 self.gateway.set_opt_outs(plan.service, view.opt_outs)
         except AirlockError as exc:
+            self._unservable(plan, exc)
             log.error("cannot serve %s generation %d: %s", plan.service, plan.generation, exc)
+
+    def _unservable(self, plan: TrafficPlan, exc: AirlockError) -> None:
+        """Say which release keeps ``plan`` from being served: 503 for its service, and
+        ``/readyz`` names it (a service still serving an older plan keeps serving it)."""
+        failures = self.gateway.load_failures
+        bad = [r for r in plan.releases() if r in failures] or list(plan.releases())[:1]
+        cause = failures[bad[0]] if bad and bad[0] in failures else exc
+        what = f"release {bad[0]}" if bad else f"service {plan.service}"
+        verb = "failed verification" if isinstance(cause, IntegrityError) else "failed to load"
+        self.gateway.unservable[plan.service] = f"{what} {verb}: {cause.message}"
 
 
 __all__ = ["CatalogSync"]
