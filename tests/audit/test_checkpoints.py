@@ -156,18 +156,27 @@ def test_the_publisher_appends_one_checkpoint_every_n_events(ws: Workspace, tmp_
     assert check.report.ok and len(check.checkpoints) == 2
 
 
+def _published(path: Path, until: int) -> list[int]:
+    """The sequences published to ``path``, once one reaches ``until`` (bounded wait)."""
+    deadline = time.monotonic() + 30
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        seqs = [json.loads(line)["seq"] for line in lines]
+        if (seqs and seqs[-1] >= until) or time.monotonic() > deadline:
+            return seqs
+        time.sleep(0.05)
+
+
 def test_serve_publishes_checkpoints_to_a_file(ws: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "served.jsonl"
     settings = ServeSettings(
         port=0, sync_seconds=0.1, checkpoint_every=3, checkpoint_file=path, run_controller=False
     )
     with RunningServer(AirlockApp(ws, settings)):
+        first = _published(path, 5)  # 5 events already: one checkpoint is due at once
         _events(ws, 3, start=5)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (
-            not path.exists() or '"seq": 8' not in path.read_text()
-        ):
-            time.sleep(0.05)
-    seqs = [json.loads(line)["seq"] for line in path.read_text().splitlines()]
-    assert seqs[-1] == 8
+        with ws.db.read() as conn:
+            head = audit.verify(conn).head_seq
+        seqs = _published(path, head)
+    assert first and seqs[-1] == head and head >= first[-1] + 3
     assert Checkpoints(ws).verify(files=[(str(path), path.read_text())]).report.ok
