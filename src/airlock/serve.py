@@ -72,6 +72,8 @@ class ServeSettings:
     log_level: str = "warning"
     graceful_seconds: float = 10.0
     """How long requests in flight may take to finish at shutdown."""
+    retry_failed_seconds: float = 30.0
+    """A plan that failed to load (a damaged release) is retried after this, then backs off."""
     checkpoint_every: int = 0
     """Append a signed audit checkpoint to ``checkpoint_file`` every N events (0: off)."""
     checkpoint_file: Path | None = None
@@ -92,7 +94,12 @@ class AirlockApp:
         self.settings = settings or ServeSettings()
         self.serving = Serving(workspace)
         self.gateway = Gateway(self.serving.loader().load, self.settings.gateway)
-        self.sync = CatalogSync(self.gateway, self.serving, interval=self.settings.sync_seconds)
+        self.sync = CatalogSync(
+            self.gateway,
+            self.serving,
+            interval=self.settings.sync_seconds,
+            retry_failed=self.settings.retry_failed_seconds,
+        )
         self.rollouts = Rollouts(workspace, serving=self.serving)
         self.controller = RolloutController(
             self.rollouts, gateways=[self.gateway], settings=self.settings.controller

@@ -4,8 +4,10 @@ which service fails and why (503 only when nothing can serve)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,16 +21,19 @@ OPS = Actor("olga", "operator")
 SETTINGS = ServeSettings(port=0, sync_seconds=0.2, run_controller=False, graceful_seconds=2)
 
 
-def _damage(releases: Releases, ref: str) -> None:
+def _damage(releases: Releases, ref: str) -> Callable[[], None]:
+    """Flip a byte of the release's weights; returns what puts the original bytes back."""
     store = releases.ws.store
     assert isinstance(store, LocalStore)
     manifest = releases.registry.resolve(ref).manifest()
     entry = next(f for f in manifest.files if f.path.endswith(".safetensors"))
     path = store.path_of(entry.digest)
     os.chmod(path, 0o644)
-    data = bytearray(path.read_bytes())
+    original = path.read_bytes()
+    data = bytearray(original)
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
+    return lambda: path.write_bytes(original)
 
 
 def _settled(url: str) -> httpx.Response:
@@ -78,3 +83,24 @@ def test_readyz_is_503_when_nothing_can_serve(releases: Releases) -> None:
         ready = _settled(server.url)
         assert ready.status_code == 503
         assert ready.json()["checks"]["services"]["chat"]["status"] == "failed"
+
+
+def test_a_repaired_release_is_served_again_without_a_new_plan(releases: Releases) -> None:
+    chat = releases.builtin("chat", "1.0.0")
+    releases.serving.create("chat", chat, actor=OPS)
+    repair = _damage(releases, chat)
+    settings = dataclasses.replace(SETTINGS, retry_failed_seconds=0.1)
+    with RunningServer(AirlockApp(releases.ws, settings)) as server:
+        assert _settled(server.url).json()["checks"]["services"]["chat"]["status"] == "failed"
+        repair()
+        deadline = time.monotonic() + 60
+        while _ask(server.url, "chat").status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _ask(server.url, "chat").status_code == 200
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["services"]["chat"] == {
+            "status": "serving",
+            "catalog": 0,
+            "served": 0,
+        }

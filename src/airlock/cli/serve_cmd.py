@@ -66,6 +66,11 @@ def serve(
             f"  controller {'on, every ' + format(tick, 'g') + ' s' if controller else 'off'}"
             "   stop with Ctrl-C (requests in flight finish, telemetry is flushed)"
         )
+        if checkpoint_file is not None:
+            console.print(
+                f"  audit      a signed checkpoint every {checkpoint_every} event(s) "
+                f"to {checkpoint_file}"
+            )
         settings = ServeSettings(
             host=host,
             port=port,

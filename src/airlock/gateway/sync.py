@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from airlock.catalog.serving import PLAN_CHANNEL
 from airlock.core.telemetry import ShadowSample, TelemetryRecord
@@ -44,6 +45,7 @@ class CatalogSync:
         interval: float = 1.0,
         services: tuple[str, ...] | None = None,
         backlog: int = 10_000,
+        retry_failed: float = 30.0,
     ) -> None:
         self.gateway = gateway
         self.serving = serving
@@ -53,7 +55,11 @@ class CatalogSync:
         self._records: list[TelemetryRecord] = []
         self._samples: list[ShadowSample] = []
         self._known: dict[str, int] = {}
-        self._failed: dict[str, int] = {}
+        # A plan that failed to load (e.g. a damaged release) is retried after
+        # ``retry_failed`` seconds, then twice as long each time (up to 10 minutes), so a
+        # repaired release is served again without a new plan generation.
+        self.retry_failed = retry_failed
+        self._failed: dict[str, tuple[int, float, float]] = {}  # generation, retry at, delay
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
@@ -150,7 +156,7 @@ class CatalogSync:
         changed = [
             name
             for name, gen in generations.items()
-            if self._wanted(name) and self._known.get(name) != gen and self._failed.get(name) != gen
+            if self._wanted(name) and self._known.get(name) != gen and not self._waiting(name, gen)
         ]
         if not changed:
             return
@@ -160,7 +166,7 @@ class CatalogSync:
                 await self.gateway.apply_plan(view.plan)
                 self.gateway.set_opt_outs(view.name, view.opt_outs)
             except AirlockError as exc:
-                self._failed[view.name] = view.plan.generation
+                self._note_failure(view.name, view.plan.generation)
                 self._unservable(view.plan, exc)
                 log.error(
                     "cannot serve %s generation %d: %s (%s)",
@@ -203,6 +209,17 @@ class CatalogSync:
         except AirlockError as exc:
             self._unservable(plan, exc)
             log.error("cannot serve %s generation %d: %s", plan.service, plan.generation, exc)
+
+    def _waiting(self, name: str, generation: int) -> bool:
+        failed = self._failed.get(name)
+        return failed is not None and failed[0] == generation and time.monotonic() < failed[1]
+
+    def _note_failure(self, name: str, generation: int) -> None:
+        previous = self._failed.get(name)
+        delay = self.retry_failed
+        if previous is not None and previous[0] == generation:
+            delay = min(previous[2] * 2, 600.0)
+        self._failed[name] = (generation, time.monotonic() + delay, delay)
 
     def _unservable(self, plan: TrafficPlan, exc: AirlockError) -> None:
         """Say which release keeps ``plan`` from being served: 503 for its service, and
