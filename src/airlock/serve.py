@@ -36,11 +36,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from airlock.errors import AirlockError, ServiceUnavailable
 from airlock.gateway.core import Gateway, GatewaySettings
 from airlock.gateway.sync import CatalogSync
+from airlock.services.checkpoints import CheckpointPublisher
 from airlock.services.controller import ControllerSettings, RolloutController
 from airlock.services.identity import Actor
 from airlock.services.rollouts import Rollouts
@@ -70,6 +72,13 @@ class ServeSettings:
     log_level: str = "warning"
     graceful_seconds: float = 10.0
     """How long requests in flight may take to finish at shutdown."""
+    retry_failed_seconds: float = 30.0
+    """A plan that failed to load (a damaged release) is retried after this, then backs off."""
+    checkpoint_every: int = 0
+    """Append a signed audit checkpoint to ``checkpoint_file`` every N events (0: off)."""
+    checkpoint_file: Path | None = None
+    checkpoint_key: Path | None = None
+    """The key that signs checkpoints (default: the workspace's audit key)."""
 
 
 class AirlockApp:
@@ -85,7 +94,12 @@ class AirlockApp:
         self.settings = settings or ServeSettings()
         self.serving = Serving(workspace)
         self.gateway = Gateway(self.serving.loader().load, self.settings.gateway)
-        self.sync = CatalogSync(self.gateway, self.serving, interval=self.settings.sync_seconds)
+        self.sync = CatalogSync(
+            self.gateway,
+            self.serving,
+            interval=self.settings.sync_seconds,
+            retry_failed=self.settings.retry_failed_seconds,
+        )
         self.rollouts = Rollouts(workspace, serving=self.serving)
         self.controller = RolloutController(
             self.rollouts, gateways=[self.gateway], settings=self.settings.controller
@@ -100,6 +114,8 @@ class AirlockApp:
         self.stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drills: set[asyncio.Task[Any]] = set()
+        self.checkpoints = _publisher(workspace, self.settings)
+        self._checkpointing: asyncio.Task[None] | None = None
 
     # -- ASGI ----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,11 +157,28 @@ class AirlockApp:
         await self.sync.start()
         if self.settings.run_controller:
             await self.controller.start()
+        if self.checkpoints is not None:
+            self._checkpointing = asyncio.create_task(
+                self._publish_checkpoints(), name="airlock-audit-checkpoints"
+            )
         self.started = True
+
+    async def _publish_checkpoints(self) -> None:
+        assert self.checkpoints is not None
+        while True:
+            try:
+                await asyncio.to_thread(self.checkpoints.poll)
+            except AirlockError as exc:
+                log.error("audit checkpoint not written: %s (%s)", exc.message, exc.hint)
+            await asyncio.sleep(self.settings.sync_seconds)
 
     async def shutdown(self) -> None:
         """Controller first (no new decisions), then the last telemetry flush, then runtimes."""
         self.stopping = True
+        if self._checkpointing is not None:
+            self._checkpointing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointing
         for task in list(self._drills):
             task.cancel()
         for task in list(self._drills):
@@ -221,19 +254,43 @@ class AirlockApp:
         except Exception as exc:  # a database driver's own error: not ready, say why
             checks["catalog"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             return False, checks
-        served = {name: plan.generation for name, plan in self.gateway.plans().items()}
+        services = self._service_checks(catalog)
         lagging = {
-            name: {"catalog": gen, "served": served.get(name)}
-            for name, gen in catalog.items()
-            if served.get(name) != gen
+            name: {"catalog": c["catalog"], "served": c["served"]}
+            for name, c in services.items()
+            if c["status"] != "serving"
         }
+        loading = [name for name, c in services.items() if c["status"] == "loading"]
+        can_serve = not catalog or any(c["served"] is not None for c in services.values())
         checks["plans"] = {"ok": not lagging, "services": len(catalog), "lagging": lagging}
-        ok = ok and not lagging
+        checks["services"] = services
+        # Ready while any service serves: one damaged release makes its own service answer
+        # 503 (and shows here), not the whole server. Plans still loading hold readiness.
+        ok = ok and not loading and can_serve
         checks["controller"] = {
             "running": self.settings.run_controller,
             "leader": self.controller.is_leader,
         }
         return ok, checks
+
+    def _service_checks(self, catalog: dict[str, int]) -> dict[str, dict[str, Any]]:
+        """Per service: serving, degraded (an older plan: the newest failed), failed, loading."""
+        served = {name: plan.generation for name, plan in self.gateway.plans().items()}
+        out: dict[str, dict[str, Any]] = {}
+        for name, generation in sorted(catalog.items()):
+            now = served.get(name)
+            error = self.gateway.unservable.get(name)
+            if now == generation:
+                status = "serving"
+            elif error is not None:
+                status = "degraded" if now is not None else "failed"
+            else:
+                status = "loading"
+            entry: dict[str, Any] = {"status": status, "catalog": generation, "served": now}
+            if error is not None and status != "serving":
+                entry["error"] = error
+            out[name] = entry
+        return out
 
     async def _health(self, path: str, send: Send) -> None:
         body: dict[str, Any]
@@ -261,6 +318,15 @@ class AirlockApp:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+def _publisher(workspace: Workspace, settings: ServeSettings) -> CheckpointPublisher | None:
+    if not settings.checkpoint_every or settings.checkpoint_file is None:
+        return None
+    from airlock.services.checkpoints import CheckpointPublisher, audit_key
+
+    key = audit_key(workspace, settings.checkpoint_key)
+    return CheckpointPublisher(workspace, settings.checkpoint_file, settings.checkpoint_every, key)
 
 
 # -- running it ------------------------------------------------------------------------------

@@ -42,6 +42,11 @@ async def test_policy_check_and_two_approvals(api: httpx.AsyncClient, lumen: Lum
         ("alice", "approve"),
         ("bob", "approve"),
     ]
+    again = await api.post(
+        "/api/v1/releases/lumen@1.1.0/approve", json={"stage": "stable"}, headers=lumen.auth("bob")
+    )
+    assert again.status_code == 409, again.text
+    assert "bob already approved lumen@1.1.0 for stable" in again.json()["error"]["message"]
     verdict = (
         await api.get("/api/v1/releases/lumen@1.1.0/check", params={"stage": "stable"})
     ).json()
@@ -199,3 +204,15 @@ async def test_error_shapes(
     assert error["code"] == code
     assert error["message"]
     assert set(error) == {"code", "message", "hint"}
+
+
+async def test_audit_verify_checks_checkpoints(api: httpx.AsyncClient, lumen: Lumen) -> None:
+    first = (await api.get("/api/v1/audit/events", params={"limit": 1})).json()["events"][0]
+    mark = f"{first['seq']}:{first['hash']}"
+    held = (await api.get("/api/v1/audit/verify", params={"expect": mark})).json()
+    assert held["ok"] is True and held["head_seq"] > first["seq"]
+    wrong = f"{first['seq']}:{'0' * 64}"
+    broken = (await api.get("/api/v1/audit/verify", params={"expect": wrong})).json()
+    assert broken["ok"] is False and broken["problem"]["kind"] == "rewritten"
+    bad = await api.get("/api/v1/audit/verify", params={"expect": "one:two"})
+    assert bad.status_code == 400 and "SEQ:HASH" in bad.json()["error"]["message"]

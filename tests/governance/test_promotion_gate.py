@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from airlock import audit
 from airlock.catalog.schema import policies
-from airlock.errors import IntegrityError, InvalidInput, NotFound, PolicyViolation
+from airlock.errors import Conflict, IntegrityError, InvalidInput, NotFound, PolicyViolation
 from airlock.services.governance import Governance
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
@@ -120,7 +120,8 @@ def test_a_rejection_blocks_until_the_same_person_approves(
     verdict = gov.check(ref, "production")
     assert [r.rule for r in verdict.failures] == ["no-rejection"]
     assert "carol (approver)" in verdict.failures[0].why and "rude" in verdict.failures[0].why
-    assert not gov.reject(ref, stage="production", actor=CAROL, comment="still").recorded
+    with pytest.raises(Conflict, match="carol already rejected"):
+        gov.reject(ref, stage="production", actor=CAROL, comment="still")
     gov.approve(ref, stage="production", actor=CAROL, comment="fixed upstream")
     assert gov.check(ref, "production").ok
     with pytest.raises(InvalidInput, match="needs a reason"):

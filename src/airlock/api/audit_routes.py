@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query
 from airlock import audit
 from airlock.api.deps import ActorDep, WorkspaceDep
 from airlock.api.schemas import ChainOut, EventOut, EventPage
+from airlock.audit.chain import Checkpoint
+from airlock.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -49,11 +51,23 @@ def list_events(
 def verify_chain(
     ws: WorkspaceDep,
     _: ActorDep,
-    expected_head: str | None = Query(None, description="a head hash recorded earlier"),
+    expected_head: str | None = Query(
+        None, description="a head hash recorded earlier: the chain must still contain it"
+    ),
+    expect: list[str] = Query(
+        [], description="checkpoints SEQ:HASH the chain must still contain (repeatable)"
+    ),
 ) -> ChainOut:
-    """Recompute the hash chain; report the first edited, missing or reordered event."""
+    """Recompute the hash chain; report the first edited, missing or reordered event, and
+    whether the chain still contains every checkpoint given."""
+    checkpoints: list[Checkpoint] = []
+    for text in expect:
+        try:
+            checkpoints.append(Checkpoint.parse(text))
+        except ValueError as exc:
+            raise InvalidInput(f"expect: {exc}") from None
     with ws.db.read() as conn:
-        report = audit.verify(conn, expected_head=expected_head)
+        report = audit.verify(conn, expected_head=expected_head, checkpoints=checkpoints)
     return ChainOut(
         ok=report.ok,
         checked=report.checked,

@@ -45,7 +45,7 @@ class DecisionOut(_Body):
     ref: str
     stage: str
     decision: Literal["approve", "reject"]
-    recorded: bool = Field(description="false: the same standing decision existed already")
+    recorded: bool = Field(description="always true: repeating a standing decision answers 409")
     approval: ApprovalOut | None
 
 

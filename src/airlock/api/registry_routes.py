@@ -203,4 +203,5 @@ def verify_store(
         bytes=report.bytes,
         damaged=report.damaged,
         missing=report.missing,
+        tampered=report.tampered,
     )

@@ -98,6 +98,7 @@ class VerifyOut(_Body):
     bytes: int
     damaged: dict[str, list[str]]
     missing: dict[str, list[str]]
+    tampered: dict[str, str] = {}  # release ref -> why its catalog row is not what was pushed
 
 
 class LineageNode(_Body):

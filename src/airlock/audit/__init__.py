@@ -1,6 +1,15 @@
 """The tamper-evident audit log: a hash chain of events in the catalog."""
 
-from airlock.audit.chain import ChainProblem, ChainReport, verify_chain
+from airlock.audit.chain import ChainProblem, ChainReport, Checkpoint, verify_chain
 from airlock.audit.log import Event, append, entries, verify
 
-__all__ = ["ChainProblem", "ChainReport", "Event", "append", "entries", "verify", "verify_chain"]
+__all__ = [
+    "ChainProblem",
+    "ChainReport",
+    "Checkpoint",
+    "Event",
+    "append",
+    "entries",
+    "verify",
+    "verify_chain",
+]

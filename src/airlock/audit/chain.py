@@ -5,14 +5,17 @@ Each event's hash is sha256 over the canonical JSON of
 hash of the event before it (64 zeros for the first). Editing any field of
 any event, removing one, or swapping two breaks the recomputation at that
 point; ``verify_chain`` names the first such event and what is wrong with it.
-A removed *tail* cannot be seen from the chain alone: compare the head hash
-with one recorded elsewhere (``expected_head``).
+A removed *tail*, or a chain rewritten from some event on with every later hash
+recomputed, cannot be seen from the chain alone: compare it with checkpoints
+(``seq``, ``hash``) recorded elsewhere (``airlock audit checkpoint``). The chain
+must still contain each checkpoint: the event at that sequence with that hash.
+Events appended after a checkpoint do not disturb it.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -20,7 +23,33 @@ from airlock.core.digest import canonical_json
 
 GENESIS = "0" * 64
 
-ProblemKind = Literal["edited", "missing", "reordered", "broken_link", "head_mismatch"]
+ProblemKind = Literal[
+    "edited", "missing", "reordered", "broken_link", "head_mismatch", "rewritten", "cut"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A point of the chain recorded elsewhere: event ``seq`` had hash ``hash``."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> Checkpoint:
+        """``SEQ:HASH`` as printed by ``airlock audit head``/``checkpoint``."""
+        seq, sep, digest = text.strip().replace(" ", ":", 1).partition(":")
+        digest = digest.strip().lower()
+        if not sep or not seq.isdigit() or int(seq) < 1 or not _is_hex64(digest):
+            raise ValueError(f"{text[:100]!r} is not SEQ:HASH (e.g. 42:3fa9…, 64 hex digits)")
+        return cls(int(seq), digest)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.hash}"
+
+
+def _is_hex64(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 class EventLike(Protocol):
@@ -88,29 +117,62 @@ class ChainReport:
         return self.problem is None
 
 
-def verify_chain(events: Iterable[EventLike], *, expected_head: str | None = None) -> ChainReport:
-    """Walk events in stored order (ascending seq) and report the first problem."""
+def verify_chain(
+    events: Iterable[EventLike],
+    *,
+    expected_head: str | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+) -> ChainReport:
+    """Walk events in stored order (ascending seq) and report the first problem.
+
+    ``checkpoints``: each must still be in the chain (same hash at the same sequence).
+    ``expected_head``: a hash recorded earlier (``audit head``) that the chain must
+    still contain, at any sequence: the head then, an older event now.
+    """
+    wanted = {c.seq: c.hash for c in checkpoints}
+    head_found = expected_head is None
     prev_hash = GENESIS
     expected_seq = 1
     seen_hashes: dict[str, int] = {}
     checked = 0
     for ev in events:
         problem = _check_one(ev, expected_seq, prev_hash, seen_hashes)
+        if problem is None and ev.seq in wanted and wanted[ev.seq] != ev.hash:
+            problem = ChainProblem(
+                ev.seq,
+                "rewritten",
+                f"event {ev.seq} has hash {ev.hash[:16]}…, but a checkpoint recorded "
+                f"{wanted[ev.seq][:16]}…: the chain was rewritten at or before event {ev.seq} "
+                "(every later hash recomputed)",
+            )
         if problem is not None:
             return ChainReport(checked, expected_seq - 1, prev_hash, problem)
         seen_hashes[ev.hash] = ev.seq
+        head_found = head_found or ev.hash == expected_head
         prev_hash = ev.hash
         expected_seq = ev.seq + 1
         checked += 1
-    if expected_head is not None and expected_head != prev_hash:
+    head_seq = expected_seq - 1
+    beyond = sorted(seq for seq in wanted if seq > head_seq)
+    if beyond:
         problem = ChainProblem(
-            expected_seq - 1,
-            "head_mismatch",
-            f"the chain ends at event {expected_seq - 1} with hash {prev_hash[:16]}…, "
-            f"not at the expected head {expected_head[:16]}…: events were removed or added at the end",
+            head_seq,
+            "cut",
+            f"the chain ends at event {head_seq}, but a checkpoint recorded event {beyond[-1]}: "
+            f"events {head_seq + 1}–{beyond[-1]} or more were removed from the end",
         )
-        return ChainReport(checked, expected_seq - 1, prev_hash, problem)
-    return ChainReport(checked, expected_seq - 1, prev_hash, None)
+        return ChainReport(checked, head_seq, prev_hash, problem)
+    if not head_found:
+        assert expected_head is not None
+        problem = ChainProblem(
+            head_seq,
+            "head_mismatch",
+            f"no event has the expected hash {expected_head[:16]}… (the chain ends at event "
+            f"{head_seq} with hash {prev_hash[:16]}…): events were removed at the end, "
+            "or the chain was rewritten",
+        )
+        return ChainReport(checked, head_seq, prev_hash, problem)
+    return ChainReport(checked, head_seq, prev_hash, None)
 
 
 def _check_one(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 
-from airlock.audit.chain import GENESIS, ChainReport, event_hash, verify_chain
+from airlock.audit.chain import GENESIS, ChainReport, Checkpoint, event_hash, verify_chain
 from airlock.catalog import events as sql
 from airlock.catalog.events import EventRow
 from airlock.core.digest import canonical_json
@@ -85,8 +85,13 @@ def append(
     return Event.from_row(row)
 
 
-def verify(conn: Connection, *, expected_head: str | None = None) -> ChainReport:
-    return verify_chain(sql.scan(conn), expected_head=expected_head)
+def verify(
+    conn: Connection,
+    *,
+    expected_head: str | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+) -> ChainReport:
+    return verify_chain(sql.scan(conn), expected_head=expected_head, checkpoints=checkpoints)
 
 
 def entries(

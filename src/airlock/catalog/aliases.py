@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError as DuplicateKey
 
 from airlock.catalog.schema import alias_history, aliases, models, releases
 
@@ -33,6 +34,10 @@ class AliasMove:
     event_seq: int | None
 
 
+class AliasMovedMeanwhile(Exception):
+    """The alias row appeared between the locked read and the insert."""
+
+
 def _alias_select() -> Select[Any]:
     return (
         select(
@@ -48,10 +53,12 @@ def _alias_select() -> Select[Any]:
     )
 
 
-def get(conn: Connection, model_id: int, name: str) -> AliasRow | None:
-    r = conn.execute(
-        _alias_select().where(aliases.c.model_id == model_id, aliases.c.name == name)
-    ).first()
+def get(conn: Connection, model_id: int, name: str, *, for_update: bool = False) -> AliasRow | None:
+    """The alias; ``for_update`` locks its row until the transaction ends (PostgreSQL)."""
+    q = _alias_select().where(aliases.c.model_id == model_id, aliases.c.name == name)
+    if for_update and conn.dialect.name == "postgresql":
+        q = q.with_for_update(of=aliases)
+    r = conn.execute(q).first()
     return AliasRow(*r) if r else None
 
 
@@ -74,21 +81,23 @@ def move(
     at: datetime,
     event_seq: int,
 ) -> None:
+    """Point the alias at ``to_release_id`` and append the history row, in one transaction.
+
+    The caller read ``from_release_id`` under a lock (``get(..., for_update=True)`` after
+    ``events.lock_head``), so the history row's "from" is the previous row's "to".
+    """
+    values = {"release_id": to_release_id, "updated_at": at, "updated_by": actor}
     if from_release_id is None:
-        conn.execute(
-            insert(aliases).values(
-                model_id=model_id,
-                name=name,
-                release_id=to_release_id,
-                updated_at=at,
-                updated_by=actor,
-            )
-        )
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(aliases).values(model_id=model_id, name=name, **values))
+        except DuplicateKey as exc:  # created meanwhile by a writer that skipped the lock
+            raise AliasMovedMeanwhile(name) from exc
     else:
         conn.execute(
             update(aliases)
             .where(aliases.c.model_id == model_id, aliases.c.name == name)
-            .values(release_id=to_release_id, updated_at=at, updated_by=actor)
+            .values(**values)
         )
     conn.execute(
         insert(alias_history).values(

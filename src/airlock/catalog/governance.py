@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError as DuplicateKey
 
 from airlock.catalog.schema import (
     api_tokens,
@@ -217,6 +218,10 @@ _APPROVAL_COLUMNS = (
 )
 
 
+class DecisionRaced(Exception):
+    """Another transaction recorded this person's next decision on the release and stage."""
+
+
 def insert_approval(
     conn: Connection,
     *,
@@ -230,23 +235,35 @@ def insert_approval(
     at: datetime,
     event_seq: int,
 ) -> int:
-    return int(
-        conn.execute(
-            insert(approvals)
-            .values(
-                release_id=release_id,
-                release_digest=release_digest,
-                stage=stage,
-                decision=decision,
-                actor=actor,
-                role=role,
-                comment=comment,
-                at=at,
-                event_seq=event_seq,
-            )
-            .returning(approvals.c.id)
-        ).scalar_one()
-    )
+    """Record one decision as this person's next turn; ``DecisionRaced`` if it was taken."""
+    last_turn = conn.execute(
+        select(func.max(approvals.c.turn)).where(
+            approvals.c.release_id == release_id,
+            approvals.c.stage == stage,
+            approvals.c.actor == actor,
+        )
+    ).scalar_one()
+    try:
+        return int(
+            conn.execute(
+                insert(approvals)
+                .values(
+                    release_id=release_id,
+                    release_digest=release_digest,
+                    stage=stage,
+                    decision=decision,
+                    actor=actor,
+                    role=role,
+                    comment=comment,
+                    at=at,
+                    event_seq=event_seq,
+                    turn=(last_turn or 0) + 1,
+                )
+                .returning(approvals.c.id)
+            ).scalar_one()
+        )
+    except DuplicateKey as exc:
+        raise DecisionRaced(f"{actor} on release {release_id} for {stage}") from exc
 
 
 def approvals_of(conn: Connection, release_id: int) -> list[ApprovalRow]:

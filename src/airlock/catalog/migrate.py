@@ -29,7 +29,8 @@ def _config() -> Config:
 def head_revisions() -> frozenset[str]:
     """The newest revision of every branch (features add their tables on their own branch).
 
-    Read from the migration files' ``revision``/``down_revision`` assignments without
+    Read from the migration files' ``revision``/``down_revision``/``depends_on`` assignments
+    (Alembic counts a revision another depends on as no head of its own) without
     importing Alembic, so that opening an up-to-date catalog stays fast for the CLI.
     """
     revisions: set[str] = set()
@@ -39,7 +40,8 @@ def head_revisions() -> frozenset[str]:
             if not isinstance(node, ast.Assign) or len(node.targets) != 1:
                 continue
             target = node.targets[0]
-            if not isinstance(target, ast.Name) or target.id not in ("revision", "down_revision"):
+            names = ("revision", "down_revision", "depends_on")
+            if not isinstance(target, ast.Name) or target.id not in names:
                 continue
             value = ast.literal_eval(node.value)
             values = value if isinstance(value, tuple | list) else (value,)

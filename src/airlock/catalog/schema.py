@@ -457,3 +457,16 @@ gateway_sync_versions = Table(
     Column("topic", String(160), primary_key=True),  # "keys", "opt_outs:<service>"
     Column("version", BigInteger, nullable=False),
 )
+
+# -- integrity (migration 0005_integrity) ---------------------------------------------
+# approvals.turn: the n-th decision of one person on one release and stage; unique, so two
+# concurrent identical decisions cannot both be recorded. events.prev_hash: unique, so two
+# events can never extend the same predecessor (the chain cannot fork).
+
+approvals.append_column(Column("turn", Integer, nullable=False))
+approvals.append_constraint(
+    UniqueConstraint(
+        "release_id", "stage", "actor", "turn", name="uq_approvals_release_stage_actor_turn"
+    )
+)
+Index("uq_events_prev_hash", events.c.prev_hash, unique=True)

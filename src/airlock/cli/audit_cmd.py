@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,22 +16,64 @@ audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no
 @audit_app.command("verify")
 @handle_errors
 def verify(
+    expect: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SEQ:HASH",
+            help="A checkpoint recorded earlier (`audit head`): the chain must still contain "
+            "it. Detects a rewritten chain and a cut tail; later events are fine. Repeatable.",
+        ),
+    ] = None,
     expect_head: Annotated[
         str | None,
         typer.Option(
-            help="Head hash recorded earlier (see `audit head`): also detects a cut tail."
+            help="A head hash recorded earlier: the chain must still contain it "
+            "(same as --expect without the sequence)."
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A signed checkpoint file (`audit checkpoint`, or `serve --checkpoint-file`): "
+            "its signature and every checkpoint in it are checked. Repeatable.",
+        ),
+    ] = None,
+    public_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="A PEM public key whose checkpoints count (besides the workspace's audit "
+            "key and the trusted keys). Repeatable.",
         ),
     ] = None,
 ) -> None:
-    """Recompute the hash chain; report the first edited, missing or reordered event."""
-    from airlock import audit
+    """Recompute the hash chain; report the first edited, missing or reordered event, and
+    check it still contains every checkpoint given."""
+    from airlock.audit.chain import Checkpoint
+    from airlock.errors import InvalidInput
+    from airlock.services.checkpoints import Checkpoints
 
-    with workspace() as ws, ws.db.read() as conn:
-        report = audit.verify(conn, expected_head=expect_head)
+    expected: list[Checkpoint] = []
+    for text in expect or []:
+        try:
+            expected.append(Checkpoint.parse(text))
+        except ValueError as exc:
+            raise InvalidInput(
+                f"--expect {exc}", hint="copy it from `airlock audit head`"
+            ) from None
+    files = [(str(f), _read(f)) for f in checkpoint or []]
+    keys = [_read(k) for k in public_key or []]
+    with workspace() as ws:
+        result = Checkpoints(ws).verify(
+            files=files, expect=expected, expected_head=expect_head, public_keys=keys
+        )
+    report = result.report
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.checked} event(s) verified; head {report.head_seq} {report.head_hash}"
         )
+        held = len(expected) + len(result.checkpoints) + (1 if expect_head else 0)
+        if held:
+            console.print(f"the chain contains all {held} checkpoint(s) given")
         return
     assert report.problem is not None
     err_console.print(
@@ -38,6 +81,45 @@ def verify(
     )
     err_console.print(f"{report.checked} event(s) before it verified.")
     raise typer.Exit(code=1)
+
+
+def _read(path: Path) -> str:
+    from airlock.errors import InvalidInput, NotFound
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from None
+
+
+@audit_app.command("checkpoint")
+@handle_errors
+def checkpoint(
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            help="ed25519 private key (PEM) to sign with; default: the workspace's audit key "
+            "($AIRLOCK_HOME/keys/audit.key, made on first use)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also append the checkpoint to this file (JSON Lines).")
+    ] = None,
+) -> None:
+    """Print a signed checkpoint of the chain's head (JSON), to keep outside Airlock;
+    `audit verify --checkpoint FILE` later proves the chain still contains it."""
+    from airlock.services.checkpoints import Checkpoints, audit_key
+
+    with workspace() as ws:
+        signed = Checkpoints(ws).make(audit_key(ws, key))
+    text = signed.to_json()
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    typer.echo(text)
 
 
 @audit_app.command("head")

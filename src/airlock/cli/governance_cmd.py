@@ -190,9 +190,6 @@ def approve(
 
     with workspace() as ws:
         result = Governance(ws).approve(ref, stage=stage, actor=actor(ws), comment=comment)
-    if not result.recorded:
-        console.print(f"you already approved {result.ref} for {result.stage}")
-        return
     console.print(f"approved [bold]{result.ref}[/] for {result.stage}")
 
 
@@ -207,9 +204,6 @@ def reject(
 
     with workspace() as ws:
         result = Governance(ws).reject(ref, stage=stage, actor=actor(ws), comment=comment)
-    if not result.recorded:
-        console.print(f"you already rejected {result.ref} for {result.stage}")
-        return
     console.print(f"rejected [bold]{result.ref}[/] for {result.stage}")
 
 

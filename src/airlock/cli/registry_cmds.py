@@ -284,7 +284,11 @@ def verify(
         t.add_row("[red]damaged[/]", digest, "\n".join(users) or "(no release)")
     for digest, users in report.missing.items():
         t.add_row("[red]missing[/]", digest, "\n".join(users) or "(no release)")
+    for ref_, why in report.tampered.items():  # catalog rows that are not what was pushed
+        t.add_row("[red]tampered[/]", ref_, why)
     console.print(t)
+    if report.tampered:
+        err_console.print(f"[bold red]error:[/] {len(report.tampered)} tampered release(s)")
     err_console.print(
         f"[bold red]error:[/] {len(report.damaged)} damaged and {len(report.missing)} missing blob(s)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +30,16 @@ def serve(
             help="On a non-loopback address, serve services that have no gateway key to anyone.",
         ),
     ] = False,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Append a signed audit checkpoint to --checkpoint-file every N events."
+        ),
+    ] = 0,
+    checkpoint_file: Annotated[
+        Path | None,
+        typer.Option(help="Where checkpoints go (JSON Lines); keep it outside the workspace."),
+    ] = None,
 ) -> None:
     """Serve the REST API, the dashboard, the OpenAI-compatible gateway and the rollout
     controller on one port (creates ./.airlock on first use)."""
@@ -41,6 +52,13 @@ def serve(
     from airlock.services.serving import Serving
     from airlock.services.tokens import TOKEN_ENV, token_file
 
+    if bool(checkpoint_every) != (checkpoint_file is not None):
+        from airlock.errors import InvalidInput
+
+        raise InvalidInput(
+            "--checkpoint-every and --checkpoint-file go together",
+            hint="e.g. --checkpoint-every 100 --checkpoint-file /backup/airlock-checkpoints.jsonl",
+        )
     with workspace(create=True) as ws:
         init_owner_token(ws)
         open_access = GatewayKeys(ws).check_exposure(host, insecure_open=insecure_open)
@@ -58,6 +76,11 @@ def serve(
             f"  controller {'on, every ' + format(tick, 'g') + ' s' if controller else 'off'}"
             "   stop with Ctrl-C (requests in flight finish, telemetry is flushed)"
         )
+        if checkpoint_file is not None:
+            console.print(
+                f"  audit      a signed checkpoint every {checkpoint_every} event(s) "
+                f"to {checkpoint_file}"
+            )
         settings = ServeSettings(
             host=host,
             port=port,
@@ -65,5 +88,7 @@ def serve(
             run_controller=controller,
             log_level=log_level,
             gateway=GatewaySettings(open_access=open_access),
+            checkpoint_every=checkpoint_every,
+            checkpoint_file=checkpoint_file,
         )
         run(ws, settings)

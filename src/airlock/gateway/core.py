@@ -60,7 +60,14 @@ from airlock.core.response_ids import (
 )
 from airlock.core.telemetry import ShadowSample, Traffic
 from airlock.core.traffic import TrafficPlan
-from airlock.errors import AirlockError, Conflict, Forbidden, InvalidInput, NotFound
+from airlock.errors import (
+    AirlockError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from airlock.gateway import openai_wire as wire
 from airlock.gateway.access import OPEN, TRUSTED, KeyRing, Principal
 from airlock.gateway.feedback import FeedbackLedger, FeedbackResult, check_score
@@ -175,6 +182,10 @@ class Gateway:
             on_drop=self._shadow_dropped,
         )
         self.started_at = time.time()
+        # Readiness: releases that failed to load (verification) and services that cannot
+        # serve because of it (answered 503 with the reason, not 404).
+        self.load_failures: dict[str, AirlockError] = {}
+        self.unservable: dict[str, str] = {}
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -213,8 +224,12 @@ class Gateway:
             self._loading[ref] = pending
             try:
                 release = await pending
+            except AirlockError as exc:
+                self.load_failures[ref] = exc
+                raise
             finally:
                 self._loading.pop(ref, None)
+            self.load_failures.pop(ref, None)
             if release.ref != ref:  # the loader canonicalised the reference
                 release = replace(release, ref=ref)
             self._pool[ref] = release
@@ -264,6 +279,7 @@ class Gateway:
             opt_outs=current.opt_outs if current is not None else frozenset(),
         )
         self._publish(plan.service, state)
+        self.unservable.pop(plan.service, None)
         log.info("%s now serves plan generation %d", plan.service, plan.generation)
         return True
 
@@ -320,6 +336,11 @@ class Gateway:
 
     def _state(self, service: str) -> ServiceState:
         state = self._states.get(service)
+        if state is None and service in self.unservable:
+            raise ServiceUnavailable(
+                self.unservable[service],
+                hint="the other services still serve; run `airlock verify` to see what is damaged",
+            )
         if state is None:
             known = ", ".join(sorted(self._states)) or "none"
             raise NotFound(

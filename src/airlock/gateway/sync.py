@@ -28,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from airlock.catalog.gateway_keys import KEYS_TOPIC, opt_outs_topic
 from airlock.catalog.serving import PLAN_CHANNEL
 from airlock.core.telemetry import ShadowSample, TelemetryRecord
 from airlock.core.traffic import TrafficPlan
-from airlock.errors import AirlockError
+from airlock.errors import AirlockError, IntegrityError
 from airlock.gateway.core import Gateway
 from airlock.services.gateway_keys import GatewayKeys
 from airlock.services.serving import Serving
@@ -51,6 +52,7 @@ class CatalogSync:
         services: tuple[str, ...] | None = None,
         backlog: int = 10_000,
         keys: GatewayKeys | None = None,
+        retry_failed: float = 30.0,
     ) -> None:
         self.gateway = gateway
         self.serving = serving
@@ -62,7 +64,11 @@ class CatalogSync:
         self._records: list[TelemetryRecord] = []
         self._samples: list[ShadowSample] = []
         self._known: dict[str, int] = {}
-        self._failed: dict[str, int] = {}
+        # A plan that failed to load (e.g. a damaged release) is retried after
+        # ``retry_failed`` seconds, then twice as long each time (up to 10 minutes), so a
+        # repaired release is served again without a new plan generation.
+        self.retry_failed = retry_failed
+        self._failed: dict[str, tuple[int, float, float]] = {}  # generation, retry at, delay
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._refreshing = asyncio.Lock()
@@ -123,6 +129,8 @@ class CatalogSync:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except AirlockError as exc:  # e.g. the catalog is busy: one line, not a traceback
+                log.warning("catalog sync failed (%s); retrying in %.1f s", exc, self.interval)
             except Exception:
                 log.exception("catalog sync failed; retrying in %.1f s", self.interval)
 
@@ -185,7 +193,7 @@ class CatalogSync:
         changed = [
             name
             for name, gen in generations.items()
-            if self._wanted(name) and self._known.get(name) != gen and self._failed.get(name) != gen
+            if self._wanted(name) and self._known.get(name) != gen and not self._waiting(name, gen)
         ]
         if not changed:
             return
@@ -195,7 +203,8 @@ class CatalogSync:
                 await self.gateway.apply_plan(view.plan)
                 self.gateway.set_opt_outs(view.name, view.opt_outs)
             except AirlockError as exc:
-                self._failed[view.name] = view.plan.generation
+                self._note_failure(view.name, view.plan.generation)
+                self._unservable(view.plan, exc)
                 log.error(
                     "cannot serve %s generation %d: %s (%s)",
                     view.name,
@@ -235,7 +244,29 @@ class CatalogSync:
                 view = await asyncio.to_thread(self.serving.get, plan.service)
                 self.gateway.set_opt_outs(plan.service, view.opt_outs)
         except AirlockError as exc:
+            self._unservable(plan, exc)
             log.error("cannot serve %s generation %d: %s", plan.service, plan.generation, exc)
+
+    def _waiting(self, name: str, generation: int) -> bool:
+        failed = self._failed.get(name)
+        return failed is not None and failed[0] == generation and time.monotonic() < failed[1]
+
+    def _note_failure(self, name: str, generation: int) -> None:
+        previous = self._failed.get(name)
+        delay = self.retry_failed
+        if previous is not None and previous[0] == generation:
+            delay = min(previous[2] * 2, 600.0)
+        self._failed[name] = (generation, time.monotonic() + delay, delay)
+
+    def _unservable(self, plan: TrafficPlan, exc: AirlockError) -> None:
+        """Say which release keeps ``plan`` from being served: 503 for its service, and
+        ``/readyz`` names it (a service still serving an older plan keeps serving it)."""
+        failures = self.gateway.load_failures
+        bad = [r for r in plan.releases() if r in failures] or list(plan.releases())[:1]
+        cause = failures[bad[0]] if bad and bad[0] in failures else exc
+        what = f"release {bad[0]}" if bad else f"service {plan.service}"
+        verb = "failed verification" if isinstance(cause, IntegrityError) else "failed to load"
+        self.gateway.unservable[plan.service] = f"{what} {verb}: {cause.message}"
 
 
 __all__ = ["CatalogSync"]

@@ -18,13 +18,15 @@ from typing import Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from airlock import audit
+from airlock.catalog import events as event_sql
 from airlock.catalog import governance as sql
 from airlock.catalog.governance import ApprovalRow, EvalRunRow, KeyRow, PolicyRow
+from airlock.catalog.releases import ReleaseRow
 from airlock.core.names import check_alias, check_name
 from airlock.core.policy import ApprovalFact as _Fact
 from airlock.core.policy import Policy, Verdict, parse_policy, standing_decisions
 from airlock.core.roles import Action
-from airlock.errors import Forbidden, InvalidInput, NotFound
+from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound
 from airlock.services.access import authorize, forbidden, record_denial
 from airlock.services.gate import gate
 from airlock.services.identity import Actor
@@ -46,7 +48,7 @@ class DecisionResult:
     ref: str
     stage: str
     decision: Decision
-    recorded: bool  # False: the same person's standing decision was already this one
+    recorded: bool  # always True: repeating a standing decision raises Conflict
     approval: ApprovalRow | None
 
 
@@ -103,9 +105,30 @@ class Governance:
         release = self.registry.resolve(ref)
         action = Action.RELEASE_APPROVE if decision == "approve" else Action.RELEASE_REJECT
         authorize(self.db, actor, action, release.ref)
+        try:
+            result, denial = self._record_decision(release, stage, decision, action, actor, comment)
+        except sql.DecisionRaced:  # a concurrent identical call won (the unique constraint)
+            raise _already(actor, decision, release.ref, stage) from None
+        if denial is not None:
+            raise denial
+        assert result is not None
+        return result
+
+    def _record_decision(
+        self,
+        release: ReleaseRow,
+        stage: str,
+        decision: Decision,
+        action: Action,
+        actor: Actor,
+        comment: str,
+    ) -> tuple[DecisionResult | None, Forbidden | None]:
         denial: Forbidden | None = None
         result: DecisionResult | None = None
         with self.db.write() as conn:
+            # Under the audit lock, taken before reading: concurrent decisions by one
+            # person run one after the other, and the second sees the first.
+            event_sql.lock_head(conn)
             if decision == "approve" and actor.name == release.author:
                 why = (
                     f"four-eyes: {actor.name} is the author of {release.ref} and may not "
@@ -117,53 +140,46 @@ class Governance:
                 rows = sql.approvals_of(conn, release.id)
                 standing = standing_decisions([_fact(r) for r in rows], stage).get(actor.name)
                 if standing is not None and standing.decision == decision:
-                    last = next(
-                        r for r in reversed(rows) if r.actor == actor.name and r.stage == stage
-                    )
-                    result = DecisionResult(release.ref, stage, decision, False, last)
-                else:
-                    event = audit.append(
-                        conn,
-                        actor=actor.name,
-                        action=str(action),
-                        subject=release.ref,
-                        details={
-                            "stage": stage,
-                            "digest": release.digest,
-                            "role": actor.role,
-                            "comment": comment,
-                        },
-                    )
-                    now = datetime.now(UTC)
-                    row_id = sql.insert_approval(
-                        conn,
-                        release_id=release.id,
-                        release_digest=release.digest,
-                        stage=stage,
-                        decision=decision,
-                        actor=actor.name,
-                        role=actor.role,
-                        comment=comment,
-                        at=now,
-                        event_seq=event.seq,
-                    )
-                    row = ApprovalRow(
-                        row_id,
-                        release.id,
-                        release.digest,
-                        stage,
-                        decision,
-                        actor.name,
-                        actor.role,
-                        comment,
-                        now,
-                        event.seq,
-                    )
-                    result = DecisionResult(release.ref, stage, decision, True, row)
-        if denial is not None:
-            raise denial
-        assert result is not None
-        return result
+                    raise _already(actor, decision, release.ref, stage)
+                event = audit.append(
+                    conn,
+                    actor=actor.name,
+                    action=str(action),
+                    subject=release.ref,
+                    details={
+                        "stage": stage,
+                        "digest": release.digest,
+                        "role": actor.role,
+                        "comment": comment,
+                    },
+                )
+                now = datetime.now(UTC)
+                row_id = sql.insert_approval(
+                    conn,
+                    release_id=release.id,
+                    release_digest=release.digest,
+                    stage=stage,
+                    decision=decision,
+                    actor=actor.name,
+                    role=actor.role,
+                    comment=comment,
+                    at=now,
+                    event_seq=event.seq,
+                )
+                row = ApprovalRow(
+                    row_id,
+                    release.id,
+                    release.digest,
+                    stage,
+                    decision,
+                    actor.name,
+                    actor.role,
+                    comment,
+                    now,
+                    event.seq,
+                )
+                result = DecisionResult(release.ref, stage, decision, True, row)
+        return result, denial
 
     def approvals(self, ref: str) -> list[ApprovalRow]:
         release = self.registry.resolve(ref)
@@ -182,6 +198,7 @@ class Governance:
         authorize(self.db, actor, Action.POLICY_SET, f"policy:{name}")
         digest = policy.digest()
         with self.db.write() as conn:
+            event_sql.lock_head(conn)  # before reading: concurrent sets number in turn
             current = sql.latest_policy(conn, name)
             if current is not None and current.digest == digest:
                 return PolicyChange(current, policy, False, current.version)
@@ -278,6 +295,15 @@ class Governance:
                 tuple(sql.eval_runs_of(conn, release.id)),
                 tuple(release_signature_checks(conn, release)),
             )
+
+
+def _already(actor: Actor, decision: Decision, ref: str, stage: str) -> Conflict:
+    done = "approved" if decision == "approve" else "rejected"
+    return Conflict(
+        f"{actor.name} already {done} {ref} for {stage}",
+        hint="nothing to do: one person's decision counts once; "
+        f"`airlock show {ref}` lists the decisions",
+    )
 
 
 def _latest(runs: list[EvalRunRow]) -> dict[str, EvalRunRow]:

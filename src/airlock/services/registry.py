@@ -44,12 +44,14 @@ from airlock.services.hashcache import HashCache
 from airlock.services.identity import Actor
 from airlock.services.ingest import SourceFile, inspect_formats, scan_folder, store_files
 from airlock.services.push_inputs import WELL_KNOWN_COMPONENTS
+from airlock.services.release_checks import checked_manifest, release_problem
 from airlock.services.workspace import Workspace
 
 if TYPE_CHECKING:
     from airlock.core.policy import Verdict
 
 ProgressFn = Callable[[int], None]
+_ALIAS_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +89,11 @@ class VerifyReport:
     bytes: int
     damaged: dict[str, list[str]] = field(default_factory=dict)  # digest -> users
     missing: dict[str, list[str]] = field(default_factory=dict)
+    tampered: dict[str, str] = field(default_factory=dict)  # release ref -> what is wrong
 
     @property
     def ok(self) -> bool:
-        return not self.damaged and not self.missing
+        return not self.damaged and not self.missing and not self.tampered
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,14 +174,25 @@ class Registry:
         )
 
     def show(self, ref: str) -> ReleaseView:
+        """The release, after checking its row is what was pushed (IntegrityError if not)."""
         with self.db.read() as conn:
             row = self._resolve(conn, ref)
+            manifest = checked_manifest(conn, row)
             mid = release_sql.model_id(conn, row.model)
             names = tuple(a.name for a in alias_sql.of_model(conn, mid) if a.release_id == row.id)
-        return ReleaseView(row, row.manifest(), names)
+        return ReleaseView(row, manifest, names)
 
     def manifest(self, ref: str) -> Manifest:
-        return self.resolve(ref).manifest()
+        """The release's manifest, checked against its digest and its push event."""
+        with self.db.read() as conn:
+            return checked_manifest(conn, self._resolve(conn, ref))
+
+    def checked(self, ref: str) -> ReleaseRow:
+        """``resolve``, then check the row is what was pushed (IntegrityError if not)."""
+        with self.db.read() as conn:
+            row = self._resolve(conn, ref)
+            checked_manifest(conn, row)
+            return row
 
     def models(self) -> list[ModelRow]:
         with self.db.read() as conn:
@@ -379,16 +393,30 @@ class Registry:
         if not reason.strip():
             raise InvalidInput("an alias move needs a reason", hint='add --reason "why this move"')
         authorize(self.db, actor, Action.ALIAS_MOVE, f"{ref} -> {alias}")
+        for attempt in range(_ALIAS_ATTEMPTS):
+            try:
+                return self._move_alias(alias, ref, actor=actor, reason=reason)
+            except alias_sql.AliasMovedMeanwhile:
+                if attempt == _ALIAS_ATTEMPTS - 1:
+                    raise Conflict(
+                        f"alias {alias} was moved by someone else at the same time",
+                        hint="look at `airlock alias history` and try again",
+                    ) from None
+        raise AssertionError("unreachable")
+
+    def _move_alias(self, alias: str, ref: str, *, actor: Actor, reason: str) -> AliasResult:
         with self.db.write() as conn:
+            # Read and decide under the audit lock, taken first: concurrent moves run one
+            # after the other, so each history row's "from" is the previous row's "to" and
+            # the audit events come in the same order. Every approval, rejection or policy
+            # change appends an event too, so none can land between this decision and the move.
+            event_sql.lock_head(conn)
             row = self._resolve(conn, ref)
             mid = release_sql.model_id(conn, row.model)
             assert mid is not None
-            current = alias_sql.get(conn, mid, alias)
+            current = alias_sql.get(conn, mid, alias, for_update=True)
             if current is not None and current.release_id == row.id:
                 return AliasResult(row.model, alias, row.version, row.version, moved=False)
-            # Decide under the audit lock: every approval, rejection or policy change
-            # appends an event, so none can land between this decision and the move.
-            event_sql.lock_head(conn)
             from airlock.services.gate import gate  # policy + eval statistics: only here
 
             verdict = gate(conn, row, alias)
@@ -474,7 +502,11 @@ class Registry:
             bad = sorted(d for d, ok in results if not ok)
             damaged = self._users(conn, bad)
             missing = self._users(conn, sorted(missing_set))
-        return VerifyReport(len(results), sum(sizes.values()), damaged, missing)
+            rows = release_sql.all_releases(conn) if ref is None else [row]
+            tampered = {
+                r.ref: problem for r in rows if (problem := release_problem(conn, r)) is not None
+            }
+        return VerifyReport(len(results), sum(sizes.values()), damaged, missing, tampered)
 
     def _users(self, conn: Connection, digests: list[str]) -> dict[str, list[str]]:
         users = release_sql.releases_using_blob(conn, digests)
@@ -485,14 +517,9 @@ class Registry:
 
     def pull(self, ref: str, dest: Path, *, on_bytes: ProgressFn | None = None) -> PullResult:
         """Materialise a release at ``dest``, verifying every byte; all or nothing."""
-        row = self.resolve(ref)
-        manifest = row.manifest()
-        if manifest.digest() != row.digest:
-            raise IntegrityError(
-                f"the catalog's manifest of {row.ref} no longer matches its digest "
-                f"{short(row.digest)}: it was edited",
-                hint="restore the catalog from a backup; the store keeps the original manifest",
-            )
+        with self.db.read() as conn:
+            row = self._resolve(conn, ref)
+            manifest = checked_manifest(conn, row)
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise Conflict(
                 f"{dest} already exists and is not empty",

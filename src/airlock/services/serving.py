@@ -203,7 +203,8 @@ class Serving:
 
     # -- loading --------------------------------------------------------------------------
     def resolve(self, ref: str) -> tuple[str, Digest]:
-        row = self.registry.resolve(ref)
+        """The release to load, after checking its catalog row is what was pushed."""
+        row = self.registry.checked(ref)
         return row.ref, row.digest
 
     def loader(self, *, scratch_dir: Path | None = None) -> ReleaseLoader:

@@ -1,0 +1,72 @@
+"""Catalog rows are checked, not trusted: is a release row what was pushed?
+
+A release's identity is the digest of its canonical manifest. The catalog keeps
+that digest, the manifest itself, and — on the audit chain — the ``release.push``
+event that recorded the digest when the release was pushed. Someone who edits the
+catalog can swap the manifest row (it no longer hashes to the digest), or forge
+a release consistently (manifest and digest changed together, the new manifest
+written to the store): the digest then differs from the one on the audit chain,
+which ``airlock audit verify`` protects (and checkpoints, against a rewrite).
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from sqlalchemy import Connection
+
+from airlock import audit
+from airlock.catalog.releases import ReleaseRow
+from airlock.core.digest import short
+from airlock.core.manifest import Manifest, manifest_from_json
+from airlock.errors import AirlockError, IntegrityError
+
+
+def pushed_digest(conn: Connection, ref: str) -> str | None:
+    """The digest the newest ``release.push`` event of ``ref`` recorded."""
+    found: str | None = None
+    for event in audit.entries(conn, action="release.push", subject_prefix=ref):
+        if event.subject == ref:
+            digest = event.details.get("digest")
+            found = digest if isinstance(digest, str) else None
+    return found
+
+
+def release_problem(conn: Connection, row: ReleaseRow) -> str | None:
+    """Why ``row`` is not the release that was pushed, or None when it is."""
+    try:
+        manifest = manifest_from_json(row.manifest_json)
+    except (ValidationError, ValueError, AirlockError):
+        return "its manifest row is not a valid manifest: the row was edited"
+    actual = manifest.digest()
+    if actual != row.digest:
+        return (
+            f"its manifest row hashes to {short(actual)}, not to its digest {short(row.digest)}: "
+            "the manifest row was edited or swapped"
+        )
+    if manifest.ref != row.ref:
+        return f"its manifest is the one of {manifest.ref}: the manifest row was swapped"
+    pushed = pushed_digest(conn, row.ref)
+    if pushed is None:
+        return "no release.push event on the audit chain records it: it was added to the catalog"
+    if pushed != row.digest:
+        return (
+            f"its digest {short(row.digest)} is not the one recorded when it was pushed "
+            f"({short(pushed)}): the release was forged in the catalog"
+        )
+    return None
+
+
+def checked_manifest(conn: Connection, row: ReleaseRow) -> Manifest:
+    """The row's manifest, after checking the row is what was pushed (IntegrityError if not)."""
+    problem = release_problem(conn, row)
+    if problem is not None:
+        raise tampered(row.ref, problem)
+    return row.manifest()
+
+
+def tampered(ref: str, problem: str) -> IntegrityError:
+    return IntegrityError(
+        f"release {ref} is tampered: {problem}",
+        hint="run `airlock verify` to list every tampered release and `airlock audit verify`; "
+        "restore the catalog from a backup",
+    )
