@@ -19,6 +19,7 @@ from airlock.core.manifest import FileEntry, FileFormat
 from airlock.core.names import check_relative_path
 from airlock.errors import InvalidInput, NotFound, UnsafeArtifact
 from airlock.formats import inspect_file, media_type_for
+from airlock.formats.inspect import PICKLE_MEDIA_TYPE
 from airlock.services.hashcache import HashCache
 from airlock.store import BlobStore
 
@@ -126,12 +127,14 @@ def store_files(
             on_bytes(f.size)
         if cache is not None:
             cache.put(f.path, f.stat, digest)
+        fmt = formats.get(f.rel)
+        pickled = fmt is not None and fmt.kind == "pickle"
         entry = FileEntry(
             path=f.rel,
             digest=digest,
             size=f.size,
-            media_type=media_type_for(f.rel),
-            format=formats.get(f.rel),
+            media_type=PICKLE_MEDIA_TYPE if pickled else media_type_for(f.rel),
+            format=fmt,
         )
         return entry, new, read
 
