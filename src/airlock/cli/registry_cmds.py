@@ -79,12 +79,12 @@ def push(
 ) -> None:
     """Push a folder as an immutable release NAME@VERSION (content-addressed, deduplicated)."""
     from airlock.core.digest import short
-    from airlock.core.manifest import CodeRef
     from airlock.services.push_inputs import (
+        code_ref,
         dataset_from_spec,
-        load_structured,
         parse_metrics,
         read_notes,
+        read_training_config,
         split_pair,
     )
     from airlock.services.registry import Registry
@@ -102,10 +102,9 @@ def push(
     components = dict(loaded.components) if loaded else {}
     components.update(split_pair(c, "--component role=ref") for c in component or [])
     metrics = {**(loaded.metrics if loaded else {}), **parse_metrics(metric or [])}
-    code = CodeRef(repo=code_repo, commit=code_commit) if code_repo or code_commit else None
-    code = code or (loaded.code if loaded else None)
-    tc = load_structured(training_config, "training config") if training_config else None
-    tc = tc if isinstance(tc, dict) else (loaded.training_config if loaded else None)
+    code = code_ref(code_repo, code_commit) or (loaded.code if loaded else None)
+    tc = read_training_config(training_config) if training_config else None
+    tc = tc if tc is not None else (loaded.training_config if loaded else None)
     parent = parent or (loaded.parent if loaded else None)
     source = loaded.sources if loaded else path
     assert source is not None

@@ -8,6 +8,7 @@ release the GIL on large buffers, so two cores hash two shards at once.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airlock.core.digest import Digest
+from airlock.core.limits import check_distinct_paths, quoted
 from airlock.core.manifest import FileEntry, FileFormat
 from airlock.core.names import check_relative_path
 from airlock.errors import InvalidInput, NotFound, UnsafeArtifact
@@ -46,16 +48,23 @@ class IngestResult:
 def scan_folder(folder: Path) -> list[SourceFile]:
     """Every file under ``folder`` with a validated relative POSIX path.
 
-    Symbolic links are followed only when they resolve inside the folder.
+    Symbolic links are followed only when they resolve inside the folder; a
+    link loop, an unreadable directory or file, or a special file is refused
+    with its path named, before anything is stored.
     """
-    if not folder.exists():
-        raise NotFound(f"no such file or folder: {folder}", hint="check the PATH argument")
-    root = folder.resolve()
+    try:
+        if not folder.exists():
+            raise NotFound(f"no such file or folder: {folder}", hint="check the PATH argument")
+        root = folder.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise InvalidInput(
+            f"cannot open {quoted(str(folder))}: {_why(exc)}", hint="check the PATH argument"
+        ) from exc
     if root.is_file():
-        st = root.stat()
+        st = _stat(root, root.name)
         return [SourceFile(check_relative_path(root.name), root, st.st_size, st)]
     found: list[SourceFile] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_walk_error):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         for d in list(dirnames):
             full = Path(dirpath, d)
@@ -70,24 +79,66 @@ def scan_folder(folder: Path) -> list[SourceFile]:
             target = _inside(root, full) if full.is_symlink() else full
             if not target.is_file():
                 raise InvalidInput(
-                    f"{rel} is not a regular file", hint="remove sockets, pipes or broken links"
+                    f"{quoted(rel)} is not a regular file",
+                    hint="remove sockets, pipes or broken links",
                 )
-            st = target.stat()
+            st = _stat(target, rel)
             found.append(SourceFile(rel, target, st.st_size, st))
     if not found:
         raise InvalidInput(f"{folder} holds no files", hint="point PATH at a model folder")
     return found
 
 
-def _inside(root: Path, link: Path) -> Path:
-    target = link.resolve()
-    if not target.is_relative_to(root):
-        rel = link.relative_to(root).as_posix()
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "a symbolic link loop"
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def _walk_error(exc: OSError) -> None:
+    raise InvalidInput(
+        f"cannot read the folder {quoted(str(exc.filename))}: {_why(exc)}",
+        hint="check its permissions, or move it out of the release folder",
+    ) from exc
+
+
+def _stat(path: Path, rel: str) -> os.stat_result:
+    try:
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, "permission denied")
+        return path.stat()
+    except OSError as exc:
         raise InvalidInput(
-            f"symbolic link {rel} points outside the release folder (to {target})",
+            f"cannot read {quoted(rel)}: {_why(exc)}", hint="check the file's permissions"
+        ) from exc
+
+
+def _inside(root: Path, link: Path) -> Path:
+    rel = link.relative_to(root).as_posix()
+    try:
+        target = link.resolve(strict=True)
+    except FileNotFoundError as exc:
+        raise InvalidInput(
+            f"symbolic link {quoted(rel)} is broken (its target does not exist)",
+            hint="remove the link or restore its target",
+        ) from exc
+    except (OSError, RuntimeError) as exc:  # Python 3.11 raises RuntimeError on a loop
+        raise InvalidInput(
+            f"symbolic link {quoted(rel)} cannot be followed: {_why(exc)}",
+            hint="remove the link, or point it at a file inside the folder",
+        ) from exc
+    if not target.is_relative_to(root):
+        raise InvalidInput(
+            f"symbolic link {quoted(rel)} points outside the release folder "
+            f"(to {quoted(str(target))})",
             hint="copy the file into the folder or remove the link",
         )
     return target
+
+
+def check_sources(files: list[SourceFile]) -> None:
+    """Release paths must stay distinct on case-insensitive and normalising filesystems."""
+    check_distinct_paths(f.rel for f in files)
 
 
 def inspect_formats(files: list[SourceFile], *, allow_pickle: bool) -> dict[str, FileFormat]:
@@ -120,7 +171,14 @@ def store_files(
         new = False
         read = 0
         if digest is None or not store.has(digest):
-            with f.path.open("rb", buffering=0) as stream:
+            try:
+                stream = f.path.open("rb", buffering=0)
+            except OSError as exc:
+                raise InvalidInput(
+                    f"cannot read {quoted(f.rel)}: {_why(exc)}",
+                    hint="the file changed or vanished while pushing: push again",
+                ) from exc
+            with stream:
                 digest, new = store.ingest(stream, on_bytes=on_bytes)
             read = f.size
         elif on_bytes is not None:

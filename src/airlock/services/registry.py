@@ -42,7 +42,13 @@ from airlock.errors import Conflict, IntegrityError, InvalidInput, NotFound, Pol
 from airlock.services.access import authorize
 from airlock.services.hashcache import HashCache
 from airlock.services.identity import Actor
-from airlock.services.ingest import SourceFile, inspect_formats, scan_folder, store_files
+from airlock.services.ingest import (
+    SourceFile,
+    check_sources,
+    inspect_formats,
+    scan_folder,
+    store_files,
+)
 from airlock.services.push_inputs import WELL_KNOWN_COMPONENTS
 from airlock.services.workspace import Workspace
 
@@ -233,6 +239,7 @@ class Registry:
         version = str(Version.parse(version))
         authorize(self.db, actor, Action.RELEASE_PUSH, f"{name}@{version}")
         files = scan_folder(path) if isinstance(path, Path) else list(path)
+        check_sources(files)
         formats = inspect_formats(files, allow_pickle=allow_pickle)
         rels = {f.rel for f in files}
         with self.db.read() as conn:
