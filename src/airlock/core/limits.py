@@ -96,12 +96,15 @@ def check_json_value(value: Any, what: str, *, strict: bool = True) -> None:
         budget -= 1
         if budget < 0:
             raise InvalidInput(
-                f"{what} is too large: more than {MAX_CONFIG_NODES} values once aliases are "
+                f"{_at(what)} is too large: more than {MAX_CONFIG_NODES} values once aliases are "
                 "expanded",
                 hint="simplify it, or do not repeat YAML anchors (&name / *name) so often",
             )
         if depth > MAX_CONFIG_DEPTH:
-            raise InvalidInput(f"{what} nests more than {MAX_CONFIG_DEPTH} levels deep")
+            raise InvalidInput(
+                f"{_at(what)} nests more than {MAX_CONFIG_DEPTH} levels deep",
+                hint="flatten it",
+            )
         if node is None or isinstance(node, (bool, str, date)):
             continue  # YAML dates become ISO strings in the manifest
         if not strict:
@@ -112,19 +115,28 @@ def check_json_value(value: Any, what: str, *, strict: bool = True) -> None:
             continue
         if isinstance(node, int):
             if abs(node) >= 2**63:
-                raise InvalidInput(f"{where[:120]}: integer too large for JSON")
+                raise InvalidInput(f"{_at(where)}: integer too large for JSON", hint=_JSON_HINT)
         elif isinstance(node, float):
             if not math.isfinite(node):
-                raise InvalidInput(f"{where[:120]}: {node} is not a finite number")
+                raise InvalidInput(f"{_at(where)}: {node} is not a finite number", hint=_JSON_HINT)
         elif isinstance(node, dict):
             for k, v in node.items():
                 if not isinstance(k, str):
-                    raise InvalidInput(f"{where[:120]}: key {quoted(k, 40)} is not a string")
+                    raise InvalidInput(
+                        f"{_at(where)}: key {quoted(k, 40)} is not a string", hint=_JSON_HINT
+                    )
                 stack.append((v, f"{where}.{k}", depth + 1))
         elif isinstance(node, (list, tuple)):
             stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(node))
         else:
             raise InvalidInput(
-                f"{where[:120]}: a {type(node).__name__} is not a JSON value",
-                hint="use strings, numbers, booleans, null, lists and mappings only",
+                f"{_at(where)}: a {type(node).__name__} is not a JSON value",
+                hint=_JSON_HINT,
             )
+
+
+_JSON_HINT = "use strings, finite numbers, booleans, null, lists and mappings only"
+
+
+def _at(where: str) -> str:
+    return where.lstrip(".")[:120] or "the document"

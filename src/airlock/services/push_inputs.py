@@ -55,11 +55,20 @@ def read_text_file(path: Path, what: str) -> str:
             )
         return path.read_text("utf-8")
     except FileNotFoundError as exc:
-        raise InvalidInput(f"{what} file not found: {path}") from exc
+        raise InvalidInput(f"{what} file not found: {path}", hint="check the path") from exc
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{what} file {path} is not UTF-8 text ({exc.reason})") from exc
+        raise InvalidInput(
+            f"{what} file {path} is not UTF-8 text ({exc.reason})",
+            hint="save it as UTF-8 (YAML, JSON, Markdown or plain text)",
+        ) from exc
     except OSError as exc:
-        raise InvalidInput(f"cannot read the {what} file {path}: {exc.strerror or exc}") from exc
+        raise InvalidInput(
+            f"cannot read the {what} file {path}: {exc.strerror or exc}",
+            hint="give a readable file",
+        ) from exc
+
+
+_FIX_SYNTAX = "fix the syntax (a YAML or JSON document; .json files are read as JSON)"
 
 
 def load_structured(path: Path, what: str) -> Any:
@@ -73,14 +82,21 @@ def load_structured(path: Path, what: str) -> Any:
     try:
         value = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise InvalidInput(f"{what} file {path} is not valid JSON/YAML: {exc}") from exc
+        raise InvalidInput(
+            f"{what} file {path} is not valid JSON/YAML: {exc}", hint=_FIX_SYNTAX
+        ) from exc
     except (RecursionError, ValueError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
-        raise InvalidInput(f"{what} file {path} is not valid JSON/YAML: {reason}") from exc
+        raise InvalidInput(
+            f"{what} file {path} is not valid JSON/YAML: {reason}", hint=_FIX_SYNTAX
+        ) from exc
     try:
-        limits.check_json_value(value, what)
+        limits.check_json_value(value, "")
     except InvalidInput as exc:
-        raise InvalidInput(f"{what} file {path}: {exc.message}", hint=exc.hint) from exc
+        raise InvalidInput(
+            f"{what} file {path}: {exc.message}",
+            hint=exc.hint or "use strings, finite numbers, booleans, lists and mappings",
+        ) from exc
     return value
 
 

@@ -26,6 +26,7 @@ from airlock.catalog.releases import ModelRow, ReleaseRow
 from airlock.core.diff import ManifestDiff, diff_manifests
 from airlock.core.digest import Digest, parse_digest, short
 from airlock.core.documents import validation_message
+from airlock.core.limits import MAX_REASON, check_length
 from airlock.core.manifest import (
     CodeRef,
     Component,
@@ -385,6 +386,7 @@ class Registry:
         check_alias(alias)
         if not reason.strip():
             raise InvalidInput("an alias move needs a reason", hint='add --reason "why this move"')
+        check_length(reason, MAX_REASON, "reason")
         authorize(self.db, actor, Action.ALIAS_MOVE, f"{ref} -> {alias}")
         with self.db.write() as conn:
             row = self._resolve(conn, ref)
