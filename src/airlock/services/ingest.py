@@ -163,8 +163,14 @@ def store_files(
     workers: int,
     cache: HashCache | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    discard: Callable[[list[Digest]], None] | None = None,
 ) -> IngestResult:
-    """Hash and store every file (in parallel); skip files the cache and store already know."""
+    """Hash and store every file (in parallel); skip files the cache and store already know.
+
+    If any file fails, ``discard`` is given the blobs this call added before the
+    error is raised, so a failed push leaves no orphan behind.
+    """
+    added: list[Digest] = []  # list.append is atomic: shared by the worker threads
 
     def one(f: SourceFile) -> tuple[FileEntry, bool, int]:
         digest = cache.get(f.path, f.stat) if cache else None
@@ -179,7 +185,15 @@ def store_files(
                     hint="the file changed or vanished while pushing: push again",
                 ) from exc
             with stream:
-                digest, new = store.ingest(stream, on_bytes=on_bytes)
+                try:
+                    digest, new = store.ingest(stream, on_bytes=on_bytes)
+                except OSError as exc:  # stores raise their own failures as AirlockErrors
+                    raise InvalidInput(
+                        f"reading {quoted(f.rel)} failed: {_why(exc)}",
+                        hint="check the file and its disk, then push again",
+                    ) from exc
+            if new:
+                added.append(digest)
             read = f.size
         elif on_bytes is not None:
             on_bytes(f.size)
@@ -197,14 +211,19 @@ def store_files(
         return entry, new, read
 
     results: list[tuple[FileEntry, bool, int]]
-    if workers <= 1 or len(files) <= 1:
-        results = [one(f) for f in files]
-    else:
-        # Largest first so the last file to finish is a small one.
-        order = sorted(files, key=lambda f: -f.size)
-        with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
-            by_rel = {e.path: (e, new, read) for e, new, read in pool.map(one, order)}
-        results = [by_rel[f.rel] for f in files]
+    try:
+        if workers <= 1 or len(files) <= 1:
+            results = [one(f) for f in files]
+        else:
+            # Largest first so the last file to finish is a small one.
+            order = sorted(files, key=lambda f: -f.size)
+            with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
+                by_rel = {e.path: (e, new, read) for e, new, read in pool.map(one, order)}
+            results = [by_rel[f.rel] for f in files]
+    except BaseException:
+        if discard is not None:
+            discard(list(dict.fromkeys(added)))
+        raise
     entries = tuple(r[0] for r in results)
     new = tuple(dict.fromkeys(r[0].digest for r in results if r[1]))
     new_sizes = {r[0].digest: r[0].size for r in results if r[1]}

@@ -256,6 +256,7 @@ class Registry:
             workers=self.ws.settings.worker_count,
             cache=cache,
             on_bytes=on_bytes,
+            discard=self._discard,
         )
         added = list(ingest.new_blobs)
         try:

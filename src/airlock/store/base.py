@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from airlock.core.digest import Digest, short
@@ -57,6 +58,30 @@ class BlobStore(Protocol):
 
     def digests(self) -> Iterator[Digest]:
         """Every blob in the store."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StagingFile:
+    """A temporary file of a write that never finished (its process was killed)."""
+
+    name: str
+    size: int
+    age_seconds: float  # since it was last written to
+
+
+@runtime_checkable
+class StagingArea(Protocol):
+    """A store that writes through temporary files it can list and remove (``LocalStore``).
+
+    A write cleans its own temporary file on any exception; only a killed
+    process leaves one behind, and garbage collection removes the old ones.
+    """
+
+    def staging_files(self) -> list[StagingFile]: ...
+
+    def remove_staging(self, name: str) -> bool:
+        """Remove one temporary file; False when it is gone already."""
         ...
 
 
