@@ -8,12 +8,14 @@ release the GIL on large buffers, so two cores hash two shards at once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from airlock.core.digest import Digest
 from airlock.core.limits import check_distinct_paths, quoted
@@ -43,6 +45,7 @@ class IngestResult:
     bytes_total: int
     bytes_read: int  # bytes actually read (cache misses)
     bytes_new: int  # bytes newly stored
+    repaired: tuple[Digest, ...] = ()  # damaged or missing blobs put back from the sources
 
 
 def scan_folder(folder: Path) -> list[SourceFile]:
@@ -164,39 +167,39 @@ def store_files(
     cache: HashCache | None = None,
     on_bytes: Callable[[int], None] | None = None,
     discard: Callable[[list[Digest]], None] | None = None,
+    repair: bool = False,
 ) -> IngestResult:
     """Hash and store every file (in parallel); skip files the cache and store already know.
 
     If any file fails, ``discard`` is given the blobs this call added before the
     error is raised, so a failed push leaves no orphan behind.
+
+    A stored blob whose size differs from its source file is damaged: it is
+    replaced from the file (after the file hashes to its digest). With
+    ``repair`` every file is read and every stored blob re-hashed, so any
+    damaged blob the folder has a good copy of is replaced.
     """
     added: list[Digest] = []  # list.append is atomic: shared by the worker threads
+    repaired: list[Digest] = []
 
     def one(f: SourceFile) -> tuple[FileEntry, bool, int]:
-        digest = cache.get(f.path, f.stat) if cache else None
+        digest = None if repair else (cache.get(f.path, f.stat) if cache else None)
         new = False
         read = 0
         if digest is None or not store.has(digest):
-            try:
-                stream = f.path.open("rb", buffering=0)
-            except OSError as exc:
-                raise InvalidInput(
-                    f"cannot read {quoted(f.rel)}: {_why(exc)}",
-                    hint="the file changed or vanished while pushing: push again",
-                ) from exc
-            with stream:
-                try:
-                    digest, new = store.ingest(stream, on_bytes=on_bytes)
-                except OSError as exc:  # stores raise their own failures as AirlockErrors
-                    raise InvalidInput(
-                        f"reading {quoted(f.rel)} failed: {_why(exc)}",
-                        hint="check the file and its disk, then push again",
-                    ) from exc
+            with _open_source(f) as stream:
+                digest, new = store.ingest(stream, on_bytes=on_bytes)
             if new:
                 added.append(digest)
             read = f.size
         elif on_bytes is not None:
             on_bytes(f.size)
+        if not new and _damaged(store, digest, f.size, thorough=repair):
+            with _open_source(f) as stream:
+                outcome = store.repair(stream, digest)
+            if outcome != "intact":
+                repaired.append(digest)
+            read += f.size
         if cache is not None:
             cache.put(f.path, f.stat, digest)
         fmt = formats.get(f.rel)
@@ -233,4 +236,35 @@ def store_files(
         bytes_total=sum(e.size for e in entries),
         bytes_read=sum(r[2] for r in results),
         bytes_new=sum(new_sizes.values()),
+        repaired=tuple(dict.fromkeys(repaired)),
     )
+
+
+@contextlib.contextmanager
+def _open_source(f: SourceFile) -> Iterator[BinaryIO]:
+    """The source file for reading; a failure to read it is the caller's ``InvalidInput``."""
+    try:
+        stream = f.path.open("rb", buffering=0)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot read {quoted(f.rel)}: {_why(exc)}",
+            hint="the file changed or vanished while pushing: push again",
+        ) from exc
+    with stream:
+        try:
+            yield stream
+        except OSError as exc:  # stores raise their own failures as AirlockErrors
+            raise InvalidInput(
+                f"reading {quoted(f.rel)} failed: {_why(exc)}",
+                hint="check the file and its disk, then push again",
+            ) from exc
+
+
+def _damaged(store: BlobStore, digest: Digest, size: int, *, thorough: bool) -> bool:
+    """Cheaply (the size), or thoroughly (a re-hash): is the stored blob no longer intact?"""
+    try:
+        if store.size(digest) != size:
+            return True
+    except NotFound:
+        return True
+    return thorough and not store.verify(digest)

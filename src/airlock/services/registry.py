@@ -70,6 +70,7 @@ class PushResult:
     bytes_new: int
     seconds: float
     manifest: Manifest
+    repaired: tuple[Digest, ...] = ()  # damaged stored blobs replaced from the pushed files
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,7 @@ class Registry:
         code: CodeRef | None = None,
         training_config: Mapping[str, Any] | None = None,
         allow_pickle: bool = False,
+        repair: bool = False,
         on_start: Callable[[int], None] | None = None,
         on_bytes: ProgressFn | None = None,
     ) -> PushResult:
@@ -234,6 +236,8 @@ class Registry:
 
         Everything that can be checked is checked before a byte is stored; if
         the push fails after storing, the blobs it added are removed again.
+        A stored blob found damaged (always by its size; with ``repair`` by a
+        re-hash) is replaced from the pushed file, with a ``store.repair`` event.
         """
         started = time.perf_counter()
         check_name(name)
@@ -257,7 +261,12 @@ class Registry:
             cache=cache,
             on_bytes=on_bytes,
             discard=self._discard,
+            repair=repair,
         )
+        if ingest.repaired:
+            from airlock.services.repair import record_repair
+
+            record_repair(self.ws, actor, ingest.repaired, source=f"push {name}@{version}")
         added = list(ingest.new_blobs)
         try:
             manifest = _build_manifest(
@@ -297,6 +306,7 @@ class Registry:
             bytes_new=ingest.bytes_new,
             seconds=time.perf_counter() - started,
             manifest=existing,
+            repaired=ingest.repaired,
         )
 
     def _components(

@@ -19,7 +19,14 @@ from typing import BinaryIO, cast
 
 from airlock.core.digest import Digest, hex_of, short
 from airlock.errors import NotFound, ServiceUnavailable
-from airlock.store.base import CHUNK, ProgressFn, StagingFile, VerifyingReader
+from airlock.store.base import (
+    CHUNK,
+    ProgressFn,
+    RepairOutcome,
+    StagingFile,
+    VerifyingReader,
+    wrong_bytes,
+)
 from airlock.store.pipeline import O_DIRECT, ChunkPipeline
 
 
@@ -51,6 +58,45 @@ class LocalStore:
         self, stream: BinaryIO, *, on_bytes: ProgressFn | None = None
     ) -> tuple[Digest, bool]:
         """Store the stream; return its digest and whether the blob is new to the store."""
+        with self._staged(stream, on_bytes) as (tmp, digest):
+            return digest, self._commit(tmp, digest)
+
+    def repair(
+        self, stream: BinaryIO, expected: Digest, *, on_bytes: ProgressFn | None = None
+    ) -> RepairOutcome:
+        """Put back blob ``expected`` from good bytes, if it is damaged or missing.
+
+        The bytes are hashed first and must hash to ``expected`` (else
+        ``IntegrityError`` and nothing is written); an intact blob is never
+        touched. The replacement is atomic, like any write.
+        """
+        with self._staged(stream, on_bytes) as (tmp, digest):
+            if digest != expected:
+                raise wrong_bytes(digest, expected)
+            final = self.path_of(digest)
+            existed = final.exists()
+            if existed and self._intact(digest, tmp.stat().st_size):
+                return "intact"
+            final.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            return "repaired" if existed else "restored"
+
+    def _intact(self, digest: Digest, size: int) -> bool:
+        """A wrong size says "damaged" without reading; an equal size needs a re-hash."""
+        try:
+            if self.path_of(digest).stat().st_size != size:
+                return False
+        except FileNotFoundError:
+            return False
+        return self.verify(digest)
+
+    @contextlib.contextmanager
+    def _staged(
+        self, stream: BinaryIO, on_bytes: ProgressFn | None
+    ) -> Iterator[tuple[Path, Digest]]:
+        """The stream written to a fsynced temporary file, hashed on the way; removed after."""
         hasher = hashlib.sha256()
         try:
             fd, tmp_name = tempfile.mkstemp(dir=self.staging, prefix="put-")
@@ -78,8 +124,7 @@ class LocalStore:
             finally:
                 pipe.close()
                 os.close(fd)
-            digest = Digest(f"sha256:{hasher.hexdigest()}")
-            return digest, self._commit(tmp, digest)
+            yield tmp, Digest(f"sha256:{hasher.hexdigest()}")
         except _SourceFailed as failed:
             raise failed.error from None  # the caller's stream: its own error, for the caller
         except OSError as exc:
