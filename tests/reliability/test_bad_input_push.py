@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import struct
 import unicodedata
@@ -105,6 +106,38 @@ def _long_path(folder: Path, _: Path) -> list[str]:
     return []
 
 
+def _newline_name(folder: Path, _: Path) -> list[str]:
+    (folder / "bad\nname.txt").write_text("x")
+    return []
+
+
+def _undecodable_name(folder: Path, _: Path) -> list[str]:
+    fd = os.open(os.fsencode(folder) + b"/bad\xff.txt", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.close(fd)
+    return []
+
+
+def _fifo_notes(_: Path, scratch: Path) -> list[str]:
+    os.mkfifo(scratch / "notes.yaml")  # reading it would block forever
+    return ["--notes", str(scratch / "notes.yaml")]
+
+
+def _spec(text: str) -> Setup:
+    def setup(folder: Path, scratch: Path) -> list[str]:
+        (scratch / "spec.yaml").write_text(text.replace("FOLDER", str(folder)))
+        return ["--spec", str(scratch / "spec.yaml")]
+
+    return setup
+
+
+def _spec_loop(folder: Path, scratch: Path) -> list[str]:
+    (scratch / "loop").symlink_to(scratch / "loop")
+    (scratch / "spec.yaml").write_text("files:\n  - {path: w.bin, source: loop}\n")
+    return ["--spec", str(scratch / "spec.yaml")]
+
+
+_SPEC_FILE = "files:\n  - {path: config.json, source: FOLDER/config.json}\n"
+
 _BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
 )
@@ -180,7 +213,7 @@ CASES: dict[str, Case] = {
     ),
     "notes that are not UTF-8": Case(_input("--notes", "notes.md", b"\xff\xfe\xfa"), "UTF-8"),
     "notes that are a folder": Case(
-        lambda _f, scratch: ["--notes", str(scratch)], "cannot read the notes file"
+        lambda _f, scratch: ["--notes", str(scratch)], "is not a regular file"
     ),
     "notes nested 100,000 deep": Case(
         _input("--notes", "notes.json", "[" * 100_000), "not valid JSON/YAML"
@@ -203,6 +236,13 @@ CASES: dict[str, Case] = {
     "--code-commit of 300 characters": Case(
         _args("--code-commit", "c" * 300), "at most 128 characters"
     ),
+    "a file name with a newline": Case(_newline_name, "control character"),
+    "a file name that is not UTF-8": Case(_undecodable_name, "not valid UTF-8"),
+    "notes that are a named pipe": Case(_fifo_notes, "is not a regular file"),
+    "--spec whose source is a link loop": Case(_spec_loop, "symbolic link loop"),
+    "--spec with a metric .nan": Case(_spec(_SPEC_FILE + "metrics: {x: .nan}\n"), "finite number"),
+    "--spec with caveats: 5": Case(_spec(_SPEC_FILE + "notes: {caveats: 5}\n"), "caveats"),
+    "--spec that is an alias bomb": Case(_spec(_BOMB), "aliases are expanded"),
     # 7. lengths the catalog columns hold
     "a path of 1,260 characters": Case(_long_path, "at most 1024"),
     "a version of 200 characters": Case(
@@ -219,7 +259,8 @@ def test_bad_push_input_is_one_clear_line(case: str, cli: Cli, tmp_path: Path) -
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     extra = CASES[case].setup(folder, scratch)
-    args = ["push", str(folder), "--name", "chat", "--version", "1.0.0", *extra]
+    source = [] if "--spec" in extra else [str(folder)]
+    args = ["push", *source, "--name", "chat", "--version", "1.0.0", *extra]
     for flag in ("--name", "--version"):  # a case may give its own
         if extra.count(flag):
             i = args.index(flag)

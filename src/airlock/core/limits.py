@@ -10,6 +10,7 @@ cannot carry megabytes of prose.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Iterable
 from datetime import date
@@ -62,10 +63,19 @@ def collision_key(path: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_distinct_paths(paths: Iterable[str]) -> None:
-    """Refuse two paths that differ only by Unicode normalisation or by case."""
+    """Refuse paths with control characters, and two paths that differ only by Unicode
+    normalisation or by case (checked on new releases; old manifests are read as they are)."""
     seen: dict[str, str] = {}
     for path in paths:
+        if _CONTROL_RE.search(path):
+            raise InvalidInput(
+                f"file path {quoted(path)} contains a control character (a newline, a tab...)",
+                hint="rename the file",
+            )
         key = collision_key(path)
         other = seen.get(key)
         if other is not None and other != path:

@@ -33,6 +33,15 @@ def check_alias(alias: str) -> str:
     return alias
 
 
+def _is_utf8(text: str) -> bool:
+    """False for names the OS gave as undecodable bytes (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_relative_path(path: str) -> str:
     """A relative POSIX path that stays inside its release folder."""
     problem = None
@@ -42,6 +51,9 @@ def check_relative_path(path: str) -> str:
         problem = f"is {len(path)} characters long (at most {MAX_PATH})"
     elif "\x00" in path:
         problem = "contains a NUL byte"
+    elif not _is_utf8(path):
+        problem = "is not valid UTF-8 (rename the file)"
+
     elif "\\" in path:
         problem = "contains a backslash (use '/' as the separator)"
     elif path.startswith("/"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,13 @@ def split_pair(text: str, what: str) -> tuple[str, str]:
 def read_text_file(path: Path, what: str) -> str:
     """A small UTF-8 file; every way it can fail is one ``InvalidInput`` naming it."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        size = st.st_size
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(
+                f"{what} file {path} is not a regular file",
+                hint=f"give a {what} file (YAML, JSON or text)",
+            )
         if size > MAX_DOCUMENT_BYTES:
             raise InvalidInput(
                 f"{what} file {path} is {size} bytes, at most {MAX_DOCUMENT_BYTES} are read",

@@ -553,7 +553,10 @@ def _build_manifest(**fields: Any) -> Manifest:
     try:
         return Manifest(created_at=datetime.now(UTC), **fields)
     except ValidationError as exc:
-        raise InvalidInput(f"invalid release: {validation_message(exc, 'release')}") from exc
+        raise InvalidInput(
+            f"invalid release: {validation_message(exc, 'release')}",
+            hint="fix the value named above (in the flags, the notes or the spec)",
+        ) from exc
 
 
 def _bytes_stream(data: bytes) -> Any:
