@@ -92,3 +92,14 @@ def test_pickle_suffix_is_still_flagged_whatever_the_bytes(tmp_path: Path) -> No
     path.write_bytes(b"\0" * 64)
     fmt = inspect_file(path, "pytorch_model.bin")
     assert fmt is not None and fmt.unsafe
+
+
+def test_a_zip_too_large_to_index_is_treated_as_unsafe(tmp_path: Path) -> None:
+    """A crafted end record claiming a 2 GiB index: not parsed (zipfile would hold ~10× it)."""
+    import struct
+
+    end = b"PK\x05\x06" + struct.pack("<4H2LH", 0, 0, 60000, 60000, 2**31, 0, 0)
+    path = tmp_path / "huge.zip"
+    path.write_bytes(b"PK\x03\x04" + b"\0" * 100 + end)
+    fmt = inspect_file(path, "huge.zip")
+    assert fmt is not None and fmt.unsafe and fmt.detail and "too large" in fmt.detail

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import io
 import pickletools
+import struct
 import zipfile
 from pathlib import Path
 
 SNIFF_BYTES = 64 << 10
 MAX_ZIP_MEMBERS = 10_000
+MAX_CENTRAL_DIRECTORY = 16 << 20  # ~350,000 entries: zipfile keeps ~10× that in memory
 MIN_OPCODES_IN_PREFIX = 8
 PICKLE_MEMBER_SUFFIXES = (".pkl", ".pickle")
 
@@ -122,10 +124,37 @@ def sniff_pickle(path: Path) -> str | None:
     if kind is not None:
         return f"pickle data ({kind}): loading it can execute arbitrary code"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        directory = _central_directory_size(path)
+        if directory is not None and directory > MAX_CENTRAL_DIRECTORY:
+            return (
+                f"zip archive with a {directory}-byte index, too large to look inside: "
+                "treated as holding pickled objects"
+            )
         member = _pickle_member(path)
         if member is not None:
             return f"zip archive holding pickled objects ({member}): loading it can execute code"
     return None
+
+
+def _central_directory_size(path: Path) -> int | None:
+    """The size of a zip's central directory, from its end record (None: no end record)."""
+    try:
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - (1 << 16) - 22))
+            tail = f.read()
+    except OSError:
+        return None
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return None
+    directory: int = struct.unpack_from("<L", tail, at + 12)[0]
+    if directory == 0xFFFFFFFF:  # zip64: the size is in the zip64 end record
+        at64 = tail.rfind(b"PK\x06\x06", 0, at)
+        if at64 < 0 or len(tail) - at64 < 56:
+            return None
+        directory = struct.unpack_from("<Q", tail, at64 + 40)[0]
+    return directory
 
 
 def _pickle_member(path: Path) -> str | None:

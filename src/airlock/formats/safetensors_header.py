@@ -19,7 +19,9 @@ from math import prod
 from pathlib import Path
 from typing import Any
 
-MAX_HEADER = 100 << 20
+# safetensors itself allows 100 MiB; real headers are a few hundred KiB (a 1,000-tensor
+# shard is about 150 KiB). Parsed JSON takes ~20× its size in memory: 16 MiB bounds that.
+MAX_HEADER = 16 << 20
 
 # Bytes per element; dtypes not listed (newer sub-byte floats) skip the size check.
 DTYPE_BYTES = {
@@ -62,7 +64,9 @@ def read_safetensors_header(path: Path) -> SafetensorsSummary:
             raise SafetensorsError("the file is shorter than the 8-byte header length")
         (length,) = struct.unpack("<Q", head)
         if length > MAX_HEADER:
-            raise SafetensorsError(f"the header length {length} is implausible (over 100 MiB)")
+            raise SafetensorsError(
+                f"the header length {length} is implausible (over {MAX_HEADER >> 20} MiB)"
+            )
         if length > size - 8:
             raise SafetensorsError(
                 f"the header length {length} is larger than the file ({size} bytes)"

@@ -153,7 +153,8 @@ def inspect_formats(files: list[SourceFile], *, allow_pickle: bool) -> dict[str,
     unsafe = [rel for rel, fmt in formats.items() if fmt.unsafe]
     if unsafe and not allow_pickle:
         raise UnsafeArtifact(
-            f"{len(unsafe)} pickle-based file(s) can run code when loaded: {', '.join(unsafe[:5])}",
+            f"{len(unsafe)} pickle-based file(s) can run code when loaded: "
+            f"{', '.join(quoted(u) for u in unsafe[:5])}",
         )
     return formats
 
