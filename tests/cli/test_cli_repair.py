@@ -86,3 +86,19 @@ def test_a_plain_re_push_replaces_a_truncated_blob(
     out = cli("push", folder, "--name", "chat", "--version", "1.0.0").output
     assert "repaired 1 damaged blob" in out and "nothing to do" in out
     assert "ok" in cli("verify").output
+
+
+def test_re_pushing_the_same_release_repairs_a_flipped_byte(
+    cli: Cli, make_model: MakeModel, tmp_path: Path
+) -> None:
+    cli("init")
+    folder = make_model(seed=25)
+    cli("push", folder, "--name", "chat", "--version", "1.0.0")
+    store = LocalStore(tmp_path / ".airlock")
+    _, digest = _shard(cli, "chat@1.0.0")
+    _flip(store, digest)  # same size: only a re-hash tells
+    out = cli("push", folder, "--name", "chat", "--version", "1.0.0").output
+    assert "repaired 1 damaged blob" in out and "nothing to do" in out
+    assert "ok" in cli("verify").output
+    again = cli("push", folder, "--name", "chat", "--version", "1.0.0").output
+    assert "repaired" not in again  # an intact blob is never rewritten

@@ -269,3 +269,22 @@ def _damaged(store: BlobStore, digest: Digest, size: int, *, thorough: bool) -> 
     except NotFound:
         return True
     return thorough and not store.verify(digest)
+
+
+def repair_damaged(
+    store: BlobStore, files: list[SourceFile], entries: tuple[FileEntry, ...], *, workers: int
+) -> tuple[Digest, ...]:
+    """Re-hash the stored blob of every file; replace each damaged one from its source."""
+    by_rel = {f.rel: f for f in files}
+
+    def check(entry: FileEntry) -> Digest | None:
+        if store.verify(entry.digest):
+            return None
+        with _open_source(by_rel[entry.path]) as stream:
+            outcome = store.repair(stream, entry.digest)
+        return None if outcome == "intact" else entry.digest
+
+    unique = list({e.digest: e for e in entries if e.path in by_rel}.values())
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique)))) as pool:
+        done = [d for d in pool.map(check, unique) if d is not None]
+    return tuple(done)

@@ -47,6 +47,7 @@ from airlock.services.ingest import (
     SourceFile,
     check_sources,
     inspect_formats,
+    repair_damaged,
     scan_folder,
     store_files,
 )
@@ -236,8 +237,10 @@ class Registry:
 
         Everything that can be checked is checked before a byte is stored; if
         the push fails after storing, the blobs it added are removed again.
-        A stored blob found damaged (always by its size; with ``repair`` by a
-        re-hash) is replaced from the pushed file, with a ``store.repair`` event.
+        A stored blob found damaged is replaced from the pushed file, with a
+        ``store.repair`` event: always when its size is wrong; after a re-hash
+        with ``repair``, or when the push repeats an existing release (the
+        "nothing to do" case, where the user may be re-pushing to repair).
         """
         started = time.perf_counter()
         check_name(name)
@@ -263,10 +266,6 @@ class Registry:
             discard=self._discard,
             repair=repair,
         )
-        if ingest.repaired:
-            from airlock.services.repair import record_repair
-
-            record_repair(self.ws, actor, ingest.repaired, source=f"push {name}@{version}")
         added = list(ingest.new_blobs)
         try:
             manifest = _build_manifest(
@@ -293,8 +292,17 @@ class Registry:
             self._discard(added)
             raise
         cache.save()
+        repaired = ingest.repaired
         if not created:
             self._discard(added)  # the same content was already there under this version
+            if not repair:  # a re-push of the same release checks what it would have stored
+                repaired += repair_damaged(
+                    self.store, files, ingest.entries, workers=self.ws.settings.worker_count
+                )
+        if repaired:
+            from airlock.services.repair import record_repair
+
+            record_repair(self.ws, actor, repaired, source=f"push {name}@{version}")
         existing = manifest if created else self.resolve(f"{name}@{version}").manifest()
         return PushResult(
             ref=existing.ref,
@@ -306,7 +314,7 @@ class Registry:
             bytes_new=ingest.bytes_new,
             seconds=time.perf_counter() - started,
             manifest=existing,
-            repaired=ingest.repaired,
+            repaired=repaired,
         )
 
     def _components(
