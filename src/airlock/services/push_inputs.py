@@ -78,6 +78,18 @@ def read_text_file(path: Path, what: str) -> str:
 _FIX_SYNTAX = "fix the syntax (a YAML or JSON document; .json files are read as JSON)"
 
 
+def _syntax_error(exc: json.JSONDecodeError | yaml.YAMLError) -> str:
+    """One line: what is wrong and where (PyYAML's own text spans several lines)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    if isinstance(exc, yaml.MarkedYAMLError):
+        what = exc.problem or exc.context or "invalid"
+        mark = exc.problem_mark or exc.context_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{what[:200]}{where}"
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
 def load_structured(path: Path, what: str) -> Any:
     """JSON or YAML from a file, with an error that names the file.
 
@@ -90,7 +102,7 @@ def load_structured(path: Path, what: str) -> Any:
         value = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise InvalidInput(
-            f"{what} file {path} is not valid JSON/YAML: {exc}", hint=_FIX_SYNTAX
+            f"{what} file {path} is not valid JSON/YAML: {_syntax_error(exc)}", hint=_FIX_SYNTAX
         ) from exc
     except (RecursionError, ValueError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]

@@ -26,7 +26,7 @@ from airlock.catalog.releases import ModelRow, ReleaseRow
 from airlock.core.diff import ManifestDiff, diff_manifests
 from airlock.core.digest import Digest, parse_digest, short
 from airlock.core.documents import validation_message
-from airlock.core.limits import MAX_REASON, check_length
+from airlock.core.limits import MAX_REASON, check_length, quoted
 from airlock.core.manifest import (
     CodeRef,
     Component,
@@ -342,8 +342,8 @@ class Registry:
                     comps[role] = Component(ref=self._resolve(conn, value).ref)
                 except (NotFound, InvalidInput) as exc:
                     raise InvalidInput(
-                        f"component {role}={value}: not a file of the folder, a blob digest "
-                        f"or a release ({exc.message})",
+                        f"component {role}={quoted(value)}: not a file of the folder, a blob "
+                        f"digest or a release ({exc.message[:200]})",
                         hint="use ROLE=path/in/folder, ROLE=sha256:<hex> or ROLE=model@version",
                     ) from exc
         return comps
