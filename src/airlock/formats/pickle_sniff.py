@@ -116,7 +116,9 @@ def sniff_pickle(path: Path) -> str | None:
     """A short description when ``path`` holds pickled data (directly or in a zip), else None."""
     try:
         with path.open("rb") as f:
-            head = f.read(SNIFF_BYTES)
+            head = f.read(4)
+            if head[:1] and head[0] in _FIRST_OPCODES:  # maybe protocol 0/1: read more
+                head += f.read(SNIFF_BYTES - len(head))
             complete = not f.read(1)
     except OSError:
         return None
