@@ -221,6 +221,9 @@ CASES: dict[str, Case] = {
     "notes summary of 70,000 characters": Case(
         _input("--notes", "notes.yaml", "summary: " + "x" * 70_000 + "\n"), "at most 65536"
     ),
+    "notes file of 5 MiB": Case(
+        _input("--notes", "notes.yaml", "summary: " + "x" * (5 << 20)), "at most 4194304"
+    ),
     "--metric x=nan": Case(_args("--metric", "x=nan"), "not a finite number"),
     "--metric x=inf": Case(_args("--metric", "x=-inf"), "not a finite number"),
     "--metric x=abc": Case(_args("--metric", "x=abc"), "is not a number"),

@@ -21,7 +21,7 @@ from airlock.core.manifest import CodeRef, Dataset, Notes
 from airlock.core.names import check_name
 from airlock.errors import InvalidInput
 
-MAX_DOCUMENT_BYTES = 16 << 20  # a notes, spec or training-config file
+MAX_DOCUMENT_BYTES = 4 << 20  # a notes, spec or training-config file (PyYAML reads ~1 MB/s)
 
 # Files that are components when a release folder holds them under these names.
 WELL_KNOWN_COMPONENTS = {
@@ -93,7 +93,7 @@ def _syntax_error(exc: json.JSONDecodeError | yaml.YAMLError) -> str:
 def load_structured(path: Path, what: str) -> Any:
     """JSON or YAML from a file, with an error that names the file.
 
-    The document is bounded: at most 16 MiB, and at most 100,000 values once
+    The document is bounded: at most 4 MiB, and at most 100,000 values once
     YAML aliases are expanded, so an alias bomb ("billion laughs") is refused
     before anything walks or serialises it.
     """
