@@ -276,3 +276,92 @@ def test_cli_default_min_age_is_the_library_default() -> None:
 
     default = inspect.signature(gc).parameters["min_age"].default
     assert default == DEFAULT_MIN_AGE
+
+
+# -- temporary files of killed pushes ---------------------------------------------------------
+
+
+def _staging_file(store: LocalStore, name: str, size: int, age: float) -> Path:
+    path = store.staging / name
+    path.write_bytes(b"\0" * size)
+    when = time.time() - age
+    os.utime(path, (when, when))
+    return path
+
+
+def test_gc_removes_old_staging_files_and_keeps_fresh_ones(
+    workspace: Workspace, alice: Actor
+) -> None:
+    store = workspace.store
+    if not isinstance(store, LocalStore):
+        pytest.skip("only a local store stages through files")
+    old = _staging_file(store, "put-killed", 3000, age=3600)
+    fresh = _staging_file(store, "put-in-flight", 1000, age=5)
+    plan = plan_gc(workspace)  # default: ten minutes without a write
+    assert [f.name for f in plan.staging] == ["put-killed"]
+    assert [f.name for f in plan.staging_live] == ["put-in-flight"]
+    assert old.exists()  # planning deletes nothing
+    result = plan.execute(workspace, alice)
+    assert not old.exists() and fresh.exists()
+    assert [f.name for f in result.staging_removed] == ["put-killed"]
+    [event] = gc_events(workspace)
+    assert event.details == {"count": 0, "bytes": 0, "staging_files": 1, "staging_bytes": 3000}
+    assert chain_ok(workspace)
+    # the fresh one goes once it has been idle long enough
+    plan_gc(workspace, staging_min_age=0).execute(workspace, alice)
+    assert not fresh.exists()
+
+
+def test_a_staging_file_written_to_after_the_plan_is_kept(
+    workspace: Workspace, alice: Actor
+) -> None:
+    store = workspace.store
+    if not isinstance(store, LocalStore):
+        pytest.skip("only a local store stages through files")
+    path = _staging_file(store, "put-resumed", 10, age=3600)
+    plan = plan_gc(workspace)
+    os.utime(path)  # the write goes on
+    assert plan.execute(workspace, alice).staging_removed == ()
+    assert path.exists()
+
+
+def test_a_push_that_fails_midway_leaves_no_staging_file(
+    workspace: Workspace,
+    registry: Registry,
+    alice: Actor,
+    make_model: MakeModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = workspace.store
+    if not isinstance(store, LocalStore):
+        pytest.skip("only a local store stages through files")
+    import airlock.store.local as local
+
+    real = local._read_into
+    calls = iter(range(1000))
+
+    def failing(stream: Any, view: memoryview) -> int:
+        if next(calls) == 2:  # the first file's bytes and EOF went through; then the disk fails
+            raise OSError(5, "Input/output error")
+        return real(stream, view)
+
+    monkeypatch.setattr(local, "_read_into", failing)
+    with pytest.raises(InvalidInput, match="Input/output error"):
+        registry.push(
+            make_model(seed=40),
+            name="chat",
+            version="1.0.0",
+            actor=alice,
+        )
+    assert list(store.staging.iterdir()) == []
+    assert list(store.digests()) == []  # the blob stored before the failure was removed again
+
+
+def test_cli_gc_removes_staging_files_of_killed_pushes(cli: Any, tmp_path: Path) -> None:
+    cli("init")
+    store = LocalStore(tmp_path / ".airlock")
+    old = _staging_file(store, "put-x", 100, age=7200)
+    shown = cli("gc", "--dry-run").output
+    assert "temporary files idle for 600s: delete" in shown and old.exists()
+    done = cli("gc").output
+    assert "1 temporary file(s)" in done and not old.exists()

@@ -125,3 +125,50 @@ def test_a_failing_write_is_raised_by_the_pipeline(tmp_path: Path) -> None:
     finally:
         pipe.close()
         os.close(fd)
+
+
+def _damage(store: BlobStore, digest: Digest) -> None:
+    """Flip a byte of a stored blob behind the store's back."""
+    if isinstance(store, MemoryStore):
+        raw = bytearray(store.blobs[digest])
+        raw[0] ^= 1
+        store.blobs[digest] = bytes(raw)
+        return
+    assert isinstance(store, LocalStore)
+    path = store.path_of(digest)
+    os.chmod(path, 0o644)
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 1
+    path.write_bytes(bytes(raw))
+
+
+def test_repair_replaces_a_damaged_blob_and_never_a_good_one(store: BlobStore) -> None:
+    data = os.urandom(5 << 20)
+    digest = store.put(io.BytesIO(data))
+    assert store.repair(io.BytesIO(data), digest) == "intact"  # a good blob is left alone
+    _damage(store, digest)
+    assert not store.verify(digest)
+    assert store.repair(io.BytesIO(data), digest) == "repaired"
+    assert store.verify(digest) and store.read(digest) == data
+    store.delete(digest)
+    assert store.repair(io.BytesIO(data), digest) == "restored"
+    assert store.verify(digest)
+
+
+def test_repair_refuses_bytes_of_another_blob(store: BlobStore) -> None:
+    digest = store.put_bytes(b"the original")
+    _damage(store, digest)
+    with pytest.raises(IntegrityError, match="not a copy of that blob"):
+        store.repair(io.BytesIO(b"something else"), digest)
+    assert not store.verify(digest)  # still damaged: nothing was written
+    assert sorted(store.digests()) == [digest]
+    if isinstance(store, LocalStore):
+        assert list(store.staging.iterdir()) == []
+
+
+def test_a_repaired_local_blob_is_read_only_again(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    digest = store.put_bytes(b"weights")
+    _damage(store, digest)
+    store.repair(io.BytesIO(b"weights"), digest)
+    assert not store.path_of(digest).stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)

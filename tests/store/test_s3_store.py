@@ -341,3 +341,20 @@ def test_a_workspace_on_s3_pushes_pulls_and_verifies(
         damaged = registry.verify()
         assert not damaged.ok and list(damaged.damaged) == [victim]
     assert keys(s3, bucket, "airlock/staging/") == []
+
+
+@pytest.mark.parametrize("size", [1000, 9 << 20])  # one PUT, and a multipart upload
+def test_repair_replaces_a_damaged_blob_and_never_a_good_one(
+    store: S3Store, s3: Any, bucket: str, size: int
+) -> None:
+    data = os.urandom(size)
+    digest = store.put(io.BytesIO(data))
+    assert store.repair(io.BytesIO(data), digest) == "intact"
+    s3.put_object(Bucket=bucket, Key=store.key_of(digest), Body=b"x" + data[1:])
+    assert not store.verify(digest)
+    with pytest.raises(IntegrityError, match="not a copy"):
+        store.repair(io.BytesIO(b"other" + data), digest)
+    assert not store.verify(digest)
+    assert store.repair(io.BytesIO(data), digest) == "repaired"
+    assert store.verify(digest) and store.read(digest) == data
+    assert_no_leftovers(s3, bucket, store)

@@ -9,6 +9,7 @@ import typer
 from airlock.cli.common import actor, console, handle_errors, human_bytes, workspace
 
 _DEFAULT_MIN_AGE = 3600.0  # keep in step with airlock.services.gc.DEFAULT_MIN_AGE
+_DEFAULT_STAGING_MIN_AGE = 600.0  # ... and DEFAULT_STAGING_MIN_AGE
 
 
 @handle_errors
@@ -24,14 +25,22 @@ def gc(
             help="Spare unused blobs younger than this, so a push in flight keeps its blobs.",
         ),
     ] = _DEFAULT_MIN_AGE,
+    staging_min_age: Annotated[
+        float,
+        typer.Option(
+            "--staging-min-age",
+            metavar="SECONDS",
+            help="Remove temporary files of killed pushes not written to for this long.",
+        ),
+    ] = _DEFAULT_STAGING_MIN_AGE,
 ) -> None:
-    """Delete blobs no release uses (left by failed or abandoned pushes); one audit event."""
+    """Delete blobs no release uses and temporary files of killed pushes; one audit event."""
     from rich.table import Table
 
     from airlock.services.gc import plan_gc
 
     with workspace() as ws:
-        plan = plan_gc(ws, min_age=min_age)
+        plan = plan_gc(ws, min_age=min_age, staging_min_age=staging_min_age)
         table = Table("blobs", "count", "bytes", title=f"garbage collection of {plan.store_url}")
         table.add_row("unused: delete", str(plan.count), human_bytes(plan.total_bytes))
         table.add_row(
@@ -40,17 +49,27 @@ def gc(
             human_bytes(sum(o.size for o in plan.young)),
         )
         table.add_row("used by a release: keep", str(plan.in_use), "")
+        table.add_row(
+            f"temporary files idle for {staging_min_age:g}s: delete",
+            str(len(plan.staging)),
+            human_bytes(plan.staging_bytes),
+        )
+        if plan.staging_live:
+            table.add_row(
+                "temporary files of writes in flight: keep", str(len(plan.staging_live)), ""
+            )
         console.print(table)
         if dry_run:
             console.print("dry run: nothing was deleted")
             return
-        if not plan.orphans:
+        if not plan.orphans and not plan.staging:
             console.print("nothing to delete")
             return
         result = plan.execute(ws, actor(ws))
+    freed = result.bytes + sum(f.size for f in result.staging_removed)
     console.print(
-        f"[green]deleted[/] {result.count} blob(s), {human_bytes(result.bytes)} freed"
-        f" (audit event {result.event_seq})"
+        f"[green]deleted[/] {result.count} blob(s) and {len(result.staging_removed)} temporary "
+        f"file(s), {human_bytes(freed)} freed (audit event {result.event_seq})"
     )
     if result.spared:
         console.print(f"{len(result.spared)} blob(s) spared: a release started using them")

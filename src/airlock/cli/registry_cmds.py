@@ -75,16 +75,23 @@ def push(
         bool,
         typer.Option(help="Accept pickle-based weights (.bin/.pt/.pkl/.ckpt); flagged unsafe."),
     ] = False,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Re-hash the stored copy of every file and replace any damaged one from it.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Push a folder as an immutable release NAME@VERSION (content-addressed, deduplicated)."""
     from airlock.core.digest import short
-    from airlock.core.manifest import CodeRef
     from airlock.services.push_inputs import (
+        code_ref,
         dataset_from_spec,
-        load_structured,
         parse_metrics,
         read_notes,
+        read_training_config,
         split_pair,
     )
     from airlock.services.registry import Registry
@@ -102,10 +109,9 @@ def push(
     components = dict(loaded.components) if loaded else {}
     components.update(split_pair(c, "--component role=ref") for c in component or [])
     metrics = {**(loaded.metrics if loaded else {}), **parse_metrics(metric or [])}
-    code = CodeRef(repo=code_repo, commit=code_commit) if code_repo or code_commit else None
-    code = code or (loaded.code if loaded else None)
-    tc = load_structured(training_config, "training config") if training_config else None
-    tc = tc if isinstance(tc, dict) else (loaded.training_config if loaded else None)
+    code = code_ref(code_repo, code_commit) or (loaded.code if loaded else None)
+    tc = read_training_config(training_config) if training_config else None
+    tc = tc if tc is not None else (loaded.training_config if loaded else None)
     parent = parent or (loaded.parent if loaded else None)
     source = loaded.sources if loaded else path
     assert source is not None
@@ -123,8 +129,14 @@ def push(
             code=code,
             training_config=tc,
             allow_pickle=allow_pickle,
+            repair=repair,
             on_start=progress.start,
             on_bytes=progress.advance,
+        )
+    if result.repaired:
+        console.print(
+            f"[green]repaired[/] {len(result.repaired)} damaged blob(s) from the pushed files: "
+            + ", ".join(short(d) for d in result.repaired[:5])
         )
     if not result.created:
         console.print(
@@ -265,6 +277,14 @@ def verify(
     ref: Annotated[
         str | None, typer.Argument(help="Only this release (default: the whole store).")
     ] = None,
+    repair: Annotated[
+        Path | None,
+        typer.Option(
+            "--repair",
+            metavar="PATH",
+            help="Replace damaged or missing blobs from the files under PATH that hash to them.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Re-hash stored blobs; name every damaged or missing blob and the releases using it."""
@@ -272,6 +292,9 @@ def verify(
 
     from airlock.services.registry import Registry
 
+    if repair is not None:
+        _repair(ref, repair)
+        return
     with workspace() as ws, ByteProgress("verify", quiet=quiet) as progress:
         report = Registry(ws).verify(ref, on_start=progress.start, on_bytes=progress.advance)
     if report.ok:
@@ -292,5 +315,39 @@ def verify(
     err_console.print(
         f"[bold red]error:[/] {len(report.damaged)} damaged and {len(report.missing)} missing blob(s)"
     )
-    err_console.print("[dim]hint:[/] restore them from a backup or re-push the affected releases")
+    err_console.print(
+        "[dim]hint:[/] run `airlock verify --repair FOLDER` with the original files, "
+        "or restore the store from a backup"
+    )
     raise typer.Exit(code=1)
+
+
+def _repair(ref: str | None, source: Path) -> None:
+    from rich.table import Table
+
+    from airlock.services.repair import repair_store
+
+    with workspace() as ws:
+        report = repair_store(ws, source, actor=actor(ws), ref=ref)
+    if not report.repaired and report.ok:
+        console.print("[green]ok[/]: no damaged or missing blob, nothing to repair")
+        return
+    t = Table("blob", "used by", "result")
+    for digest, users in report.repaired.items():
+        t.add_row(digest, "\n".join(users) or "(no release)", "[green]repaired[/]")
+    for digest, users in report.unrepaired.items():
+        t.add_row(digest, "\n".join(users) or "(no release)", "[red]no good copy found[/]")
+    console.print(t)
+    if report.repaired:
+        console.print(
+            f"[green]repaired[/] {len(report.repaired)} blob(s) (audit event {report.event_seq})"
+        )
+    if not report.ok:
+        err_console.print(
+            f"[bold red]error:[/] {len(report.unrepaired)} blob(s) still damaged or missing: "
+            f"no file under {source} hashes to them"
+        )
+        err_console.print(
+            "[dim]hint:[/] point --repair at the original files, or restore from a backup"
+        )
+        raise typer.Exit(code=1)

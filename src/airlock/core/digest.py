@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any, NewType
 
+from airlock.core.limits import quoted
 from airlock.errors import InvalidInput
 
 Digest = NewType("Digest", str)
@@ -23,7 +24,7 @@ def parse_digest(text: str) -> Digest:
         value = f"sha256:{value}"
     if not _DIGEST_RE.match(value):
         raise InvalidInput(
-            f"not a digest: {text!r}",
+            f"not a digest: {quoted(text)}",
             hint="a digest looks like sha256:<64 hex characters>",
         )
     return Digest(value)

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from airlock.core.limits import check_json_value
 from airlock.errors import InvalidInput
 
 M = TypeVar("M", bound=BaseModel)
@@ -29,6 +30,9 @@ def load_mapping(
         value = yaml.safe_load(text)
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidInput(f"{what} is not valid YAML/JSON: {exc}", hint=hint) from exc
+    except RecursionError as exc:
+        raise InvalidInput(f"{what} is nested too deeply", hint=hint) from exc
+    check_json_value(value, what, strict=False)  # an alias bomb stops here, unexpanded
     if value is None and empty_ok:
         return {}
     if not isinstance(value, dict):

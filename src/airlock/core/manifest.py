@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from airlock.core import limits
 from airlock.core.digest import Digest, canonical_json, digest_bytes, parse_digest
 from airlock.core.documents import validation_message
 from airlock.core.names import check_name, check_relative_path
@@ -41,6 +42,17 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 _T = TypeVar("_T")
 
 FileKind = Literal["safetensors", "gguf", "pickle", "other"]
+
+# Text bounded by the catalog column (or the manifest limit) it ends up in.
+MediaType = Annotated[str, Field(max_length=limits.MAX_MEDIA_TYPE)]
+RefText = Annotated[str, Field(max_length=limits.MAX_REF)]
+PathText = Annotated[str, Field(max_length=limits.MAX_PATH)]
+NoteText = Annotated[str, Field(max_length=limits.MAX_NOTE_TEXT)]
+NoteItems = Annotated[
+    tuple[Annotated[str, Field(max_length=limits.MAX_NOTE_ITEM)], ...],
+    Field(max_length=limits.MAX_NOTE_ITEMS),
+]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Frozen(BaseModel):
@@ -63,7 +75,7 @@ class FileEntry(_Frozen):
     path: str
     digest: Digest
     size: int = Field(ge=0)
-    media_type: str = "application/octet-stream"
+    media_type: MediaType = "application/octet-stream"
     format: FileFormat | None = None
 
     @field_validator("path")
@@ -80,9 +92,9 @@ class FileEntry(_Frozen):
 class Component(_Frozen):
     """A part of the release: another release (``ref``) or a blob (``digest``)."""
 
-    ref: str | None = None
+    ref: RefText | None = None
     digest: Digest | None = None
-    path: str | None = None  # a file of this release holding the component
+    path: PathText | None = None  # a file of this release holding the component
 
     @model_validator(mode="after")
     def _one_target(self) -> Component:
@@ -92,29 +104,40 @@ class Component(_Frozen):
 
 
 class Dataset(_Frozen):
-    name: str
-    uri: str | None = None
+    name: Annotated[str, Field(min_length=1, max_length=limits.MAX_DATASET_NAME)]
+    uri: Annotated[str, Field(max_length=limits.MAX_URI)] | None = None
     digest: Digest | None = None
 
 
 class CodeRef(_Frozen):
-    repo: str | None = None
-    commit: str | None = None
+    repo: Annotated[str, Field(max_length=limits.MAX_CODE_REPO)] | None = None
+    commit: Annotated[str, Field(max_length=limits.MAX_CODE_COMMIT)] | None = None
 
 
 class Lineage(_Frozen):
     datasets: tuple[Dataset, ...] = ()
     code: CodeRef | None = None
     training_config: dict[str, Any] = Field(default_factory=dict)
-    parent: str | None = None  # a release ref, e.g. chat@1.0.0
+    parent: RefText | None = None  # a release ref, e.g. chat@1.0.0
+
+    @field_validator("training_config")
+    @classmethod
+    def _json_config(cls, v: dict[str, Any]) -> dict[str, Any]:
+        _as_value_error(limits.check_json_value, v, "training_config")
+        return v
 
 
 class Notes(_Frozen):
-    summary: str = ""
-    changes: tuple[str, ...] = ()
-    caveats: tuple[str, ...] = ()
-    known_failure_modes: tuple[str, ...] = ()
-    risk_assessment: str = ""
+    summary: NoteText = ""
+    changes: NoteItems = ()
+    caveats: NoteItems = ()
+    known_failure_modes: NoteItems = ()
+    risk_assessment: NoteText = ""
+
+    @field_validator("changes", "caveats", "known_failure_modes", mode="before")
+    @classmethod
+    def _one_item(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v  # `caveats: one sentence` is one caveat
 
 
 ReleaseName = Annotated[str, Field(min_length=1, max_length=128)]
@@ -127,9 +150,11 @@ class Manifest(_Frozen):
     files: tuple[FileEntry, ...] = ()
     components: dict[str, Component] = Field(default_factory=dict)
     lineage: Lineage = Field(default_factory=Lineage)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[
+        Annotated[str, Field(min_length=1, max_length=limits.MAX_METRIC_NAME)], FiniteFloat
+    ] = Field(default_factory=dict)
     notes: Notes = Field(default_factory=Notes)
-    author: str = "unknown"
+    author: Annotated[str, Field(max_length=limits.MAX_NAME)] = "unknown"
     created_at: datetime
 
     @field_validator("name")
@@ -155,12 +180,13 @@ class Manifest(_Frozen):
         for f in self.files:
             key = f.path
             if key in seen:
-                raise ValueError(f"duplicate file path {key!r}")
+                raise ValueError(f"duplicate file path {limits.quoted(key)}")
             seen.add(key)
         for role, comp in self.components.items():
             if comp.path is not None and comp.path not in seen:
                 raise ValueError(
-                    f"component {role!r} names {comp.path!r}, not a file of this release"
+                    f"component {limits.quoted(role)} names {limits.quoted(comp.path)}, "
+                    "not a file of this release"
                 )
         return self
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import re
 
+from airlock.core import limits
+from airlock.core.limits import MAX_PATH, quoted
 from airlock.core.semver import is_semver
 from airlock.errors import InvalidInput
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-MAX_NAME = 128
+MAX_NAME = limits.MAX_NAME
 
 
 def check_name(name: str, what: str = "model name") -> str:
     if not _NAME_RE.match(name) or len(name) > MAX_NAME:
+        too_long = f" (at most {MAX_NAME} characters)" if len(name) > MAX_NAME else ""
         raise InvalidInput(
-            f"invalid {what}: {name!r}",
+            f"invalid {what}: {quoted(name)}{too_long}",
             hint="use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit",
         )
     return name
@@ -24,10 +27,19 @@ def check_alias(alias: str) -> str:
     check_name(alias, "alias name")
     if is_semver(alias) or alias == "latest":
         raise InvalidInput(
-            f"invalid alias name: {alias!r} is reserved",
+            f"invalid alias name: {quoted(alias)} is reserved",
             hint="an alias cannot look like a version or be 'latest'; try 'production' or 'stable'",
         )
     return alias
+
+
+def _is_utf8(text: str) -> bool:
+    """False for names the OS gave as undecodable bytes (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_relative_path(path: str) -> str:
@@ -35,8 +47,13 @@ def check_relative_path(path: str) -> str:
     problem = None
     if not path:
         problem = "is empty"
+    elif len(path) > MAX_PATH:
+        problem = f"is {len(path)} characters long (at most {MAX_PATH})"
     elif "\x00" in path:
         problem = "contains a NUL byte"
+    elif not _is_utf8(path):
+        problem = "is not valid UTF-8 (rename the file)"
+
     elif "\\" in path:
         problem = "contains a backslash (use '/' as the separator)"
     elif path.startswith("/"):
@@ -51,7 +68,7 @@ def check_relative_path(path: str) -> str:
             problem = "has an empty or '.' segment"
     if problem:
         raise InvalidInput(
-            f"invalid file path {path!r}: it {problem}",
+            f"invalid file path {quoted(path)}: it {problem}",
             hint="file paths must be relative POSIX paths inside the release folder",
         )
     return path

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from airlock.core.digest import is_digest_prefix
+from airlock.core.limits import quoted
 from airlock.core.names import check_name
 from airlock.core.semver import Version, is_semver
 from airlock.errors import InvalidInput
@@ -44,7 +45,7 @@ def parse_ref(text: str) -> ReleaseRef:
     if raw.startswith("sha256:") or ("@" not in raw and _looks_like_hex(raw)):
         if not is_digest_prefix(raw):
             raise InvalidInput(
-                f"not a digest prefix: {raw!r}",
+                f"not a digest prefix: {quoted(raw)}",
                 hint="give at least 4 hex characters, e.g. sha256:3f2a9c",
             )
         hexpart = raw.lower().removeprefix("sha256:")

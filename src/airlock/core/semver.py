@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
+from airlock.core.limits import MAX_VERSION, quoted
 from airlock.errors import InvalidInput
 
 _SEMVER_RE = re.compile(
@@ -16,7 +17,7 @@ _SEMVER_RE = re.compile(
 
 
 def is_semver(text: str) -> bool:
-    return bool(_SEMVER_RE.match(text))
+    return len(text) <= MAX_VERSION and bool(_SEMVER_RE.match(text))
 
 
 @total_ordering
@@ -30,10 +31,12 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        match = _SEMVER_RE.match(text.strip())
+        text = text.strip()
+        match = _SEMVER_RE.match(text) if len(text) <= MAX_VERSION else None
         if not match:
+            longer = f" (at most {MAX_VERSION} characters)" if len(text) > MAX_VERSION else ""
             raise InvalidInput(
-                f"not a semantic version: {text!r}",
+                f"not a semantic version: {quoted(text)}{longer}",
                 hint="use MAJOR.MINOR.PATCH, e.g. 1.4.0 or 2.0.0-rc.1",
             )
         major, minor, patch, pre, build = match.groups()

@@ -8,6 +8,11 @@ blob is an orphan, left by a push that failed after storing or was abandoned.
 can be shown (``airlock gc --dry-run``). ``plan.execute(ws, actor)`` deletes them
 and appends one ``store.gc`` audit event, in one catalog write transaction.
 
+It also removes temporary files that writes left in the store's staging area
+(``blobs/.staging`` of a local store) when their process was killed: those
+not written to for ``staging_min_age`` seconds (default ten minutes; a live
+write touches its file with every chunk).
+
 Two guards keep a push that runs at the same time safe:
 
 - orphans younger than ``min_age`` seconds (default one hour) are spared: they
@@ -33,9 +38,11 @@ from airlock.errors import AirlockError, InvalidInput, NotFound
 from airlock.services import access
 from airlock.services.identity import Actor
 from airlock.services.workspace import Workspace
+from airlock.store import StagingArea, StagingFile
 
 GC_ACTION = Action.STORE_GC
 DEFAULT_MIN_AGE = 3600.0  # seconds: longer than any push is expected to take
+DEFAULT_STAGING_MIN_AGE = 600.0  # seconds without a write: the writer is gone
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -53,6 +60,7 @@ class GcResult:
     deleted: tuple[Orphan, ...]
     spared: tuple[Digest, ...]  # planned, but a release started using them before execution
     event_seq: int | None  # the ``store.gc`` audit event; None when nothing was deleted
+    staging_removed: tuple[StagingFile, ...] = ()
 
     @property
     def count(self) -> int:
@@ -72,6 +80,9 @@ class GcPlan:
     orphans: tuple[Orphan, ...]  # to delete, in digest order
     young: tuple[Orphan, ...]  # unused but younger than ``min_age``: spared this time
     in_use: int  # blobs in the store that some release uses
+    staging: tuple[StagingFile, ...] = ()  # temporary files of killed writes: to remove
+    staging_live: tuple[StagingFile, ...] = ()  # written to recently: a write in flight
+    staging_min_age: float = DEFAULT_STAGING_MIN_AGE
 
     @property
     def count(self) -> int:
@@ -94,7 +105,7 @@ class GcPlan:
                 hint="make a new plan for this workspace (`airlock gc --dry-run`)",
             )
         access.authorize(workspace.db, actor, GC_ACTION, self.store_url)
-        if not self.orphans:
+        if not self.orphans and not self.staging:
             return GcResult((), (), None)
         deleted: list[Orphan] = []
         spared: list[Digest] = []
@@ -113,13 +124,21 @@ class GcPlan:
                     failure = exc
                     break
                 deleted.append(orphan)
-            if deleted:
+            removed = _remove_staging(store, self.staging, self.staging_min_age)
+            if deleted or removed:
+                details: dict[str, int] = {
+                    "count": len(deleted),
+                    "bytes": sum(o.size for o in deleted),
+                }
+                if removed:
+                    details["staging_files"] = len(removed)
+                    details["staging_bytes"] = sum(f.size for f in removed)
                 event = audit.append(
                     conn,
                     actor=actor.name,
                     action=GC_ACTION,
                     subject=self.store_url,
-                    details={"count": len(deleted), "bytes": sum(o.size for o in deleted)},
+                    details=details,
                 )
                 event_seq = event.seq
         if failure is not None:
@@ -128,16 +147,42 @@ class GcPlan:
                 f"{len(self.orphans)} blob(s): {failure.message}",
                 hint=failure.hint or "fix the store and run `airlock gc` again",
             ) from failure
-        return GcResult(tuple(deleted), tuple(spared), event_seq)
+        return GcResult(tuple(deleted), tuple(spared), event_seq, tuple(removed))
+
+    @property
+    def staging_bytes(self) -> int:
+        return sum(f.size for f in self.staging)
 
 
-def plan_gc(workspace: Workspace, *, min_age: float = DEFAULT_MIN_AGE) -> GcPlan:
-    """List the blobs no release uses, sparing those younger than ``min_age`` seconds."""
-    if not math.isfinite(min_age) or min_age < 0:
-        raise InvalidInput(
-            f"--min-age must be a number of seconds ≥ 0, not {min_age}",
-            hint="e.g. --min-age 3600 spares blobs written in the last hour",
-        )
+def _remove_staging(
+    store: object, planned: tuple[StagingFile, ...], min_age: float
+) -> list[StagingFile]:
+    """Remove the planned temporary files that are still idle (a file written since is kept)."""
+    if not planned or not isinstance(store, StagingArea):
+        return []
+    now = {f.name: f for f in store.staging_files()}
+    removed = []
+    for f in planned:
+        current = now.get(f.name)
+        if current is not None and current.age_seconds >= min_age and store.remove_staging(f.name):
+            removed.append(current)
+    return removed
+
+
+def plan_gc(
+    workspace: Workspace,
+    *,
+    min_age: float = DEFAULT_MIN_AGE,
+    staging_min_age: float = DEFAULT_STAGING_MIN_AGE,
+) -> GcPlan:
+    """List the blobs no release uses, sparing those younger than ``min_age`` seconds,
+    and the staging files idle for ``staging_min_age`` seconds."""
+    for option, value in (("--min-age", min_age), ("--staging-min-age", staging_min_age)):
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInput(
+                f"{option} must be a number of seconds ≥ 0, not {value}",
+                hint=f"e.g. {option} 3600 spares what was written in the last hour",
+            )
     store = workspace.store
     with workspace.db.read() as conn:
         used = used_digests(conn)
@@ -153,7 +198,21 @@ def plan_gc(workspace: Workspace, *, min_age: float = DEFAULT_MIN_AGE) -> GcPlan
         except NotFound:
             continue  # deleted since it was listed (another gc, or a push undoing itself)
         (orphans if orphan.age_seconds >= min_age else young).append(orphan)
-    return GcPlan(store.url, min_age, tuple(orphans), tuple(young), in_use)
+    stale: list[StagingFile] = []
+    live: list[StagingFile] = []
+    if isinstance(store, StagingArea):
+        for f in store.staging_files():
+            (stale if f.age_seconds >= staging_min_age else live).append(f)
+    return GcPlan(
+        store.url,
+        min_age,
+        tuple(orphans),
+        tuple(young),
+        in_use,
+        tuple(stale),
+        tuple(live),
+        staging_min_age,
+    )
 
 
 def used_digests(conn: Connection) -> set[str]:

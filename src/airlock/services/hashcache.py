@@ -48,9 +48,18 @@ class HashCache:
     def save(self) -> None:
         if not self._dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".hashes-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self._entries, f)
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".hashes-")
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self._entries, f)
+            os.replace(tmp, self.path)
+        except OSError:
+            return  # a cache: losing an update costs one re-hash, not the push
+        finally:  # a failed or interrupted save leaves no temporary file
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         self._dirty = False

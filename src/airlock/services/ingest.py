@@ -8,17 +8,22 @@ release the GIL on large buffers, so two cores hash two shards at once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from airlock.core.digest import Digest
+from airlock.core.limits import check_distinct_paths, quoted
 from airlock.core.manifest import FileEntry, FileFormat
 from airlock.core.names import check_relative_path
 from airlock.errors import InvalidInput, NotFound, UnsafeArtifact
 from airlock.formats import inspect_file, media_type_for
+from airlock.formats.inspect import PICKLE_MEDIA_TYPE
 from airlock.services.hashcache import HashCache
 from airlock.store import BlobStore
 
@@ -40,21 +45,29 @@ class IngestResult:
     bytes_total: int
     bytes_read: int  # bytes actually read (cache misses)
     bytes_new: int  # bytes newly stored
+    repaired: tuple[Digest, ...] = ()  # damaged or missing blobs put back from the sources
 
 
 def scan_folder(folder: Path) -> list[SourceFile]:
     """Every file under ``folder`` with a validated relative POSIX path.
 
-    Symbolic links are followed only when they resolve inside the folder.
+    Symbolic links are followed only when they resolve inside the folder; a
+    link loop, an unreadable directory or file, or a special file is refused
+    with its path named, before anything is stored.
     """
-    if not folder.exists():
-        raise NotFound(f"no such file or folder: {folder}", hint="check the PATH argument")
-    root = folder.resolve()
+    try:
+        if not folder.exists():
+            raise NotFound(f"no such file or folder: {folder}", hint="check the PATH argument")
+        root = folder.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise InvalidInput(
+            f"cannot open {quoted(str(folder))}: {_why(exc)}", hint="check the PATH argument"
+        ) from exc
     if root.is_file():
-        st = root.stat()
+        st = _stat(root, root.name)
         return [SourceFile(check_relative_path(root.name), root, st.st_size, st)]
     found: list[SourceFile] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=_walk_error):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         for d in list(dirnames):
             full = Path(dirpath, d)
@@ -69,24 +82,66 @@ def scan_folder(folder: Path) -> list[SourceFile]:
             target = _inside(root, full) if full.is_symlink() else full
             if not target.is_file():
                 raise InvalidInput(
-                    f"{rel} is not a regular file", hint="remove sockets, pipes or broken links"
+                    f"{quoted(rel)} is not a regular file",
+                    hint="remove sockets, pipes or broken links",
                 )
-            st = target.stat()
+            st = _stat(target, rel)
             found.append(SourceFile(rel, target, st.st_size, st))
     if not found:
         raise InvalidInput(f"{folder} holds no files", hint="point PATH at a model folder")
     return found
 
 
-def _inside(root: Path, link: Path) -> Path:
-    target = link.resolve()
-    if not target.is_relative_to(root):
-        rel = link.relative_to(root).as_posix()
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "a symbolic link loop"
+    return str(getattr(exc, "strerror", None) or exc)
+
+
+def _walk_error(exc: OSError) -> None:
+    raise InvalidInput(
+        f"cannot read the folder {quoted(str(exc.filename))}: {_why(exc)}",
+        hint="check its permissions, or move it out of the release folder",
+    ) from exc
+
+
+def _stat(path: Path, rel: str) -> os.stat_result:
+    try:
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, "permission denied")
+        return path.stat()
+    except OSError as exc:
         raise InvalidInput(
-            f"symbolic link {rel} points outside the release folder (to {target})",
+            f"cannot read {quoted(rel)}: {_why(exc)}", hint="check the file's permissions"
+        ) from exc
+
+
+def _inside(root: Path, link: Path) -> Path:
+    rel = link.relative_to(root).as_posix()
+    try:
+        target = link.resolve(strict=True)
+    except FileNotFoundError as exc:
+        raise InvalidInput(
+            f"symbolic link {quoted(rel)} is broken (its target does not exist)",
+            hint="remove the link or restore its target",
+        ) from exc
+    except (OSError, RuntimeError) as exc:  # Python 3.11 raises RuntimeError on a loop
+        raise InvalidInput(
+            f"symbolic link {quoted(rel)} cannot be followed: {_why(exc)}",
+            hint="remove the link, or point it at a file inside the folder",
+        ) from exc
+    if not target.is_relative_to(root):
+        raise InvalidInput(
+            f"symbolic link {quoted(rel)} points outside the release folder "
+            f"(to {quoted(str(target))})",
             hint="copy the file into the folder or remove the link",
         )
     return target
+
+
+def check_sources(files: list[SourceFile]) -> None:
+    """Release paths must stay distinct on case-insensitive and normalising filesystems."""
+    check_distinct_paths(f.rel for f in files)
 
 
 def inspect_formats(files: list[SourceFile], *, allow_pickle: bool) -> dict[str, FileFormat]:
@@ -98,7 +153,8 @@ def inspect_formats(files: list[SourceFile], *, allow_pickle: bool) -> dict[str,
     unsafe = [rel for rel, fmt in formats.items() if fmt.unsafe]
     if unsafe and not allow_pickle:
         raise UnsafeArtifact(
-            f"{len(unsafe)} pickle-based file(s) can run code when loaded: {', '.join(unsafe[:5])}",
+            f"{len(unsafe)} pickle-based file(s) can run code when loaded: "
+            f"{', '.join(quoted(u) for u in unsafe[:5])}",
         )
     return formats
 
@@ -111,39 +167,67 @@ def store_files(
     workers: int,
     cache: HashCache | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    discard: Callable[[list[Digest]], None] | None = None,
+    repair: bool = False,
 ) -> IngestResult:
-    """Hash and store every file (in parallel); skip files the cache and store already know."""
+    """Hash and store every file (in parallel); skip files the cache and store already know.
+
+    If any file fails, ``discard`` is given the blobs this call added before the
+    error is raised, so a failed push leaves no orphan behind.
+
+    A stored blob whose size differs from its source file is damaged: it is
+    replaced from the file (after the file hashes to its digest). With
+    ``repair`` every file is read and every stored blob re-hashed, so any
+    damaged blob the folder has a good copy of is replaced.
+    """
+    added: list[Digest] = []  # list.append is atomic: shared by the worker threads
+    repaired: list[Digest] = []
 
     def one(f: SourceFile) -> tuple[FileEntry, bool, int]:
-        digest = cache.get(f.path, f.stat) if cache else None
+        digest = None if repair else (cache.get(f.path, f.stat) if cache else None)
         new = False
         read = 0
         if digest is None or not store.has(digest):
-            with f.path.open("rb", buffering=0) as stream:
+            with _open_source(f) as stream:
                 digest, new = store.ingest(stream, on_bytes=on_bytes)
+            if new:
+                added.append(digest)
             read = f.size
         elif on_bytes is not None:
             on_bytes(f.size)
+        if not new and _damaged(store, digest, f.size, thorough=repair):
+            with _open_source(f) as stream:
+                outcome = store.repair(stream, digest)
+            if outcome != "intact":
+                repaired.append(digest)
+            read += f.size
         if cache is not None:
             cache.put(f.path, f.stat, digest)
+        fmt = formats.get(f.rel)
+        pickled = fmt is not None and fmt.kind == "pickle"
         entry = FileEntry(
             path=f.rel,
             digest=digest,
             size=f.size,
-            media_type=media_type_for(f.rel),
-            format=formats.get(f.rel),
+            media_type=PICKLE_MEDIA_TYPE if pickled else media_type_for(f.rel),
+            format=fmt,
         )
         return entry, new, read
 
     results: list[tuple[FileEntry, bool, int]]
-    if workers <= 1 or len(files) <= 1:
-        results = [one(f) for f in files]
-    else:
-        # Largest first so the last file to finish is a small one.
-        order = sorted(files, key=lambda f: -f.size)
-        with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
-            by_rel = {e.path: (e, new, read) for e, new, read in pool.map(one, order)}
-        results = [by_rel[f.rel] for f in files]
+    try:
+        if workers <= 1 or len(files) <= 1:
+            results = [one(f) for f in files]
+        else:
+            # Largest first so the last file to finish is a small one.
+            order = sorted(files, key=lambda f: -f.size)
+            with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
+                by_rel = {e.path: (e, new, read) for e, new, read in pool.map(one, order)}
+            results = [by_rel[f.rel] for f in files]
+    except BaseException:
+        if discard is not None:
+            discard(list(dict.fromkeys(added)))
+        raise
     entries = tuple(r[0] for r in results)
     new = tuple(dict.fromkeys(r[0].digest for r in results if r[1]))
     new_sizes = {r[0].digest: r[0].size for r in results if r[1]}
@@ -153,4 +237,54 @@ def store_files(
         bytes_total=sum(e.size for e in entries),
         bytes_read=sum(r[2] for r in results),
         bytes_new=sum(new_sizes.values()),
+        repaired=tuple(dict.fromkeys(repaired)),
     )
+
+
+@contextlib.contextmanager
+def _open_source(f: SourceFile) -> Iterator[BinaryIO]:
+    """The source file for reading; a failure to read it is the caller's ``InvalidInput``."""
+    try:
+        stream = f.path.open("rb", buffering=0)
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot read {quoted(f.rel)}: {_why(exc)}",
+            hint="the file changed or vanished while pushing: push again",
+        ) from exc
+    with stream:
+        try:
+            yield stream
+        except OSError as exc:  # stores raise their own failures as AirlockErrors
+            raise InvalidInput(
+                f"reading {quoted(f.rel)} failed: {_why(exc)}",
+                hint="check the file and its disk, then push again",
+            ) from exc
+
+
+def _damaged(store: BlobStore, digest: Digest, size: int, *, thorough: bool) -> bool:
+    """Cheaply (the size), or thoroughly (a re-hash): is the stored blob no longer intact?"""
+    try:
+        if store.size(digest) != size:
+            return True
+    except NotFound:
+        return True
+    return thorough and not store.verify(digest)
+
+
+def repair_damaged(
+    store: BlobStore, files: list[SourceFile], entries: tuple[FileEntry, ...], *, workers: int
+) -> tuple[Digest, ...]:
+    """Re-hash the stored blob of every file; replace each damaged one from its source."""
+    by_rel = {f.rel: f for f in files}
+
+    def check(entry: FileEntry) -> Digest | None:
+        if store.verify(entry.digest):
+            return None
+        with _open_source(by_rel[entry.path]) as stream:
+            outcome = store.repair(stream, entry.digest)
+        return None if outcome == "intact" else entry.digest
+
+    unique = list({e.digest: e for e in entries if e.path in by_rel}.values())
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique)))) as pool:
+        done = [d for d in pool.map(check, unique) if d is not None]
+    return tuple(done)

@@ -26,6 +26,7 @@ from airlock.catalog.releases import ModelRow, ReleaseRow
 from airlock.core.diff import ManifestDiff, diff_manifests
 from airlock.core.digest import Digest, parse_digest, short
 from airlock.core.documents import validation_message
+from airlock.core.limits import MAX_REASON, check_length, quoted
 from airlock.core.manifest import (
     CodeRef,
     Component,
@@ -42,7 +43,14 @@ from airlock.errors import Conflict, IntegrityError, InvalidInput, NotFound, Pol
 from airlock.services.access import authorize
 from airlock.services.hashcache import HashCache
 from airlock.services.identity import Actor
-from airlock.services.ingest import SourceFile, inspect_formats, scan_folder, store_files
+from airlock.services.ingest import (
+    SourceFile,
+    check_sources,
+    inspect_formats,
+    repair_damaged,
+    scan_folder,
+    store_files,
+)
 from airlock.services.push_inputs import WELL_KNOWN_COMPONENTS
 from airlock.services.release_checks import checked_manifest, release_problem
 from airlock.services.workspace import Workspace
@@ -65,6 +73,7 @@ class PushResult:
     bytes_new: int
     seconds: float
     manifest: Manifest
+    repaired: tuple[Digest, ...] = ()  # damaged stored blobs replaced from the pushed files
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +243,7 @@ class Registry:
         code: CodeRef | None = None,
         training_config: Mapping[str, Any] | None = None,
         allow_pickle: bool = False,
+        repair: bool = False,
         on_start: Callable[[int], None] | None = None,
         on_bytes: ProgressFn | None = None,
     ) -> PushResult:
@@ -241,12 +251,17 @@ class Registry:
 
         Everything that can be checked is checked before a byte is stored; if
         the push fails after storing, the blobs it added are removed again.
+        A stored blob found damaged is replaced from the pushed file, with a
+        ``store.repair`` event: always when its size is wrong; after a re-hash
+        with ``repair``, or when the push repeats an existing release (the
+        "nothing to do" case, where the user may be re-pushing to repair).
         """
         started = time.perf_counter()
         check_name(name)
         version = str(Version.parse(version))
         authorize(self.db, actor, Action.RELEASE_PUSH, f"{name}@{version}")
         files = scan_folder(path) if isinstance(path, Path) else list(path)
+        check_sources(files)
         formats = inspect_formats(files, allow_pickle=allow_pickle)
         rels = {f.rel for f in files}
         with self.db.read() as conn:
@@ -262,6 +277,8 @@ class Registry:
             workers=self.ws.settings.worker_count,
             cache=cache,
             on_bytes=on_bytes,
+            discard=self._discard,
+            repair=repair,
         )
         added = list(ingest.new_blobs)
         try:
@@ -289,8 +306,17 @@ class Registry:
             self._discard(added)
             raise
         cache.save()
+        repaired = ingest.repaired
         if not created:
             self._discard(added)  # the same content was already there under this version
+            if not repair:  # a re-push of the same release checks what it would have stored
+                repaired += repair_damaged(
+                    self.store, files, ingest.entries, workers=self.ws.settings.worker_count
+                )
+        if repaired:
+            from airlock.services.repair import record_repair
+
+            record_repair(self.ws, actor, repaired, source=f"push {name}@{version}")
         existing = manifest if created else self.resolve(f"{name}@{version}").manifest()
         return PushResult(
             ref=existing.ref,
@@ -302,6 +328,7 @@ class Registry:
             bytes_new=ingest.bytes_new,
             seconds=time.perf_counter() - started,
             manifest=existing,
+            repaired=repaired,
         )
 
     def _components(
@@ -329,8 +356,8 @@ class Registry:
                     comps[role] = Component(ref=self._resolve(conn, value).ref)
                 except (NotFound, InvalidInput) as exc:
                     raise InvalidInput(
-                        f"component {role}={value}: not a file of the folder, a blob digest "
-                        f"or a release ({exc.message})",
+                        f"component {role}={quoted(value)}: not a file of the folder, a blob "
+                        f"digest or a release ({exc.message[:200]})",
                         hint="use ROLE=path/in/folder, ROLE=sha256:<hex> or ROLE=model@version",
                     ) from exc
         return comps
@@ -392,6 +419,7 @@ class Registry:
         check_alias(alias)
         if not reason.strip():
             raise InvalidInput("an alias move needs a reason", hint='add --reason "why this move"')
+        check_length(reason, MAX_REASON, "reason")
         authorize(self.db, actor, Action.ALIAS_MOVE, f"{ref} -> {alias}")
         for attempt in range(_ALIAS_ATTEMPTS):
             try:
@@ -560,7 +588,10 @@ def _build_manifest(**fields: Any) -> Manifest:
     try:
         return Manifest(created_at=datetime.now(UTC), **fields)
     except ValidationError as exc:
-        raise InvalidInput(f"invalid release: {validation_message(exc, 'release')}") from exc
+        raise InvalidInput(
+            f"invalid release: {validation_message(exc, 'release')}",
+            hint="fix the value named above (in the flags, the notes or the spec)",
+        ) from exc
 
 
 def _bytes_stream(data: bytes) -> Any:

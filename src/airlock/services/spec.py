@@ -21,6 +21,8 @@ before a byte is stored.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airlock.core.documents import validation_message
-from airlock.core.manifest import CodeRef, Dataset, Notes
+from airlock.core.limits import quoted
+from airlock.core.manifest import CodeRef, Dataset, FiniteFloat, Notes
 from airlock.core.names import check_relative_path
 from airlock.errors import InvalidInput, NotFound
 from airlock.services.ingest import SourceFile
@@ -49,7 +52,7 @@ class _Spec(BaseModel):
     components: dict[str, str] = Field(default_factory=dict)
     parent: str | None = None
     datasets: list[str] = Field(default_factory=list)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
     notes: Notes | None = None
     code: CodeRef | None = None
     training_config: dict[str, Any] = Field(default_factory=dict)
@@ -89,14 +92,30 @@ def load_spec(path: Path) -> ReleaseSpec:
         rel = check_relative_path(f.path)
         if rel in seen:
             raise InvalidInput(
-                f"release spec {path}: duplicate file path {rel!r}",
+                f"release spec {path}: duplicate file path {quoted(rel)}",
                 hint="each path may appear once",
             )
         seen.add(rel)
-        src = (base / f.source).resolve()
-        if not src.is_file():
-            raise NotFound(f"release spec {path}: source of {rel!r} not found: {src}")
-        st = src.stat()
+        try:
+            src = (base / f.source).resolve(strict=True)
+            st = src.stat()
+        except FileNotFoundError:
+            raise NotFound(
+                f"release spec {path}: source of {quoted(rel)} not found: "
+                f"{quoted(str(base / f.source))}",
+                hint="sources are relative to the spec file's folder",
+            ) from None
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symbolic link loop
+            why = "a symbolic link loop" if isinstance(exc, RuntimeError) else exc.strerror
+            raise InvalidInput(
+                f"release spec {path}: cannot open the source of {quoted(rel)}: {why}",
+                hint="check the source path",
+            ) from None
+        if not stat.S_ISREG(st.st_mode) or not os.access(src, os.R_OK):
+            raise InvalidInput(
+                f"release spec {path}: the source of {quoted(rel)} is not a readable file",
+                hint="sources must be regular files you can read",
+            )
         sources.append(SourceFile(rel, src, st.st_size, st))
     return ReleaseSpec(
         name=spec.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from airlock.errors import InvalidInput
-from airlock.store.base import BlobStore, VerifyingReader
+from airlock.store.base import BlobStore, StagingArea, StagingFile, VerifyingReader
 from airlock.store.local import LocalStore
 from airlock.store.memory import MemoryStore
 
@@ -31,4 +31,12 @@ def open_store(url: str, *, default_root: Path) -> BlobStore:
     return LocalStore(Path(url))
 
 
-__all__ = ["BlobStore", "LocalStore", "MemoryStore", "VerifyingReader", "open_store"]
+__all__ = [
+    "BlobStore",
+    "LocalStore",
+    "MemoryStore",
+    "StagingArea",
+    "StagingFile",
+    "VerifyingReader",
+    "open_store",
+]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
 from airlock.core.digest import Digest, short
 from airlock.errors import IntegrityError
 
 CHUNK = 4 << 20  # 4 MiB: large enough that hashlib releases the GIL and syscalls amortise
 ProgressFn = Callable[[int], None]
+# What ``repair`` did: the blob was fine (untouched), damaged (replaced) or missing (written).
+RepairOutcome = Literal["intact", "repaired", "restored"]
 
 
 @runtime_checkable
@@ -30,6 +33,16 @@ class BlobStore(Protocol):
         ...
 
     def put_bytes(self, data: bytes) -> Digest: ...
+
+    def repair(
+        self, stream: BinaryIO, expected: Digest, *, on_bytes: ProgressFn | None = None
+    ) -> RepairOutcome:
+        """Replace blob ``expected`` with the stream's bytes if it is damaged or missing.
+
+        The bytes must hash to ``expected`` (else ``IntegrityError``, nothing
+        written). A blob that verifies is never overwritten.
+        """
+        ...
 
     def delete(self, digest: Digest) -> None:
         """Remove a blob: only for garbage collection and undoing a failed push."""
@@ -57,6 +70,30 @@ class BlobStore(Protocol):
 
     def digests(self) -> Iterator[Digest]:
         """Every blob in the store."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StagingFile:
+    """A temporary file of a write that never finished (its process was killed)."""
+
+    name: str
+    size: int
+    age_seconds: float  # since it was last written to
+
+
+@runtime_checkable
+class StagingArea(Protocol):
+    """A store that writes through temporary files it can list and remove (``LocalStore``).
+
+    A write cleans its own temporary file on any exception; only a killed
+    process leaves one behind, and garbage collection removes the old ones.
+    """
+
+    def staging_files(self) -> list[StagingFile]: ...
+
+    def remove_staging(self, name: str) -> bool:
+        """Remove one temporary file; False when it is gone already."""
         ...
 
 
@@ -100,6 +137,14 @@ class VerifyingReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wrong_bytes(actual: Digest, expected: Digest) -> IntegrityError:
+    return IntegrityError(
+        f"the given bytes hash to {short(actual)}, not {short(expected)}: "
+        "they are not a copy of that blob",
+        hint="give the original file (the one that was pushed)",
+    )
 
 
 def read_all_verified(stream: BinaryIO, digest: Digest) -> bytes:

@@ -19,7 +19,14 @@ from typing import BinaryIO, cast
 
 from airlock.core.digest import Digest, hex_of, short
 from airlock.errors import NotFound, ServiceUnavailable
-from airlock.store.base import CHUNK, ProgressFn, VerifyingReader
+from airlock.store.base import (
+    CHUNK,
+    ProgressFn,
+    RepairOutcome,
+    StagingFile,
+    VerifyingReader,
+    wrong_bytes,
+)
 from airlock.store.pipeline import O_DIRECT, ChunkPipeline
 
 
@@ -51,17 +58,59 @@ class LocalStore:
         self, stream: BinaryIO, *, on_bytes: ProgressFn | None = None
     ) -> tuple[Digest, bool]:
         """Store the stream; return its digest and whether the blob is new to the store."""
-        hasher = hashlib.sha256()
-        fd, tmp_name = tempfile.mkstemp(dir=self.staging, prefix="put-")
-        tmp = Path(tmp_name)
+        with self._staged(stream, on_bytes) as (tmp, digest):
+            return digest, self._commit(tmp, digest)
+
+    def repair(
+        self, stream: BinaryIO, expected: Digest, *, on_bytes: ProgressFn | None = None
+    ) -> RepairOutcome:
+        """Put back blob ``expected`` from good bytes, if it is damaged or missing.
+
+        The bytes are hashed first and must hash to ``expected`` (else
+        ``IntegrityError`` and nothing is written); an intact blob is never
+        touched. The replacement is atomic, like any write.
+        """
+        with self._staged(stream, on_bytes) as (tmp, digest):
+            if digest != expected:
+                raise wrong_bytes(digest, expected)
+            final = self.path_of(digest)
+            existed = final.exists()
+            if existed and self._intact(digest, tmp.stat().st_size):
+                return "intact"
+            final.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            return "repaired" if existed else "restored"
+
+    def _intact(self, digest: Digest, size: int) -> bool:
+        """A wrong size says "damaged" without reading; an equal size needs a re-hash."""
         try:
+            if self.path_of(digest).stat().st_size != size:
+                return False
+        except FileNotFoundError:
+            return False
+        return self.verify(digest)
+
+    @contextlib.contextmanager
+    def _staged(
+        self, stream: BinaryIO, on_bytes: ProgressFn | None
+    ) -> Iterator[tuple[Path, Digest]]:
+        """The stream written to a fsynced temporary file, hashed on the way; removed after."""
+        hasher = hashlib.sha256()
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=self.staging, prefix="put-")
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
+        tmp = Path(tmp_name)
+        try:  # the temporary file goes on any exception; only a killed process leaves it
             fd = self._open_direct(tmp, fd)
             pipe = ChunkPipeline(fd, direct=self._direct is True, chunk=CHUNK)
             try:
                 while True:
                     i, view = pipe.take()
                     with view:
-                        n = _read_into(stream, view)
+                        n = _read_source(stream, view)
                         if n:
                             with view[:n] as chunk:
                                 hasher.update(chunk)
@@ -75,11 +124,20 @@ class LocalStore:
             finally:
                 pipe.close()
                 os.close(fd)
-            digest = Digest(f"sha256:{hasher.hexdigest()}")
-            return digest, self._commit(tmp, digest)
+            yield tmp, Digest(f"sha256:{hasher.hexdigest()}")
+        except _SourceFailed as failed:
+            raise failed.error from None  # the caller's stream: its own error, for the caller
+        except OSError as exc:
+            raise self._unwritable(exc) from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+    def _unwritable(self, exc: OSError) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"cannot write to the blob store at {self.root}: {exc.strerror or exc}",
+            hint="free some space or fix the permissions of the store, then push again",
+        )
 
     def _open_direct(self, tmp: Path, fd: int) -> int:
         """Reopen the temporary file with O_DIRECT where the filesystem allows it.
@@ -161,6 +219,28 @@ class LocalStore:
                 for blob in sorted(sub.iterdir()):
                     yield Digest(f"sha256:{blob.name}")
 
+    # -- temporary files ------------------------------------------------------
+    def staging_files(self) -> list[StagingFile]:
+        """The temporary files in ``blobs/.staging``: writes in flight, or of killed processes."""
+        now = time.time()
+        found: list[StagingFile] = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.staging):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        found.append(StagingFile(entry.name, st.st_size, now - st.st_mtime))
+        return sorted(found, key=lambda f: f.name)
+
+    def remove_staging(self, name: str) -> bool:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"not a staging file name: {name!r}")
+        try:
+            (self.staging / name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def copy_to(self, digest: Digest, dest: Path) -> None:
         """Materialise a blob at ``dest``, verifying every byte; nothing is left on failure."""
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +254,22 @@ class LocalStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+class _SourceFailed(Exception):
+    """Reading the caller's stream failed (not the store): its error is raised unchanged."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _read_source(stream: BinaryIO, view: memoryview) -> int:
+    """``_read_into``, with a failure of the source told apart from one of the store."""
+    try:
+        return _read_into(stream, view)
+    except OSError as exc:
+        raise _SourceFailed(exc) from exc
 
 
 def _read_into(stream: BinaryIO, view: memoryview) -> int:

@@ -36,7 +36,7 @@ import io
 import os
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, NoReturn, cast
@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from airlock.core.digest import Digest, hex_of, short
 from airlock.errors import AirlockError, IntegrityError, InvalidInput, NotFound, ServiceUnavailable
-from airlock.store.base import CHUNK, ProgressFn, VerifyingReader
+from airlock.store.base import CHUNK, ProgressFn, RepairOutcome, VerifyingReader, wrong_bytes
 
 PART_SIZE = 8 << 20  # 8 MiB: also the largest blob written with a single PUT
 MAX_SINGLE_COPY = 5 << 30  # CopyObject's limit; larger blobs are copied part by part
@@ -123,6 +123,31 @@ class S3Store:
         self, stream: BinaryIO, *, on_bytes: ProgressFn | None = None
     ) -> tuple[Digest, bool]:
         """Store the stream; return its digest and whether the blob is new to the store."""
+        return self._write(stream, on_bytes, lambda digest: not self._exists(digest))
+
+    def repair(
+        self, stream: BinaryIO, expected: Digest, *, on_bytes: ProgressFn | None = None
+    ) -> RepairOutcome:
+        """Put back blob ``expected`` from good bytes if it is damaged or missing (see BlobStore)."""
+        existed = self._exists(expected)
+        if existed and self.verify(expected):
+            return "intact"
+
+        def wanted(digest: Digest) -> bool:
+            if digest != expected:
+                raise wrong_bytes(digest, expected)
+            return True
+
+        self._write(stream, on_bytes, wanted)
+        return "repaired" if existed else "restored"
+
+    def _write(
+        self,
+        stream: BinaryIO,
+        on_bytes: ProgressFn | None,
+        should_write: Callable[[Digest], bool],
+    ) -> tuple[Digest, bool]:
+        """Hash and upload; ``should_write(digest)`` decides, once the digest is known."""
         hasher = hashlib.sha256()
         first = _read_full(stream, self.part_size)
         hasher.update(first)
@@ -130,7 +155,7 @@ class S3Store:
             on_bytes(len(first))
         if len(first) < self.part_size:
             digest = Digest(f"sha256:{hasher.hexdigest()}")
-            if self._exists(digest):
+            if not should_write(digest):
                 return digest, False
             self._call(
                 "put_object",
@@ -144,7 +169,7 @@ class S3Store:
         size = self._upload_multipart(staging, first, stream, hasher, on_bytes)
         digest = Digest(f"sha256:{hasher.hexdigest()}")
         try:
-            new = not self._exists(digest)
+            new = should_write(digest)
             if new:
                 self._copy(staging, digest, size)
         except BaseException:
