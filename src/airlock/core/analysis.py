@@ -599,21 +599,16 @@ def _judge_rate(
     x_c, n_c = (now.x_c, now.n_c) if now else (0.0, 0.0)
     x_s, n_s = (now.x_s, now.n_s) if now else (0.0, 0.0)
     fmt = _ratio_fmt
-    if log_e >= log_threshold:
-        outcome: Outcome = "fail"
-        reason = (
-            f"{label} is at least {fmt(math.exp(low))} (estimate {fmt(effect)}), above the "
-            f"tolerated {fmt(1 + tol)}"
-        )
-    elif n_c <= 0 or n_s <= 0:
-        outcome = "inconclusive"
-        reason = f"no {'candidate' if n_c <= 0 else 'stable'} data yet in this step"
-    elif min(n_c, n_s) < settings.min_requests:
-        outcome = "inconclusive"
-        reason = f"{min(n_c, n_s):g} samples on the smaller side; {settings.min_requests} needed"
-    else:
-        outcome = "pass"
-        reason = f"no evidence of harm; {label} is at most {fmt(math.exp(high))}"
+    outcome, reason = _outcome(
+        log_e >= log_threshold,
+        n_c,
+        n_s,
+        settings.min_requests,
+        failed=f"{label} is at least {fmt(math.exp(low))} (estimate {fmt(effect)}), above "
+        f"the tolerated {fmt(1 + tol)}",
+        missing="data",
+        passed=f"no evidence of harm; {label} is at most {fmt(math.exp(high))}",
+    )
     return MetricVerdict(
         metric=metric,
         outcome=outcome,
@@ -660,24 +655,17 @@ def _judge_normal(
     now = steps[-1].normals.get(metric)
     n_c, n_s = (now.n_c, now.n_s) if now else (0.0, 0.0)
     fmt = _theta_fmt
-    if log_e >= log_threshold:
-        outcome: Outcome = "fail"
-        reason = (
-            f"{label} is at least {fmt(0.5 + low)} (estimate {fmt(effect)}), above ½: the "
-            f"candidate is typically more than {tol:.0%} slower"
-        )
-    elif n_c <= 0 or n_s <= 0:
-        outcome = "inconclusive"
-        reason = f"no {'candidate' if n_c <= 0 else 'stable'} {what} data yet in this step"
-    elif min(n_c, n_s) < settings.min_requests:
-        outcome = "inconclusive"
-        reason = f"{min(n_c, n_s):g} samples on the smaller side; {settings.min_requests} needed"
-    else:
-        outcome = "pass"
-        reason = (
-            f"no evidence of harm; {label} is at most {fmt(min(0.5 + high, 1.0))} "
-            f"(½ = the candidate is {tol:.0%} slower)"
-        )
+    outcome, reason = _outcome(
+        log_e >= log_threshold,
+        n_c,
+        n_s,
+        settings.min_requests,
+        failed=f"{label} is at least {fmt(0.5 + low)} (estimate {fmt(effect)}), above ½: "
+        f"the candidate is typically more than {tol:.0%} slower",
+        missing=f"{what} data",
+        passed=f"no evidence of harm; {label} is at most {fmt(min(0.5 + high, 1.0))} "
+        f"(½ = the candidate is {tol:.0%} slower)",
+    )
     return MetricVerdict(
         metric=metric,
         outcome=outcome,
@@ -696,6 +684,32 @@ def _judge_normal(
         mde=min(mde, 1.0) if math.isfinite(mde) else math.inf,
         required=required,
     )
+
+
+def _outcome(
+    harmful: bool,
+    n_c: float,
+    n_s: float,
+    min_samples: int,
+    *,
+    failed: str,
+    missing: str,
+    passed: str,
+) -> tuple[Outcome, str]:
+    """A metric's outcome: harm from all evidence so far; a pass needs this step's data."""
+    if harmful:
+        return "fail", failed
+    if n_c <= 0 or n_s <= 0:
+        return (
+            "inconclusive",
+            f"no {'candidate' if n_c <= 0 else 'stable'} {missing} yet in this step",
+        )
+    if min(n_c, n_s) < min_samples:
+        return (
+            "inconclusive",
+            f"{min(n_c, n_s):g} samples on the smaller side; {min_samples} needed",
+        )
+    return "pass", passed
 
 
 def _no_data(
