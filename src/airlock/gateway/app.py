@@ -23,17 +23,19 @@ Responses name the release that answered in ``X-Airlock-Release`` (and
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from airlock.body_limit import BodyLimit, json_render
+from airlock.core.limits import loads_json
 from airlock.errors import AirlockError, InvalidInput
 from airlock.gateway import openai_wire as wire
 from airlock.gateway.core import Gateway
@@ -54,6 +56,7 @@ def create_app(
 ) -> Starlette:
     """An ASGI app serving ``gateway``; its lifespan starts and closes the gateway."""
     in_flight = _InFlight()
+    limits = gateway.settings.limits
     registry = make_registry(
         GatewayCollector(
             gateway.telemetry,
@@ -65,7 +68,7 @@ def create_app(
 
     async def completion(request: Request, kind: RequestKind) -> Response:
         try:
-            req = wire.parse_request(await request.body(), kind)
+            req = wire.parse_request(await request.body(), kind, limits=limits)
             if req.stream:
                 headers, body = await gateway.stream(req, request.headers)
                 headers["cache-control"] = "no-cache"
@@ -91,14 +94,11 @@ def create_app(
 
     async def feedback(request: Request) -> Response:
         try:
-            try:
-                data = json.loads(await request.body())
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
+            data = loads_json(await request.body(), max_depth=limits.default.max_json_depth)
             if not isinstance(data, dict):
                 raise InvalidInput('send {"id": "<response id>", "score": 0..1}')
             rid = data.get("id") or data.get("response_id")
-            if not isinstance(rid, str):
+            if not isinstance(rid, str) or len(rid) > 256:
                 raise InvalidInput("'id' must be the id of a response, e.g. chatcmpl-...")
             if "score" not in data:
                 raise InvalidInput("'score' is required: a number in [0, 1]")
@@ -142,7 +142,10 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    body_limit = Middleware(
+        BodyLimit, render=json_render(wire.error_body), limit=limits.largest_body
+    )
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[body_limit])
     app.state.gateway = gateway
     return app
 

@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 from airlock.core.guardrails import SafetyPolicy, apply, redact_pii
+from airlock.core.limits import GatewayLimits
 from airlock.core.prompting import DecodingDefaults, PromptTemplate, merge_decoding
 from airlock.core.telemetry import ShadowSample, Traffic
 from airlock.core.traffic import TrafficPlan
@@ -92,6 +93,7 @@ class GatewaySettings:
     # A candidate that may fall back gets at most this long (its release's timeout_s
     # otherwise), so users never wait out a slow canary: None = the release's own.
     candidate_timeout_s: float | None = None
+    limits: GatewayLimits = field(default_factory=GatewayLimits)  # body, messages, depth, tokens
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
