@@ -95,8 +95,7 @@ class BodyLimit:
                 if received > limit:
                     exceeded = BodyTooLarge(
                         f"the request body is over the limit of {limit} bytes (max_body_bytes)",
-                        hint="send a smaller request, or ask the operator to raise "
-                        "max_body_bytes",
+                        hint="send a smaller request, or ask the operator to raise max_body_bytes",
                     )
                     raise exceeded
             return message
@@ -142,4 +141,4 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-__all__ = ["BodyLimit", "BodyTooLarge", "json_render"]
+__all__ = ["BodyLimit", "BodyTooLarge", "Scope", "json_render"]

@@ -27,7 +27,7 @@ from airlock.api import (
 )
 from airlock.api.deps import Authenticator
 from airlock.api.errors import error_json, install_error_handlers
-from airlock.body_limit import BodyLimit, json_render
+from airlock.body_limit import BodyLimit, Scope, json_render
 from airlock.core.limits import MiB
 from airlock.errors import ServiceUnavailable
 from airlock.services.workspace import Workspace
@@ -60,7 +60,7 @@ def create_app(
     install_error_handlers(app)
     exempt = tuple(unlimited_paths)
 
-    def limit_for(scope: dict[str, object]) -> int | None:
+    def limit_for(scope: Scope) -> int | None:
         path = str(scope.get("path", ""))
         return None if exempt and path.startswith(exempt) else max_body_bytes
 

@@ -7,7 +7,7 @@ import dataclasses
 from fastapi import APIRouter, Query
 
 from airlock import audit
-from airlock.api.deps import ActorDep, WorkspaceDep, int64_query
+from airlock.api.deps import ActorDep, WorkspaceDep, seq_query
 from airlock.api.schemas import ChainOut, EventOut, EventPage
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -21,7 +21,7 @@ def list_events(
     actor: str | None = None,
     subject: str | None = Query(None, description="subject prefix, e.g. chat@"),
     since: str | None = Query(None, description="ISO time"),
-    after_seq: int = int64_query(0, description="page cursor: events after this sequence"),
+    after_seq: int = seq_query(0, description="page cursor: events after this sequence"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> EventPage:
     """Events oldest first, a page at a time."""

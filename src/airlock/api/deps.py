@@ -55,15 +55,17 @@ def actor(
     return authenticate(bearer_token(request.headers.get("authorization")))
 
 
-# Integers from a path or query string fit the catalog's 64-bit columns on every database:
-# a larger one is a 400 naming the parameter, never a database overflow and a 500.
-INT64_MAX = (1 << 63) - 1
-IdPath = Annotated[int, Path(ge=1, le=INT64_MAX, description="an id (1 to 2^63-1)")]
+# Integers from a path or query string fit the catalog's columns on every database: row
+# ids and policy versions are SQL INTEGER (32-bit on PostgreSQL), event sequences BIGINT.
+# A larger number is a 400 naming the parameter, never a database overflow and a 500.
+ID_MAX = (1 << 31) - 1
+SEQ_MAX = (1 << 63) - 1
+IdPath = Annotated[int, Path(ge=1, le=ID_MAX, description=f"an id (1 to {ID_MAX})")]
 
 
-def int64_query(default: int, *, ge: int = 0, description: str = "") -> Any:
-    """A ``Query`` for an integer bounded to the catalog's 64-bit range."""
-    return Query(default, ge=ge, le=INT64_MAX, description=description)
+def seq_query(default: int, *, description: str = "") -> Any:
+    """A ``Query`` for an audit event sequence number (0 to 2^63-1)."""
+    return Query(default, ge=0, le=SEQ_MAX, description=description)
 
 
 WorkspaceDep = Annotated[Workspace, Depends(workspace)]

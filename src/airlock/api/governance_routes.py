@@ -28,7 +28,7 @@ from airlock.api.bodies import (
     SignatureOut,
     SignaturesOut,
 )
-from airlock.api.deps import INT64_MAX, ActorDep, IdPath, WorkspaceDep
+from airlock.api.deps import ID_MAX, ActorDep, IdPath, WorkspaceDep
 from airlock.catalog.governance import ApprovalRow, EvalRunRow, PolicyRow
 from airlock.core.evalsuite import Suite, parse_suite
 from airlock.errors import InvalidInput
@@ -149,7 +149,7 @@ def get_policy(
     name: str,
     gov: GovernanceDep,
     _: ActorDep,
-    version: int | None = Query(None, ge=1, le=INT64_MAX, description="default: the latest"),
+    version: int | None = Query(None, ge=1, le=ID_MAX, description="default: the latest"),
 ) -> PolicyOut:
     """A model's (or service's) promotion policy as written."""
     row, _policy = gov.policy(name, version)

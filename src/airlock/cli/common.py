@@ -14,9 +14,12 @@ from rich.console import Console
 from airlock.errors import AirlockError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.progress import Progress, TaskID
 
     from airlock.config import Settings
+    from airlock.core.limits import GatewayLimits
     from airlock.services.identity import Actor
     from airlock.services.workspace import Workspace
 
@@ -81,6 +84,22 @@ def actor(ws: Workspace) -> Actor:
             "`airlock init` to create the workspace owner's admin token",
         )
     return Tokens(ws).authenticate(secret)
+
+
+def gateway_limits(path: Path | None) -> GatewayLimits:
+    """The gateway's request limits: the defaults, or a ``--limits`` YAML file."""
+    from airlock.core.limits import GatewayLimits, parse_limits
+    from airlock.errors import InvalidInput, NotFound
+
+    if path is None:
+        return GatewayLimits()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no limits file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the limits file {path}: {exc}") from exc
+    return parse_limits(text)
 
 
 class ByteProgress:

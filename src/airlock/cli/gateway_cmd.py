@@ -3,12 +3,13 @@ the services it serves)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from airlock.cli.common import actor, console, handle_errors, workspace
+from airlock.cli.common import actor, console, gateway_limits, handle_errors, workspace
 
 if TYPE_CHECKING:
     from airlock.services.serving import ServiceView
@@ -37,6 +38,14 @@ def gateway(
         typer.Option(help="Seconds a candidate may take before its request falls back to stable."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    limits: Annotated[
+        Path | None,
+        typer.Option(
+            "--limits",
+            help="YAML of request limits (body bytes, messages, JSON depth, prompt tokens), "
+            "with per-service overrides; see docs/limits.md.",
+        ),
+    ] = None,
 ) -> None:
     """Serve every service over an OpenAI-compatible API (chat, completions, streaming)."""
     from airlock.gateway.core import GatewaySettings
@@ -46,6 +55,7 @@ def gateway(
         log_prompts=log_prompts,
         shadow_queue_size=shadow_queue,
         candidate_timeout_s=candidate_timeout,
+        limits=gateway_limits(limits),
     )
     if log_prompts:
         import logging

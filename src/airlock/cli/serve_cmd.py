@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from airlock.cli.common import console, handle_errors, workspace
+from airlock.cli.common import console, gateway_limits, handle_errors, workspace
 
 
 @handle_errors
@@ -22,16 +23,22 @@ def serve(
     ] = True,
     tick: Annotated[float, typer.Option(help="Seconds between two controller passes.")] = 1.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    limits: Annotated[
+        Path | None,
+        typer.Option("--limits", help="YAML of the gateway's request limits (docs/limits.md)."),
+    ] = None,
 ) -> None:
     """Serve the REST API, the dashboard, the OpenAI-compatible gateway and the rollout
     controller on one port (creates ./.airlock on first use)."""
     from airlock.cli.token_cmd import init_owner_token
+    from airlock.gateway.core import GatewaySettings
     from airlock.serve import ServeSettings
     from airlock.serve import serve as run
     from airlock.services.controller import ControllerSettings
     from airlock.services.serving import Serving
     from airlock.services.tokens import TOKEN_ENV, token_file
 
+    gateway_settings = GatewaySettings(limits=gateway_limits(limits))
     with workspace(create=True) as ws:
         init_owner_token(ws)
         services = ", ".join(v.name for v in Serving(ws).all()) or "none yet"
@@ -54,5 +61,6 @@ def serve(
             controller=ControllerSettings(tick_seconds=tick),
             run_controller=controller,
             log_level=log_level,
+            gateway=gateway_settings,
         )
         run(ws, settings)

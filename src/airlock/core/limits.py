@@ -77,7 +77,9 @@ class GatewayLimits:
     @property
     def largest_body(self) -> int:
         """What the HTTP layer may read before it knows the service: the largest limit."""
-        return max([self.default.max_body_bytes, *(s.max_body_bytes for s in self.services.values())])
+        return max(
+            [self.default.max_body_bytes, *(s.max_body_bytes for s in self.services.values())]
+        )
 
 
 def parse_size(value: int | str) -> int:
@@ -239,15 +241,14 @@ def check_prompt_tokens(text: str, limit: int | None, *, service: str) -> None:
         raise InvalidInput(
             f"the prompt has about {n} tokens; {clip(service)!r} accepts at most {limit} "
             "(max_prompt_tokens)",
-            hint="shorten the prompt, or ask the operator to raise the service's "
-            "max_prompt_tokens",
+            hint="shorten the prompt, or ask the operator to raise the service's max_prompt_tokens",
         )
 
 
 __all__ = [
+    "GatewayLimits",
     "KiB",
     "MiB",
-    "GatewayLimits",
     "RequestLimits",
     "check_body_size",
     "check_messages",

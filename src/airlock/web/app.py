@@ -256,7 +256,9 @@ def create_dashboard(
                 action=q.get("action"),
                 actor=q.get("actor"),
                 subject=q.get("subject"),
-                before_seq=int(before) if before and before.isdigit() and len(before) < 19 else None,
+                before_seq=int(before)
+                if before and before.isdigit() and len(before) < 19
+                else None,
             )
         )
         return render(request, who, "audit.html", **data)
