@@ -19,6 +19,7 @@ from airlock.core.limits import (
     check_prompt_tokens,
     loads_json,
 )
+from airlock.core.masking import mask_secrets
 from airlock.errors import AirlockError, InvalidInput
 from airlock.gateway.routing import split_model
 from airlock.runtime.base import Completion, RequestKind
@@ -235,7 +236,7 @@ def error_payload(exc: AirlockError, *, status: int | None = None) -> dict[str, 
     if status == 404:
         kind = "not_found_error"
     code = getattr(exc, "kind", None) or exc.code
-    message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    message = mask_secrets(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
