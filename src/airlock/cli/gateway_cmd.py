@@ -28,7 +28,12 @@ def gateway(
         list[str] | None, typer.Option("--service", help="Serve only these services (repeat).")
     ] = None,
     log_prompts: Annotated[
-        bool, typer.Option("--log-prompts", help="Log prompts, PII redacted by the safety policy.")
+        bool,
+        typer.Option(
+            "--log-prompts",
+            help="Log prompts with PII redacted (every built-in detector, plus what the "
+            "release's safety policy redacts).",
+        ),
     ] = False,
     shadow_queue: Annotated[
         int, typer.Option(help="Shadow copies that may wait; more are dropped and counted.")

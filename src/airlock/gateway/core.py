@@ -36,7 +36,7 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import Any
 
-from airlock.core.guardrails import SafetyPolicy, apply, redact_pii
+from airlock.core.guardrails import SafetyPolicy, apply, redact_for_log
 from airlock.core.limits import GatewayLimits
 from airlock.core.prompting import DecodingDefaults, PromptTemplate, merge_decoding
 from airlock.core.telemetry import ShadowSample, Traffic
@@ -63,9 +63,6 @@ request_log = logging.getLogger("airlock.gateway.requests")
 _DEFAULT_TEMPLATE = PromptTemplate()
 _DEFAULT_DECODING = DecodingDefaults()
 _OPEN_DECODING = DecodingDefaults(max_tokens_cap=1 << 30)  # an upstream enforces its own cap
-_LOG_POLICY = SafetyPolicy.model_validate(
-    {"pii": ["email", "phone", "credit_card", "iban", "ipv4", "ssn"]}
-)
 _TEXT_RUNTIMES = frozenset({"builtin", "transformers"})
 
 LoadFn = Callable[[str], LoadedRelease]
@@ -459,7 +456,7 @@ class Gateway:
                 req.kind,
                 req.model,
                 release.ref,
-                redact_pii(policy or _LOG_POLICY, req.text()),
+                redact_for_log(policy, req.text()),
             )
         return _Attempt(release, request, started, flagged)
 
