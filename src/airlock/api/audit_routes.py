@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
 from airlock import audit
 from airlock.api.deps import ActorDep, WorkspaceDep, seq_query
 from airlock.api.schemas import ChainOut, EventOut, EventPage
+from airlock.core.times import since_text
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -20,11 +22,14 @@ def list_events(
     action: str | None = Query(None, description="exact action, or a prefix ending in '.'"),
     actor: str | None = None,
     subject: str | None = Query(None, description="subject prefix, e.g. chat@"),
-    since: str | None = Query(None, description="ISO time"),
+    since: str | None = Query(
+        None, max_length=64, description="ISO-8601 time (no zone: UTC), or a duration: 30m, 1h, 2d"
+    ),
     after_seq: int = seq_query(0, description="page cursor: events after this sequence"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> EventPage:
     """Events oldest first, a page at a time."""
+    after = since_text(since, datetime.now(UTC))
     with ws.db.read() as conn:
         events = list(
             audit.entries(
@@ -32,7 +37,7 @@ def list_events(
                 action=action,
                 actor=actor,
                 subject_prefix=subject,
-                since=since,
+                since=after,
                 after_seq=after_seq,
                 limit=limit + 1,
             )

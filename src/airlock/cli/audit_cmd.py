@@ -63,7 +63,11 @@ def log(
         str | None, typer.Option(help="Only subjects starting with this, e.g. chat@.")
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Only events at or after this ISO time.")
+        str | None,
+        typer.Option(
+            help="Only events at or after this ISO-8601 time (2026-12-01T09:30Z; no zone: "
+            "UTC) or this long ago (30m, 1h, 2d, 1w)."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="At most this many (newest first; 0 for all).")] = 50,
     as_json: Annotated[
@@ -71,10 +75,14 @@ def log(
     ] = False,
 ) -> None:
     """List audit events with filters; --json exports JSON Lines."""
+    from datetime import UTC, datetime
+
     from rich.table import Table
 
     from airlock import audit
+    from airlock.core.times import since_text
 
+    after = since_text(since, datetime.now(UTC))  # a bad --since fails before any work
     with workspace() as ws, ws.db.read() as conn:
         events = list(
             audit.entries(
@@ -82,7 +90,7 @@ def log(
                 action=action,
                 actor=actor,
                 subject_prefix=subject,
-                since=since,
+                since=after,
                 limit=None if as_json or limit <= 0 else limit,
                 newest_first=not as_json,
             )
@@ -95,6 +103,6 @@ def log(
     for ev in events:
         details = ", ".join(f"{k}={v}" for k, v in ev.details.items() if v is not None)
         t.add_row(
-            str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details[:80]
+            str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details
         )
     console.print(t)

@@ -95,11 +95,21 @@ def create(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Create a service that serves one stable release to every user."""
+    from airlock.services.registry import Registry
     from airlock.services.serving import Serving
 
     with workspace() as ws:
         view = Serving(ws).create(name, stable, actor=actor(ws), reason=reason)
+        model, _, version = view.plan.stable.partition("@")
+        alias = next((a for a in Registry(ws).aliases(model) if a.name == "stable"), None)
     console.print(f"created service [bold]{view.name}[/] serving {view.plan.stable}")
+    if alias is not None and alias.version != version:
+        console.print(
+            f"[yellow]note[/]: {model}@stable points at {alias.version}, not at {version}; "
+            "a rollout's promotion moves it"
+        )
+    elif alias is not None:
+        console.print(f"{model}@stable → {version}")
     console.print(f"next: [bold]airlock gateway[/], then send model={view.name!r}")
 
 
