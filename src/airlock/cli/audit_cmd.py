@@ -69,7 +69,12 @@ def log(
             "UTC) or this long ago (30m, 1h, 2d, 1w)."
         ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many (newest first; 0 for all).")] = 50,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many, the newest (default: 50 in a table, all with --json; 0: all)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON Lines, oldest first, for export.")
     ] = False,
@@ -91,12 +96,12 @@ def log(
                 actor=actor,
                 subject_prefix=subject,
                 since=after,
-                limit=None if as_json or limit <= 0 else limit,
-                newest_first=not as_json,
+                limit=_limit(limit, as_json),
+                newest_first=True,
             )
         )
     if as_json:
-        for ev in events:
+        for ev in reversed(events):  # oldest first, as an export reads
             typer.echo(json.dumps(ev.to_dict(), sort_keys=True))
         return
     t = Table("seq", "at", "actor", "action", "subject", "details")
@@ -106,3 +111,9 @@ def log(
             str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details
         )
     console.print(t)
+
+
+def _limit(limit: int | None, as_json: bool) -> int | None:
+    if limit is None:
+        return None if as_json else 50
+    return None if limit <= 0 else limit

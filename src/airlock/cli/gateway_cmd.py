@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from airlock.cli.common import actor, console, gateway_limits, handle_errors, workspace
+from airlock.cli.common import (
+    AsJson,
+    actor,
+    console,
+    gateway_limits,
+    handle_errors,
+    print_json,
+    workspace,
+)
 
 if TYPE_CHECKING:
     from airlock.services.serving import ServiceView
@@ -115,12 +123,15 @@ def create(
 
 @service_app.command("ls")
 @handle_errors
-def ls() -> None:
+def ls(as_json: AsJson = False) -> None:
     """List services with their stable release, candidates and plan generation."""
     from airlock.services.serving import Serving
 
     with workspace() as ws:
         views = Serving(ws).all()
+    if as_json:
+        print_json([_service_json(v) for v in views])
+        return
     if not views:
         console.print("no services yet: run `airlock service create NAME --stable REF`")
         return
@@ -132,7 +143,9 @@ def ls() -> None:
 
 @service_app.command("show")
 @handle_errors
-def show(name: Annotated[str, typer.Argument(help="Service name.")]) -> None:
+def show(
+    name: Annotated[str, typer.Argument(help="Service name.")], as_json: AsJson = False
+) -> None:
     """Show a service's traffic plan, opt-outs and plan history."""
     from airlock.services.serving import Serving
 
@@ -140,6 +153,23 @@ def show(name: Annotated[str, typer.Argument(help="Service name.")]) -> None:
         serving = Serving(ws)
         view = serving.get(name)
         history = serving.history(name)
+    if as_json:
+        print_json(
+            {
+                **_service_json(view),
+                "history": [
+                    {
+                        "generation": c.generation,
+                        "at": c.at,
+                        "actor": c.actor,
+                        "reason": c.reason,
+                        "plan": c.plan.to_dict(),
+                    }
+                    for c in history
+                ],
+            }
+        )
+        return
     plan = view.plan
     console.print(f"[bold]{view.name}[/]  generation {plan.generation}")
     table = Table("release", "role", "traffic")
@@ -173,6 +203,18 @@ def opt_out(
         changed = Serving(ws).set_opt_out(name, user, actor=actor(ws), opted_out=not undo)
     state = "back in rollouts" if undo else "kept on the stable release"
     console.print(f"{user} {state} of {name}" + ("" if changed else " (no change)"))
+
+
+def _service_json(v: ServiceView) -> dict[str, object]:
+    return {
+        "name": v.name,
+        "plan": v.plan.to_dict(),
+        "opt_outs": list(v.opt_outs),
+        "created_at": v.created_at,
+        "created_by": v.created_by,
+        "updated_at": v.updated_at,
+        "updated_by": v.updated_by,
+    }
 
 
 def _summary(v: ServiceView) -> list[str]:
