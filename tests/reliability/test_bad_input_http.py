@@ -153,6 +153,18 @@ CASES = [
         shape="openai",
     ),
     Case("not JSON", "POST", "/v1/chat/completions", 400, b"\xff\xfe{", shape="openai"),
+    Case(
+        "a temperature of 100 KB",
+        "POST",
+        "/v1/chat/completions",
+        400,
+        chat(temperature="9" * 100_000),
+        shape="openai",
+        says="temperature",
+    ),
+    Case("a release ref of 20 KB", "GET", "/api/v1/releases/" + "r" * 20_000, 400),
+    Case("a policy name of 20 KB", "GET", "/api/v1/policies/" + "p" * 20_000, 404),
+    Case("a model of 20 KB", "GET", "/api/v1/models/" + "m" * 20_000 + "/releases", 404),
     # -- sizes on the API and the dashboard (Airlock shape)
     Case(
         "API body over 1 MiB",

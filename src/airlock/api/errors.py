@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from airlock.core.limits import clip
 from airlock.errors import AirlockError
 
+MAX_MESSAGE = 500  # characters of a message or hint: request input is never echoed whole
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="airlock"'}
 _CODES = {
     401: "unauthorized",
@@ -32,14 +33,15 @@ def error_body(code: str, message: str, hint: str = "") -> dict[str, dict[str, s
 
 def error_json(exc: AirlockError) -> bytes:
     """An error as the API's JSON body (for answers made outside FastAPI's handlers)."""
-    return json.dumps(error_body(exc.code, exc.message, exc.hint)).encode()
+    body = error_body(exc.code, clip(exc.message, MAX_MESSAGE), clip(exc.hint, MAX_MESSAGE))
+    return json.dumps(body).encode()
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AirlockError)
     async def _airlock(_: Request, exc: AirlockError) -> JSONResponse:
         return JSONResponse(
-            error_body(exc.code, exc.message, exc.hint),
+            error_body(exc.code, clip(exc.message, MAX_MESSAGE), clip(exc.hint, MAX_MESSAGE)),
             status_code=exc.status,
             headers=CHALLENGE if exc.status == 401 else None,
         )

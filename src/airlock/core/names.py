@@ -13,8 +13,10 @@ MAX_NAME = 128
 
 def check_name(name: str, what: str = "model name") -> str:
     if not _NAME_RE.match(name) or len(name) > MAX_NAME:
+        shown = name if len(name) <= MAX_NAME else name[:MAX_NAME] + "…"
         raise InvalidInput(
-            f"invalid {what}: {name!r}",
+            f"invalid {what}: {shown!r}"
+            + (f" ({len(name)} characters)" if len(name) > MAX_NAME else ""),
             hint="use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit",
         )
     return name

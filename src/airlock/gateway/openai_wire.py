@@ -17,6 +17,7 @@ from airlock.core.limits import (
     check_body_size,
     check_messages,
     check_prompt_tokens,
+    clip,
     loads_json,
 )
 from airlock.core.masking import mask_secrets
@@ -237,6 +238,7 @@ def error_payload(exc: AirlockError, *, status: int | None = None) -> dict[str, 
         kind = "not_found_error"
     code = getattr(exc, "kind", None) or exc.code
     message = mask_secrets(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
+    message = clip(message, 1000)  # never a whole request echoed back
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
