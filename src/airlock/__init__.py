@@ -16,8 +16,10 @@ from airlock.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
     PolicyViolation,
     ServiceUnavailable,
+    Unauthorized,
     UnsafeArtifact,
 )
 
@@ -34,8 +36,10 @@ __all__ = [
     "IntegrityError",
     "InvalidInput",
     "NotFound",
+    "PayloadTooLarge",
     "PolicyViolation",
     "ServiceUnavailable",
+    "Unauthorized",
     "UnsafeArtifact",
     "__version__",
 ]

@@ -32,8 +32,10 @@ from airlock.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
     PolicyViolation,
     ServiceUnavailable,
+    Unauthorized,
     UnsafeArtifact,
 )
 
@@ -48,14 +50,17 @@ _ERRORS: dict[str, type[AirlockError]] = {
         IntegrityError,
         UnsafeArtifact,
         ServiceUnavailable,
+        PayloadTooLarge,
+        Unauthorized,
     )
 }
 _BY_STATUS: dict[int, type[AirlockError]] = {
     400: InvalidInput,
-    401: Forbidden,
+    401: Unauthorized,
     403: Forbidden,
     404: NotFound,
     409: Conflict,
+    413: PayloadTooLarge,
     422: PolicyViolation,
     503: ServiceUnavailable,
 }

@@ -4,9 +4,11 @@
 
     AirlockError                 status 500  base: every error Airlock raises on purpose
      ├── InvalidInput            400  the caller gave something malformed (a bad ref, path, semver...)
+     │    └── PayloadTooLarge    413  a request body over the size limit
      ├── NotFound                404  a model, release, alias, blob or event that does not exist
      ├── Conflict                409  the request clashes with what exists (a reused version...)
      ├── Forbidden               403  the actor's role does not allow the action
+     │    └── Unauthorized       401  no credentials, or ones that are not valid (unknown, revoked)
      ├── PolicyViolation         422  a promotion rule blocks the action
      ├── IntegrityError          500  stored bytes or the audit chain do not match their hashes
      ├── UnsafeArtifact          422  a pickle-based file without --allow-pickle
@@ -44,6 +46,11 @@ class InvalidInput(AirlockError):
     code = "invalid_input"
 
 
+class PayloadTooLarge(InvalidInput):
+    status = 413
+    code = "payload_too_large"
+
+
 class NotFound(AirlockError):
     status = 404
     code = "not_found"
@@ -59,6 +66,14 @@ class Forbidden(AirlockError):
     status = 403
     code = "forbidden"
     default_hint = "ask an admin for a token with the needed role"
+
+
+class Unauthorized(Forbidden):
+    """Who is calling is unknown: no token, or one that is not (or no longer) valid."""
+
+    status = 401
+    code = "unauthorized"
+    default_hint = "send 'Authorization: Bearer <token>'; create one with `airlock token create`"
 
 
 class PolicyViolation(AirlockError):
@@ -91,7 +106,9 @@ __all__ = [
     "IntegrityError",
     "InvalidInput",
     "NotFound",
+    "PayloadTooLarge",
     "PolicyViolation",
     "ServiceUnavailable",
+    "Unauthorized",
     "UnsafeArtifact",
 ]

@@ -129,7 +129,10 @@ class AirlockApp:
         elif path.startswith("/api/") or path in _API_PATHS or path.startswith("/docs"):
             await self.api(scope, receive, send)
         elif path in ("/readyz", "/healthz") and kind == "http":
-            await self._health(path, send)
+            if scope.get("method") in ("GET", "HEAD"):
+                await self._health(path, send)
+            else:
+                await _method_not_allowed(send)
         else:
             await self.web(scope, receive, send)
 
@@ -327,6 +330,22 @@ def _publisher(workspace: Workspace, settings: ServeSettings) -> CheckpointPubli
 
     key = audit_key(workspace, settings.checkpoint_key)
     return CheckpointPublisher(workspace, settings.checkpoint_file, settings.checkpoint_every, key)
+
+
+async def _method_not_allowed(send: Send) -> None:
+    body = b'{"error":{"code":"method_not_allowed","message":"use GET","hint":""}}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 405,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"allow", b"GET, HEAD"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 # -- running it ------------------------------------------------------------------------------

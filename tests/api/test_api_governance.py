@@ -160,7 +160,8 @@ async def test_tokens_whoami_create_list_revoke(api: httpx.AsyncClient, lumen: L
     revoked = await api.post(f"/api/v1/tokens/{issued.json()['id']}/revoke", json={"reason": "t"})
     assert revoked.json()["state"] == "revoked"
     after = await api.get("/api/v1/whoami", headers=dana)
-    assert after.status_code == 403
+    assert after.status_code == 401  # a revoked token no longer says who calls
+    assert after.headers["www-authenticate"].startswith("Bearer")
     assert "revoked" in after.json()["error"]["message"]
     bad = await api.post("/api/v1/tokens", json={"user": "x", "role": "king"})
     assert bad.status_code == 400
@@ -173,7 +174,8 @@ async def test_tokens_whoami_create_list_revoke(api: httpx.AsyncClient, lumen: L
 async def test_requests_without_a_valid_token_are_refused(api: httpx.AsyncClient) -> None:
     for headers in ({"Authorization": ""}, {"Authorization": "Bearer alk_nope"}):
         r = await api.get("/api/v1/services", headers=headers)
-        assert r.status_code == 403
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("Bearer")
         assert set(r.json()["error"]) == {"code", "message", "hint"}
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from airlock.api.app import create_app
-from airlock.errors import Forbidden
+from airlock.errors import Unauthorized
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 from airlock.services.workspace import Workspace
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 
 def authenticate(token: str | None) -> Actor:
     if token is None or token not in TOKENS:
-        raise Forbidden("a valid API token is required")
+        raise Unauthorized("a valid API token is required")
     return TOKENS[token]
 
 
@@ -146,7 +146,8 @@ async def test_error_shapes(
 
 async def test_a_token_is_required(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/models", headers={"Authorization": ""})
-    assert r.status_code == 403
-    assert r.json()["error"]["code"] == "forbidden"
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "unauthorized"
+    assert r.headers["www-authenticate"].startswith("Bearer")
     r = await client.get("/api/v1/models", headers={"Authorization": "Basic abc"})
-    assert r.status_code == 403
+    assert r.status_code == 401

@@ -115,7 +115,7 @@ def test_a_regression_against_the_serving_release_is_blocked(
     assert reg.show("lumen@production").row.version == "1.1.0"
 
 
-def test_custom_scorers_from_entry_points_and_module_paths(
+def test_custom_scorers_from_entry_points_never_module_paths(
     workspace: Workspace, make_model: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plugins = tmp_path / "plugins"
@@ -125,6 +125,7 @@ def test_custom_scorers_from_entry_points_and_module_paths(
     )
     (plugins / "lumen_scorers-1.0.dist-info" / "entry_points.txt").write_text(
         "[airlock.scorers]\nword_overlap = lumen_scorers:word_overlap\n"
+        "broken = lumen_scorers:broken\n"
     )
     (plugins / "lumen_scorers.py").write_text(
         "def word_overlap(x):\n"
@@ -142,7 +143,7 @@ def test_custom_scorers_from_entry_points_and_module_paths(
 name: scored
 cases:
   - {id: a, prompt: p, reference: blue lamp light, checks: [{scorer: word_overlap, threshold: 0.6}]}
-  - {id: b, prompt: p, reference: red, checks: [{scorer: "lumen_scorers:broken"}]}
+  - {id: b, prompt: p, reference: red, checks: [{scorer: broken}]}
 """,
         default_name="x",
     )
@@ -154,6 +155,11 @@ cases:
     bad = parse_suite("cases: [{prompt: p, checks: [{scorer: nope}]}]", default_name="x")
     with pytest.raises(InvalidInput, match=r"no scorer named 'nope'.*word_overlap"):
         Evals(workspace, observe=lambda ref, s: answers).run("chat@1.0.0", bad, actor=ALICE)
+    path = parse_suite(
+        "cases: [{prompt: p, checks: [{scorer: 'lumen_scorers:broken'}]}]", default_name="x"
+    )
+    with pytest.raises(InvalidInput, match="registered scorers, not Python functions"):
+        Evals(workspace, observe=lambda ref, s: answers).run("chat@1.0.0", path, actor=ALICE)
 
 
 def test_suites_from_jsonl_and_bad_input(workspace: Workspace, tmp_path: Path) -> None:

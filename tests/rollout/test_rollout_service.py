@@ -212,7 +212,7 @@ def test_a_manual_promotion_the_policy_now_blocks_is_refused(
         lab.rollouts.promote("chat", actor=OPERATOR)
     after = lab.rollouts.get(view.id)
     assert (after.phase, after.version) == ("progressing", view.version)
-    assert _stable_alias(lab) is None and lab.serving.plan("chat").stable == stable
+    assert _stable_alias(lab) == stable and lab.serving.plan("chat").stable == stable
     assert _events(lab, "policy.blocked")[-1].details["action"] == "rollout.promote"
 
 
@@ -272,7 +272,7 @@ def test_manual_rollback_and_abort_put_everyone_back_on_stable(
     t = lab.rollouts.rollback("chat", actor=OPERATOR, reason="customer complaints")
     assert (t.rollout.phase, t.rollout.reason) == ("rolled_back", "customer complaints")
     assert t.plan is not None and t.plan.same_routing(TrafficPlan.all_stable("chat", stable))
-    assert _stable_alias(lab) is None
+    assert _stable_alias(lab) == "chat@1.0.0"  # where service create put it: never moved
     lab.rollouts.start("chat", candidate, canary(50), actor=OPERATOR)
     a = lab.rollouts.abort("chat", actor=OPERATOR, reason="wrong day").rollout
     assert a.phase == "aborted" and lab.serving.plan("chat").candidates == ()
@@ -325,7 +325,7 @@ def test_a_step_without_traffic_never_passes(lab: Lab, chat: tuple[str, str], th
     assert {h.action for h in history} <= {"start", "hold", then}
     holds = [h for h in history if h.action == "hold"]
     assert holds and all(h.verdict and h.verdict["outcome"] == "inconclusive" for h in holds)
-    assert _stable_alias(lab) is None
+    assert _stable_alias(lab) == "chat@1.0.0"  # where service create put it: never moved
 
 
 # -- strategies ---------------------------------------------------------------------------------
@@ -377,7 +377,7 @@ def test_ab_and_shadow_complete_without_moving_stable(
     assert done.phase == "completed"
     assert done.last_verdict is not None and done.last_verdict["outcome"] == "pass"
     assert lab.serving.plan("chat").same_routing(TrafficPlan.all_stable("chat", stable))
-    assert _stable_alias(lab) is None
+    assert _stable_alias(lab) == "chat@1.0.0"  # where service create put it: never moved
     lab.rollouts.start("chat", candidate, spec, actor=OPERATOR)
     with pytest.raises(Conflict, match="never promotes"):
         lab.rollouts.promote("chat", actor=OPERATOR)

@@ -54,7 +54,7 @@ def test_one_port_serves_gateway_api_dashboard_and_health(
         models = http.get("/v1/models").json()
         assert scenario.SERVICE in {m["id"] for m in models["data"]}
         assert "airlock_gateway" in http.get("/metrics").text
-        assert http.get("/api/v1/services").status_code == 403
+        assert http.get("/api/v1/services").status_code == 401
         token = {"Authorization": f"Bearer {demo.secrets['bob']}"}
         assert http.get("/api/v1/services", headers=token).json()[0]["stable"] == "lumen@1.0.0"
         assert "/api/v1/rollouts" in http.get("/openapi.json").json()["paths"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
 from airlock import audit
-from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.api.deps import ActorDep, WorkspaceDep, seq_query
 from airlock.api.schemas import ChainOut, EventOut, EventPage
 from airlock.audit.chain import Checkpoint
+from airlock.core.times import since_text
 from airlock.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -22,11 +24,14 @@ def list_events(
     action: str | None = Query(None, description="exact action, or a prefix ending in '.'"),
     actor: str | None = None,
     subject: str | None = Query(None, description="subject prefix, e.g. chat@"),
-    since: str | None = Query(None, description="ISO time"),
-    after_seq: int = Query(0, ge=0, description="page cursor: events after this sequence"),
+    since: str | None = Query(
+        None, max_length=64, description="ISO-8601 time (no zone: UTC), or a duration: 30m, 1h, 2d"
+    ),
+    after_seq: int = seq_query(0, description="page cursor: events after this sequence"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> EventPage:
     """Events oldest first, a page at a time."""
+    after = since_text(since, datetime.now(UTC))
     with ws.db.read() as conn:
         events = list(
             audit.entries(
@@ -34,7 +39,7 @@ def list_events(
                 action=action,
                 actor=actor,
                 subject_prefix=subject,
-                since=since,
+                since=after,
                 after_seq=after_seq,
                 limit=limit + 1,
             )

@@ -28,7 +28,7 @@ from airlock.api.bodies import (
     SignatureOut,
     SignaturesOut,
 )
-from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.api.deps import ID_MAX, ActorDep, IdPath, WorkspaceDep
 from airlock.catalog.governance import ApprovalRow, EvalRunRow, PolicyRow
 from airlock.core.evalsuite import Suite, parse_suite
 from airlock.errors import InvalidInput
@@ -149,7 +149,7 @@ def get_policy(
     name: str,
     gov: GovernanceDep,
     _: ActorDep,
-    version: int | None = Query(None, ge=1, description="default: the latest"),
+    version: int | None = Query(None, ge=1, le=ID_MAX, description="default: the latest"),
 ) -> PolicyOut:
     """A model's (or service's) promotion policy as written."""
     row, _policy = gov.policy(name, version)
@@ -206,7 +206,7 @@ def list_evaluations(ref: str, ws: WorkspaceDep, _: ActorDep) -> list[EvalRunOut
 
 
 @router.get("/evaluations/{run_id}", response_model=EvalRecordOut)
-def show_evaluation(run_id: int, ws: WorkspaceDep, _: ActorDep) -> EvalRecordOut:
+def show_evaluation(run_id: IdPath, ws: WorkspaceDep, _: ActorDep) -> EvalRecordOut:
     """One run with its full record: summary, paired comparison, every case."""
     from airlock.services.evals import Evals
 

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import RolloutOut, VerdictOut
-from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.api.deps import ActorDep, IdPath, WorkspaceDep
 from airlock.errors import Conflict, ServiceUnavailable
 from airlock.services.identity import Actor
 from airlock.services.rollouts import RolloutRecord, Rollouts, RolloutView, Transition
@@ -183,7 +183,7 @@ def all_rollouts(
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutDetailOut)
-def rollout_history(rollout_id: int, ro: RolloutsDep, _: ActorDep) -> RolloutDetailOut:
+def rollout_history(rollout_id: IdPath, ro: RolloutsDep, _: ActorDep) -> RolloutDetailOut:
     """One rollout with its history: every decision with its verdict (effects and CIs)."""
     view = ro.get(rollout_id)
     history = [record_out(r) for r in ro.history(rollout_id)]

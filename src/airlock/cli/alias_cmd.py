@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from airlock.cli.common import actor, console, handle_errors, workspace
+from airlock.cli.common import (
+    AsJson,
+    Limit,
+    actor,
+    console,
+    handle_errors,
+    limited,
+    print_json,
+    workspace,
+)
 from airlock.core.names import check_name
 
 alias_app = typer.Typer(
@@ -39,8 +48,10 @@ def history(
     target: Annotated[
         str | None, typer.Argument(help="MODEL or MODEL@ALIAS (default: every alias).")
     ] = None,
+    limit: Limit = 0,
+    as_json: AsJson = False,
 ) -> None:
-    """Who moved which alias from what to what, when and why."""
+    """Who moved which alias from what to what, when and why (oldest first)."""
     from rich.table import Table
 
     from airlock.services.registry import Registry
@@ -50,6 +61,10 @@ def history(
         check_name(model)
     with workspace() as ws:
         moves = Registry(ws).alias_history(model or None, alias or None)
+    moves = list(reversed(limited(list(reversed(moves)), limit)))  # the newest `limit`
+    if as_json:
+        print_json(moves)
+        return
     if not moves:
         console.print("no alias moves yet")
         return
@@ -71,6 +86,7 @@ def history(
 @handle_errors
 def list_aliases(
     model: Annotated[str | None, typer.Argument(help="Only this model's aliases.")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """List aliases and the versions they point at."""
     from rich.table import Table
@@ -79,6 +95,9 @@ def list_aliases(
 
     with workspace() as ws:
         rows = Registry(ws).aliases(model)
+    if as_json:
+        print_json(rows)
+        return
     t = Table("alias", "version", "moved at", "by")
     for a in rows:
         t.add_row(

@@ -145,18 +145,31 @@ def log(
         str | None, typer.Option(help="Only subjects starting with this, e.g. chat@.")
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Only events at or after this ISO time.")
+        str | None,
+        typer.Option(
+            help="Only events at or after this ISO-8601 time (2026-12-01T09:30Z; no zone: "
+            "UTC) or this long ago (30m, 1h, 2d, 1w)."
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many (newest first; 0 for all).")] = 50,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many, the newest (default: 50 in a table, all with --json; 0: all)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="JSON Lines, oldest first, for export.")
     ] = False,
 ) -> None:
     """List audit events with filters; --json exports JSON Lines."""
+    from datetime import UTC, datetime
+
     from rich.table import Table
 
     from airlock import audit
+    from airlock.core.times import since_text
 
+    after = since_text(since, datetime.now(UTC))  # a bad --since fails before any work
     with workspace() as ws, ws.db.read() as conn:
         events = list(
             audit.entries(
@@ -164,19 +177,25 @@ def log(
                 action=action,
                 actor=actor,
                 subject_prefix=subject,
-                since=since,
-                limit=None if as_json or limit <= 0 else limit,
-                newest_first=not as_json,
+                since=after,
+                limit=_limit(limit, as_json),
+                newest_first=True,
             )
         )
     if as_json:
-        for ev in events:
+        for ev in reversed(events):  # oldest first, as an export reads
             typer.echo(json.dumps(ev.to_dict(), sort_keys=True))
         return
     t = Table("seq", "at", "actor", "action", "subject", "details")
     for ev in events:
         details = ", ".join(f"{k}={v}" for k, v in ev.details.items() if v is not None)
         t.add_row(
-            str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details[:80]
+            str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details
         )
     console.print(t)
+
+
+def _limit(limit: int | None, as_json: bool) -> int | None:
+    if limit is None:
+        return None if as_json else 50
+    return None if limit <= 0 else limit

@@ -6,17 +6,20 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from airlock.errors import AirlockError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.progress import Progress, TaskID
 
     from airlock.config import Settings
+    from airlock.core.request_limits import GatewayLimits
     from airlock.services.identity import Actor
     from airlock.services.workspace import Workspace
 
@@ -25,8 +28,61 @@ if TYPE_CHECKING:
 # inside the command that needs it, so `airlock --help` and quick commands start
 # fast. tests/cli/test_cli_startup.py holds this line.
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+PIPE_WIDTH = 100_000
+"""The width when writing to a pipe or a file: no wrapping and no cut cells, so digests,
+reasons and URLs reach ``grep`` and ``awk`` whole. ``COLUMNS`` still wins when set."""
+
+
+class PipeFriendlyConsole(Console):
+    """A Rich console that never wraps or truncates when its output is not a terminal.
+
+    Rich otherwise assumes 80 columns for a pipe. Decided at each print, so the same
+    console serves a terminal and a redirected run (and Typer's test runner).
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dims = super().size
+        if self._width is None and not self.is_terminal and not os.environ.get("COLUMNS"):
+            return ConsoleDimensions(PIPE_WIDTH, dims.height)
+        return dims
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console: Console = PipeFriendlyConsole(highlight=False)
+err_console: Console = PipeFriendlyConsole(stderr=True, highlight=False)
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Limit = Annotated[int, typer.Option(help="At most this many, newest first (0 for all).")]
+
+
+def print_json(value: Any) -> None:
+    """JSON on stdout, for scripts: times as ISO text, nothing cut."""
+    import json
+
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    import dataclasses
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    return str(value)
+
+
+def limited(rows: list[Any], limit: int) -> list[Any]:
+    """The first ``limit`` rows (all for 0)."""
+    return rows if limit <= 0 else rows[:limit]
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -81,6 +137,22 @@ def actor(ws: Workspace) -> Actor:
             "`airlock init` to create the workspace owner's admin token",
         )
     return Tokens(ws).authenticate(secret)
+
+
+def gateway_limits(path: Path | None) -> GatewayLimits:
+    """The gateway's request limits: the defaults, or a ``--limits`` YAML file."""
+    from airlock.core.request_limits import GatewayLimits, parse_limits
+    from airlock.errors import InvalidInput, NotFound
+
+    if path is None:
+        return GatewayLimits()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no limits file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read the limits file {path}: {exc}") from exc
+    return parse_limits(text)
 
 
 class ByteProgress:

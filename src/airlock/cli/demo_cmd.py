@@ -29,8 +29,12 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the server (0: any free port).")] = 8080,
 ) -> None:
     """Train, gate, ship and roll back releases end to end, narrated (about a minute)."""
+    from rich.console import Console
+
     from airlock.demo import DemoOptions, run
 
-    result = run(DemoOptions(folder=folder, fast=fast, serve=serve, host=host, port=port), console)
+    # A story, not a table: piped, it keeps boxes at a readable width and its lines whole.
+    out = console if console.is_terminal else Console(highlight=False, width=120, soft_wrap=True)
+    result = run(DemoOptions(folder=folder, fast=fast, serve=serve, host=host, port=port), out)
     if result.rolled_back_rollout is None or result.promoted_rollout is None:
         raise typer.Exit(code=1)

@@ -3,12 +3,21 @@ the services it serves)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from airlock.cli.common import actor, console, handle_errors, workspace
+from airlock.cli.common import (
+    AsJson,
+    actor,
+    console,
+    gateway_limits,
+    handle_errors,
+    print_json,
+    workspace,
+)
 
 if TYPE_CHECKING:
     from airlock.services.serving import ServiceView
@@ -27,7 +36,12 @@ def gateway(
         list[str] | None, typer.Option("--service", help="Serve only these services (repeat).")
     ] = None,
     log_prompts: Annotated[
-        bool, typer.Option("--log-prompts", help="Log prompts, PII redacted by the safety policy.")
+        bool,
+        typer.Option(
+            "--log-prompts",
+            help="Log prompts with PII redacted (every built-in detector, plus what the "
+            "release's safety policy redacts).",
+        ),
     ] = False,
     shadow_queue: Annotated[
         int, typer.Option(help="Shadow copies that may wait; more are dropped and counted.")
@@ -47,6 +61,14 @@ def gateway(
             help="On a non-loopback address, serve services that have no gateway key to anyone.",
         ),
     ] = False,
+    limits: Annotated[
+        Path | None,
+        typer.Option(
+            "--limits",
+            help="YAML of request limits (body bytes, messages, JSON depth, prompt tokens), "
+            "with per-service overrides; see docs/limits.md.",
+        ),
+    ] = None,
 ) -> None:
     """Serve every service over an OpenAI-compatible API (chat, completions, streaming).
 
@@ -56,6 +78,7 @@ def gateway(
     from airlock.gateway.server import run
     from airlock.services.gateway_keys import GatewayKeys
 
+    request_limits = gateway_limits(limits)
     if log_prompts:
         import logging
 
@@ -75,6 +98,7 @@ def gateway(
             shadow_queue_size=shadow_queue,
             candidate_timeout_s=candidate_timeout,
             open_access=open_access,
+            limits=request_limits,
         )
         if insecure_open:
             console.print(
@@ -103,22 +127,35 @@ def create(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Create a service that serves one stable release to every user."""
+    from airlock.services.registry import Registry
     from airlock.services.serving import Serving
 
     with workspace() as ws:
         view = Serving(ws).create(name, stable, actor=actor(ws), reason=reason)
+        model, _, version = view.plan.stable.partition("@")
+        alias = next((a for a in Registry(ws).aliases(model) if a.name == "stable"), None)
     console.print(f"created service [bold]{view.name}[/] serving {view.plan.stable}")
+    if alias is not None and alias.version != version:
+        console.print(
+            f"[yellow]note[/]: {model}@stable points at {alias.version}, not at {version}; "
+            "a rollout's promotion moves it"
+        )
+    elif alias is not None:
+        console.print(f"{model}@stable → {version}")
     console.print(f"next: [bold]airlock gateway[/], then send model={view.name!r}")
 
 
 @service_app.command("ls")
 @handle_errors
-def ls() -> None:
+def ls(as_json: AsJson = False) -> None:
     """List services with their stable release, candidates and plan generation."""
     from airlock.services.serving import Serving
 
     with workspace() as ws:
         views = Serving(ws).all()
+    if as_json:
+        print_json([_service_json(v) for v in views])
+        return
     if not views:
         console.print("no services yet: run `airlock service create NAME --stable REF`")
         return
@@ -130,7 +167,9 @@ def ls() -> None:
 
 @service_app.command("show")
 @handle_errors
-def show(name: Annotated[str, typer.Argument(help="Service name.")]) -> None:
+def show(
+    name: Annotated[str, typer.Argument(help="Service name.")], as_json: AsJson = False
+) -> None:
     """Show a service's traffic plan, opt-outs and plan history."""
     from airlock.services.serving import Serving
 
@@ -138,6 +177,23 @@ def show(name: Annotated[str, typer.Argument(help="Service name.")]) -> None:
         serving = Serving(ws)
         view = serving.get(name)
         history = serving.history(name)
+    if as_json:
+        print_json(
+            {
+                **_service_json(view),
+                "history": [
+                    {
+                        "generation": c.generation,
+                        "at": c.at,
+                        "actor": c.actor,
+                        "reason": c.reason,
+                        "plan": c.plan.to_dict(),
+                    }
+                    for c in history
+                ],
+            }
+        )
+        return
     plan = view.plan
     console.print(f"[bold]{view.name}[/]  generation {plan.generation}")
     table = Table("release", "role", "traffic")
@@ -171,6 +227,18 @@ def opt_out(
         changed = Serving(ws).set_opt_out(name, user, actor=actor(ws), opted_out=not undo)
     state = "back in rollouts" if undo else "kept on the stable release"
     console.print(f"{user} {state} of {name}" + ("" if changed else " (no change)"))
+
+
+def _service_json(v: ServiceView) -> dict[str, object]:
+    return {
+        "name": v.name,
+        "plan": v.plan.to_dict(),
+        "opt_outs": list(v.opt_outs),
+        "created_at": v.created_at,
+        "created_by": v.created_by,
+        "updated_at": v.updated_at,
+        "updated_by": v.updated_by,
+    }
 
 
 def _summary(v: ServiceView) -> list[str]:

@@ -10,7 +10,17 @@ import typer
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from airlock.cli.common import actor, console, err_console, handle_errors, workspace
+from airlock.cli.common import (
+    AsJson,
+    Limit,
+    actor,
+    console,
+    err_console,
+    handle_errors,
+    limited,
+    print_json,
+    workspace,
+)
 from airlock.core.digest import short
 from airlock.errors import InvalidInput, NotFound
 
@@ -101,12 +111,20 @@ def policy_show(
 @handle_errors
 def policy_history(
     name: Annotated[str | None, typer.Argument(help="Only this model or service.")] = None,
+    limit: Limit = 0,
+    as_json: AsJson = False,
 ) -> None:
     """Every version of every policy: who set it, when and why."""
     from airlock.services.governance import Governance
 
     with workspace() as ws:
         rows = Governance(ws).policy_history(name)
+    rows = sorted(
+        limited(sorted(rows, key=lambda r: r.created_at, reverse=True), limit), key=rows.index
+    )
+    if as_json:
+        print_json(rows)
+        return
     if not rows:
         console.print("no policies yet: [bold]airlock policy set NAME FILE[/]")
         return
@@ -244,12 +262,15 @@ def key_trust(
 
 @key_app.command("ls")
 @handle_errors
-def key_ls() -> None:
+def key_ls(as_json: AsJson = False) -> None:
     """List trusted (and revoked) public keys."""
     from airlock.services.governance import Governance
 
     with workspace() as ws:
         rows = Governance(ws).keys()
+    if as_json:
+        print_json(rows)
+        return
     if not rows:
         console.print("no trusted keys: [bold]airlock key trust KEY.pub --name NAME[/]")
         return
@@ -315,6 +336,7 @@ def signatures(
         typer.Option(help="Check this bundle against a folder (--path) instead of the catalog."),
     ] = None,
     path: Annotated[Path | None, typer.Option(help="Model folder to check with --bundle.")] = None,
+    as_json: AsJson = False,
 ) -> None:
     """Verify REF's signatures against the trusted keys (exit 1 if none is valid)."""
     from airlock.services.governance import Governance
@@ -327,6 +349,11 @@ def signatures(
             checks = [gov.signatures.verify_folder(bundle.read_text(encoding="utf-8"), path)]
         else:
             checks = gov.verify_signatures(ref)
+    if as_json:
+        print_json(checks)
+        if not any(c.valid for c in checks):
+            raise typer.Exit(code=1)
+        return
     if not checks:
         console.print(f"{ref} is unsigned")
         raise typer.Exit(code=1)

@@ -43,7 +43,7 @@ def release_view(view: ReleaseView) -> RenderableType:
         )
     parts: list[RenderableType] = [head]
     if m.notes.summary:
-        parts.append(Panel(m.notes.summary, title="summary", title_align="left"))
+        parts.append(Panel(m.notes.summary, title="summary", title_align="left", expand=False))
     for title, items in (
         ("changes", m.notes.changes),
         ("caveats", m.notes.caveats),
@@ -53,7 +53,11 @@ def release_view(view: ReleaseView) -> RenderableType:
             parts.append(Text(f"{title}:", style="bold"))
             parts.extend(Text(f"  • {i}") for i in items)
     if m.notes.risk_assessment:
-        parts.append(Panel(m.notes.risk_assessment, title="risk assessment", title_align="left"))
+        parts.append(
+            Panel(
+                m.notes.risk_assessment, title="risk assessment", title_align="left", expand=False
+            )
+        )
     if m.components:
         comp = Table("role", "component", title="components", title_justify="left")
         for role, c in sorted(m.components.items()):

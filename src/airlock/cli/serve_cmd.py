@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from airlock.cli.common import console, handle_errors, workspace
+from airlock.cli.common import console, gateway_limits, handle_errors, workspace
 
 
 @handle_errors
@@ -40,6 +40,10 @@ def serve(
         Path | None,
         typer.Option(help="Where checkpoints go (JSON Lines); keep it outside the workspace."),
     ] = None,
+    limits: Annotated[
+        Path | None,
+        typer.Option("--limits", help="YAML of the gateway's request limits (docs/limits.md)."),
+    ] = None,
 ) -> None:
     """Serve the REST API, the dashboard, the OpenAI-compatible gateway and the rollout
     controller on one port (creates ./.airlock on first use)."""
@@ -59,6 +63,7 @@ def serve(
             "--checkpoint-every and --checkpoint-file go together",
             hint="e.g. --checkpoint-every 100 --checkpoint-file /backup/airlock-checkpoints.jsonl",
         )
+    request_limits = gateway_limits(limits)
     with workspace(create=True) as ws:
         init_owner_token(ws)
         open_access = GatewayKeys(ws).check_exposure(host, insecure_open=insecure_open)
@@ -87,7 +92,7 @@ def serve(
             controller=ControllerSettings(tick_seconds=tick),
             run_controller=controller,
             log_level=log_level,
-            gateway=GatewaySettings(open_access=open_access),
+            gateway=GatewaySettings(open_access=open_access, limits=request_limits),
             checkpoint_every=checkpoint_every,
             checkpoint_file=checkpoint_file,
         )

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from airlock.cli.common import actor, console, err_console, handle_errors, workspace
+from airlock.cli.common import (
+    AsJson,
+    Limit,
+    actor,
+    console,
+    err_console,
+    handle_errors,
+    limited,
+    print_json,
+    workspace,
+)
 from airlock.core.roles import ROLE_NAMES, actions_of, parse_role
 
 if TYPE_CHECKING:
@@ -54,12 +64,18 @@ def list_tokens(
     all_: Annotated[
         bool, typer.Option("--all", help="Include revoked and expired tokens.")
     ] = False,
+    limit: Limit = 0,
+    as_json: AsJson = False,
 ) -> None:
     """List tokens: id, user, role, state, who created it and when (never the secret)."""
     from airlock.services.tokens import Tokens
 
     with workspace() as ws:
         rows = Tokens(ws).list(user=user, include_inactive=all_)
+    rows = list(reversed(limited(list(reversed(rows)), limit)))  # the newest `limit`
+    if as_json:
+        print_json(rows)
+        return
     if not rows:
         console.print("no tokens" if all_ else "no active tokens (see --all)")
         return

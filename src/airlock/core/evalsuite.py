@@ -16,7 +16,7 @@ A suite is YAML (or JSONL: one case per line, the suite named after the file)::
           - {contains_any: [USB-C, wirelessly]}
           - {matches_reference: contains}
           - {max_latency_ms: 2000}
-          - {scorer: keyword_overlap, threshold: 0.3, args: {min: 2}}
+          - {scorer: keyword_overlap, threshold: 0.5, args: {keywords: [USB-C, cable], min: 1}}
 
 Check kinds (one per mapping; ``case_sensitive`` and ``name`` are options):
 
@@ -34,9 +34,10 @@ Check kinds (one per mapping; ``case_sensitive`` and ``name`` are options):
                        blocked; ``{max_flags: N, rules: [...]}``
 ``min_chars`` ...      ``min_chars``, ``max_chars``, ``max_words``: length limits
 ``max_latency_ms``     the release answered within this time
-``scorer``             a custom scorer (Python entry point group ``airlock.scorers``, or
-                       ``module:function``) returning a score in [0, 1]; passes at
-                       ``threshold`` (default 0.5)
+``scorer``             a registered scorer (a built-in, :mod:`airlock.core.scorers`, or an
+                       entry point of the group ``airlock.scorers`` an admin installed;
+                       never an arbitrary ``module:function``) returning a score in
+                       [0, 1]; passes at ``threshold`` (default 0.5)
 =====================  ===================================================================
 
 A case passes when all its checks pass; its score is the mean of its checks'
@@ -48,7 +49,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from airlock.core.digest import canonical_json, digest_bytes
 from airlock.core.documents import validation_message
 from airlock.core.names import check_name
+from airlock.core.scorers import Scorer, ScorerError, ScorerInput
 from airlock.errors import InvalidInput
 
 CHECK_KINDS = (
@@ -296,17 +298,6 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
-class ScorerInput:
-    output: str
-    prompt: str
-    reference: str | None
-    args: Mapping[str, Any]
-
-
-Scorer = Callable[[ScorerInput], float | bool]
-
-
-@dataclass(frozen=True, slots=True)
 class CheckResult:
     check: str
     passed: bool
@@ -459,9 +450,11 @@ def _custom(
     prompt = case.prompt if case.prompt is not None else case.chat()[-1]["content"]
     try:
         raw = scorer(ScorerInput(obs.text, prompt, case.reference, check.args))
+        score = float(raw)
+    except ScorerError as exc:  # timed out, crashed, failed in its process: said already
+        return CheckResult(check.label, False, 0.0, f"scorer failed: {exc}")
     except Exception as exc:  # a plug-in's failure is a failed check, not a failed run
         return CheckResult(check.label, False, 0.0, f"scorer failed: {type(exc).__name__}: {exc}")
-    score = float(raw)
     if not math.isfinite(score) or not 0.0 <= score <= 1.0:
         return CheckResult(check.label, False, 0.0, f"scorer returned {raw!r}, not in [0, 1]")
     ok = score >= check.threshold

@@ -11,7 +11,9 @@ A ``SafetyPolicy`` (``parse_safety_policy`` reads YAML or JSON) holds three kind
 Each rule has an action — ``flag`` (report), ``redact`` (replace the match with the
 policy's ``redaction`` text) or ``block`` (answer with the policy's ``refusal``) — and
 the directions it watches (``input``: the request; ``output``: the model's answer).
-``apply`` returns a ``GuardrailResult``; ``redact_pii`` scrubs text before it is logged.
+``apply`` returns a ``GuardrailResult``; ``redact_for_log`` scrubs text before it is
+logged: every built-in PII detector always, plus what the release's policy redacts (a
+release can add patterns to the log's redaction, never remove one).
 Patterns are compiled once per distinct policy.
 """
 
@@ -211,6 +213,19 @@ def redact_pii(policy: SafetyPolicy, text: str) -> str:
     return _redact(text, flags, policy.redaction)
 
 
+_LOG_REDACTION = "[REDACTED:{rule}]"
+DEFAULT_LOG_POLICY = SafetyPolicy.model_validate({"pii": list(PII_TYPES)})
+
+
+def redact_for_log(policy: SafetyPolicy | None, text: str) -> str:
+    """``text`` fit for a log: every built-in PII detector, whatever ``policy`` says, plus
+    the rules of ``policy`` that redact (its own regexes, terms and PII), in any direction."""
+    matchers = _compile(DEFAULT_LOG_POLICY)
+    if policy is not None:
+        matchers += tuple(m for m in _compile(policy) if m.action == "redact")
+    return _redact(text, _scan(matchers, text, None), _LOG_REDACTION)
+
+
 @functools.lru_cache(maxsize=256)
 def _compile(policy: SafetyPolicy) -> tuple[_Matcher, ...]:
     matchers: list[_Matcher] = []
@@ -269,6 +284,7 @@ def _redact(text: str, flags: tuple[Flag, ...] | list[Flag], template: str) -> s
 
 
 __all__ = [
+    "DEFAULT_LOG_POLICY",
     "PII_TYPES",
     "Action",
     "Direction",
@@ -280,5 +296,6 @@ __all__ = [
     "TermRule",
     "apply",
     "parse_safety_policy",
+    "redact_for_log",
     "redact_pii",
 ]

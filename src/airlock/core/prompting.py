@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airlock.core.documents import parse_model
+from airlock.core.request_limits import clip
 from airlock.errors import InvalidInput
 
 TEMPLATE_FIELDS = frozenset({"messages", "system", "prompt"})
@@ -216,14 +217,14 @@ def _message(i: int, message: Mapping[str, Any]) -> tuple[str, str]:
 def _number(req: Mapping[str, Any], key: str, default: float) -> float:
     value = req.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{key} must be a number, got {value!r}")
+        raise InvalidInput(f"{key} must be a number, got {clip(repr(value))}")
     return float(value)
 
 
 def _integer(req: Mapping[str, Any], key: str, default: int) -> int:
     value = req.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{key} must be an integer, got {value!r}")
+        raise InvalidInput(f"{key} must be an integer, got {clip(repr(value))}")
     return value
 
 

@@ -30,18 +30,20 @@ Callers in this process mark their ASGI scope with :data:`TRUSTED_SCOPE_KEY`
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from airlock.body_limit import BodyLimit, json_render
 from airlock.core.gateway_keys import RateLimited, Unauthenticated
+from airlock.core.request_limits import loads_json
 from airlock.errors import AirlockError, Forbidden, InvalidInput
 from airlock.gateway import openai_wire as wire
 from airlock.gateway.access import TRUSTED, Principal
@@ -71,6 +73,7 @@ def create_app(
 ) -> Starlette:
     """An ASGI app serving ``gateway``; its lifespan starts and closes the gateway."""
     in_flight = _InFlight()
+    limits = gateway.settings.limits
     registry = make_registry(
         GatewayCollector(
             gateway.telemetry,
@@ -91,7 +94,7 @@ def create_app(
 
     async def completion(request: Request, kind: RequestKind) -> Response:
         try:
-            req = wire.parse_request(await request.body(), kind)
+            req = wire.parse_request(await request.body(), kind, limits=limits)
             principal = caller(request, req.service)
             if req.stream:
                 headers, body = await gateway.stream(req, request.headers, principal)
@@ -130,10 +133,7 @@ def create_app(
 
     async def feedback(request: Request) -> Response:
         try:
-            try:
-                data = json.loads(await request.body())
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
+            data = loads_json(await request.body(), max_depth=limits.default.max_json_depth)
             try:
                 post = FeedbackPost.parse(data)
             except InvalidInput:
@@ -190,7 +190,10 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    body_limit = Middleware(
+        BodyLimit, render=json_render(wire.error_body), limit=limits.largest_body
+    )
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[body_limit])
     app.state.gateway = gateway
     return app
 

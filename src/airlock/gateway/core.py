@@ -49,8 +49,9 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import Any
 
-from airlock.core.guardrails import SafetyPolicy, apply, redact_pii
+from airlock.core.guardrails import SafetyPolicy, apply, redact_for_log
 from airlock.core.prompting import DecodingDefaults, PromptTemplate, merge_decoding
+from airlock.core.request_limits import GatewayLimits
 from airlock.core.response_ids import (
     InvalidResponseId,
     ResponseTicket,
@@ -91,9 +92,6 @@ request_log = logging.getLogger("airlock.gateway.requests")
 _DEFAULT_TEMPLATE = PromptTemplate()
 _DEFAULT_DECODING = DecodingDefaults()
 _OPEN_DECODING = DecodingDefaults(max_tokens_cap=1 << 30)  # an upstream enforces its own cap
-_LOG_POLICY = SafetyPolicy.model_validate(
-    {"pii": ["email", "phone", "credit_card", "iban", "ipv4", "ssn"]}
-)
 _TEXT_RUNTIMES = frozenset({"builtin", "transformers"})
 
 LoadFn = Callable[[str], LoadedRelease]
@@ -123,6 +121,7 @@ class GatewaySettings:
     # users never wait out a slow canary; a fallback retry gets the release's own.
     # None = always the release's own timeout.
     candidate_timeout_s: float | None = None
+    limits: GatewayLimits = field(default_factory=GatewayLimits)  # body, messages, depth, tokens
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     # Gateway access: serve services without keys (loopback default; elsewhere only when
     # told --insecure-open), how old a response may be to get feedback, and the fleet's
@@ -587,7 +586,7 @@ class Gateway:
                 req.kind,
                 req.model,
                 release.ref,
-                redact_pii(policy or _LOG_POLICY, req.text()),
+                redact_for_log(policy, req.text()),
             )
         return _Attempt(release, request, started, flagged)
 

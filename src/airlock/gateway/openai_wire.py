@@ -12,6 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from airlock.core.masking import mask_secrets
+from airlock.core.request_limits import (
+    GatewayLimits,
+    check_body_size,
+    check_messages,
+    check_prompt_tokens,
+    clip,
+    loads_json,
+)
 from airlock.errors import AirlockError, InvalidInput
 from airlock.gateway.routing import split_model
 from airlock.runtime.base import Completion, RequestKind
@@ -54,17 +63,24 @@ class OpenAIRequest:
         return "\n".join(str(m.get("content") or "") for m in self.messages)
 
 
-def parse_request(body: bytes, kind: RequestKind) -> OpenAIRequest:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
+_NO_LIMITS = GatewayLimits()
+_MAX_NAME = 256  # 'model' and 'user': longer is not a name (and is never echoed back)
+
+
+def parse_request(
+    body: bytes, kind: RequestKind, *, limits: GatewayLimits = _NO_LIMITS
+) -> OpenAIRequest:
+    """The request, within ``limits`` (nesting, messages; the service's body size and
+    prompt tokens): every refusal is an ``InvalidInput`` (413 for the size) naming the limit."""
+    data = loads_json(body, max_depth=limits.default.max_json_depth)
     if not isinstance(data, dict):
         raise InvalidInput("the request body must be a JSON object")
     model = data.get("model")
-    if not isinstance(model, str):
+    if not isinstance(model, str) or not model or len(model) > _MAX_NAME:
         raise InvalidInput("'model' is required: a service name, e.g. 'chat' or 'chat@1.2.0'")
     service, pin = split_model(model)
+    own = limits.for_service(service)
+    check_body_size(len(body), own.max_body_bytes)
     for name in _UNSUPPORTED:
         if data.get(name):
             raise InvalidInput(
@@ -81,16 +97,19 @@ def parse_request(body: bytes, kind: RequestKind) -> OpenAIRequest:
     if not isinstance(stream_options, dict):
         raise InvalidInput("'stream_options' must be an object")
     user = data.get("user")
-    if user is not None and not isinstance(user, str):
-        raise InvalidInput("'user' must be a string")
+    if user is not None and (not isinstance(user, str) or len(user) > _MAX_NAME):
+        raise InvalidInput(f"'user' must be a string of at most {_MAX_NAME} characters")
     options = {k: data[k] for k in FORWARDED if data.get(k) is not None}
     messages: tuple[dict[str, Any], ...] = ()
     prompt = ""
     if kind == "chat":
-        messages = _messages(data.get("messages"))
+        raw = data.get("messages")
+        if isinstance(raw, list):
+            check_messages(len(raw), own.max_messages)
+        messages = _messages(raw)
     else:
         prompt = _prompt(data.get("prompt"))
-    return OpenAIRequest(
+    req = OpenAIRequest(
         kind=kind,
         model=model,
         service=service,
@@ -102,6 +121,9 @@ def parse_request(body: bytes, kind: RequestKind) -> OpenAIRequest:
         user=user or None,
         options=options,
     )
+    if own.max_prompt_tokens is not None:
+        check_prompt_tokens(req.text(), own.max_prompt_tokens, service=service)
+    return req
 
 
 def _messages(raw: Any) -> tuple[dict[str, Any], ...]:
@@ -215,7 +237,8 @@ def error_payload(exc: AirlockError, *, status: int | None = None) -> dict[str, 
     if status == 404:
         kind = "not_found_error"
     code = getattr(exc, "kind", None) or exc.code
-    message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    message = mask_secrets(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
+    message = clip(message, 1000)  # never a whole request echoed back
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 

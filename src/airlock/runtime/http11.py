@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+from airlock.core.masking import safe_url
+
 _LIMIT = 1 << 22  # longest header block / SSE line we accept
 
 
@@ -115,7 +117,7 @@ class HTTPPool:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
+            raise ValueError(f"not an http(s) URL: {safe_url(base_url)!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.prefix = parts.path.rstrip("/")

@@ -13,19 +13,31 @@ than httpx, see there), or ``httpx.AsyncClient`` with ``"http_client": "httpx"``
 passed through as it arrives: each upstream SSE event becomes one
 :class:`Delta`; the upstream is asked for a usage chunk so token counts are
 exact when it supports that, and estimated otherwise.
+
+``user:password@`` in ``base_url`` is sent as HTTP Basic auth (unless an API key is
+set) and never shown. What an upstream answers when it fails never reaches a
+client as it came: the client gets a short message and an error id, and the
+detail goes to the ``airlock.runtime.upstream`` log under that id, with every
+credential masked (:mod:`airlock.core.masking`) — an upstream that echoes its
+request headers cannot leak the API key.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
+import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from airlock.core.masking import mask_secrets, safe_url
 from airlock.errors import InvalidInput
 from airlock.runtime.base import (
     Completion,
@@ -38,7 +50,10 @@ from airlock.runtime.base import (
 )
 from airlock.runtime.http11 import HTTPError, HTTPPool, HTTPTimeout
 
+log = logging.getLogger("airlock.runtime.upstream")
+
 _CLIENT_ERRORS = frozenset({400, 413, 422})
+_SHOWN_MESSAGE = 200  # an upstream's own 4xx message is shown (masked) up to this length
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
     "length": "length",
@@ -66,8 +81,9 @@ class UpstreamConfig:
         env = os.environ if env is None else env
         base_url = config.get("base_url")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            shown = safe_url(base_url)[:200] if isinstance(base_url, str) else type(base_url)
             raise InvalidInput(
-                f"upstream release: base_url must be an http(s) URL, got {base_url!r}",
+                f"upstream release: base_url must be an http(s) URL, got {shown!r}",
                 hint='set "base_url": "http://host:port/v1" in the release\'s config.json',
             )
         model = config.get("model", "default")
@@ -180,13 +196,20 @@ class UpstreamRuntime:
         self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None = None
     ):
         self.config = config
+        self.where = safe_url(config.base_url)  # what logs and messages name
         headers = {"content-type": "application/json"}
+        parts = urlsplit(config.base_url)
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
+        elif parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        self._secrets = (config.api_key, parts.password, headers.get("authorization"))
+        plain = replace(config, base_url=self.where)  # credentials go only in the header
         self._client: _Client = (
-            _HttpxClient(config, headers, transport)
+            _HttpxClient(plain, headers, transport)
             if config.http_client == "httpx" or transport is not None
-            else _LeanClient(config, headers)
+            else _LeanClient(plain, headers)
         )
 
     def _body(self, request: GenerationRequest, *, stream: bool) -> bytes:
@@ -214,9 +237,9 @@ class UpstreamRuntime:
             ) as response:
                 status, content = response.status, await response.aread()
         except httpx.HTTPError as exc:
-            raise _transport_failure(exc, self.config.base_url) from exc
+            raise self._transport_failure(exc) from exc
         if status != 200:
-            raise _status_failure(status, content, self.config.base_url)
+            raise self._status_failure(status, content)
         try:
             data = json.loads(content)
             choice = data["choices"][0]
@@ -226,8 +249,9 @@ class UpstreamRuntime:
                 text = choice.get("text") or ""
             usage = data.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            eid = self._report(f"sent a malformed completion ({exc!r})", content)
             raise RuntimeFailure(
-                f"upstream {self.config.base_url} sent a malformed completion: {exc!r}",
+                f"the upstream model server sent a malformed completion (error id {eid})",
                 kind="bad_response",
             ) from exc
         return Completion(
@@ -246,9 +270,7 @@ class UpstreamRuntime:
                 self._path(request), self._body(request, stream=True)
             ) as response:
                 if response.status != 200:
-                    raise _status_failure(
-                        response.status, await response.aread(), self.config.base_url
-                    )
+                    raise self._status_failure(response.status, await response.aread())
                 done = False
                 async for line in response.lines():
                     if done or not line.startswith("data:"):
@@ -257,7 +279,7 @@ class UpstreamRuntime:
                     if payload == "[DONE]":
                         done = True
                         continue
-                    text, reason, chunk_usage = _parse_chunk(payload, request.kind)
+                    text, reason, chunk_usage = self._parse_chunk(payload, request.kind)
                     if chunk_usage:
                         usage = chunk_usage
                     if reason:
@@ -266,7 +288,7 @@ class UpstreamRuntime:
                         parts.append(text)
                         yield Delta(text)
         except httpx.HTTPError as exc:
-            failure = _transport_failure(exc, self.config.base_url)
+            failure = self._transport_failure(exc)
             if parts and failure.kind != "timeout":
                 failure = RuntimeFailure(failure.message, kind="stream_interrupted")
             raise failure from exc
@@ -284,56 +306,86 @@ class UpstreamRuntime:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    # -- failures: a short message for the client, the detail in the log ------------------
+    def _report(self, what: str, body: bytes | str = b"") -> str:
+        """Log the detail of a failure under a new error id (credentials masked)."""
+        eid = "upstream-" + secrets.token_hex(6)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        log.warning(
+            "%s: %s %s%s",
+            eid,
+            self.where,
+            mask_secrets(what, self._secrets),
+            f": {mask_secrets(text[:4000], self._secrets)}" if text else "",
+        )
+        return eid
 
-def _parse_chunk(payload: str, kind: str) -> tuple[str, str | None, Mapping[str, Any]]:
-    try:
-        data = json.loads(payload)
-        if "error" in data and not data.get("choices"):
-            message = data["error"].get("message", data["error"])
-            raise RuntimeFailure(f"upstream stream error: {message}", kind="upstream_5xx")
-        usage = data.get("usage") or {}
-        choices = data.get("choices") or []
-        if not choices:
-            return "", None, usage
-        choice = choices[0]
-        if kind == "chat":
-            text = (choice.get("delta") or {}).get("content") or ""
-        else:
-            text = choice.get("text") or ""
-        return text, choice.get("finish_reason"), usage
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise RuntimeFailure(
-            f"upstream sent a malformed stream chunk: {payload[:200]!r}", kind="bad_response"
-        ) from exc
+    def _parse_chunk(self, payload: str, kind: str) -> tuple[str, str | None, Mapping[str, Any]]:
+        try:
+            data = json.loads(payload)
+            if "error" in data and not data.get("choices"):
+                eid = self._report("sent an error in its stream", payload)
+                raise RuntimeFailure(
+                    f"the upstream model server failed mid-stream (error id {eid})",
+                    kind="upstream_5xx",
+                )
+            usage = data.get("usage") or {}
+            choices = data.get("choices") or []
+            if not choices:
+                return "", None, usage
+            choice = choices[0]
+            if kind == "chat":
+                text = (choice.get("delta") or {}).get("content") or ""
+            else:
+                text = choice.get("text") or ""
+            return text, choice.get("finish_reason"), usage
+        except (ValueError, AttributeError, TypeError) as exc:
+            eid = self._report("sent a malformed stream chunk", payload)
+            raise RuntimeFailure(
+                f"the upstream model server sent a malformed stream (error id {eid})",
+                kind="bad_response",
+            ) from exc
+
+    def _transport_failure(self, exc: httpx.HTTPError) -> RuntimeFailure:
+        eid = self._report(f"could not be reached: {type(exc).__name__}: {exc}")
+        if isinstance(exc, httpx.TimeoutException):
+            return RuntimeTimeout(
+                f"the upstream model server did not answer in time (error id {eid})"
+            )
+        return RuntimeFailure(
+            f"cannot reach the upstream model server (error id {eid})",
+            kind="connect",
+            hint="operators: the gateway's log has the detail under this id; check that "
+            "the upstream server is running and the release's base_url is right",
+        )
+
+    def _status_failure(self, status: int, body: bytes) -> Exception:
+        eid = self._report(f"answered HTTP {status}", body)
+        if status in _CLIENT_ERRORS:
+            said = _error_message(body)
+            shown = mask_secrets(said, self._secrets) if said else ""
+            detail = f": {shown}" if shown and len(shown) <= _SHOWN_MESSAGE else ""
+            return InvalidInput(
+                f"the upstream model server refused the request{detail} (error id {eid})"
+            )
+        kind = "upstream_5xx" if status >= 500 else "upstream_4xx"
+        return RuntimeFailure(
+            f"the upstream model server answered HTTP {status} (error id {eid})",
+            kind=kind,
+            hint="operators: the gateway's log has the upstream's answer under this id",
+        )
 
 
-def _transport_failure(exc: httpx.HTTPError, base_url: str) -> RuntimeFailure:
-    if isinstance(exc, httpx.TimeoutException):
-        return RuntimeTimeout(f"upstream {base_url} did not answer in time ({type(exc).__name__})")
-    return RuntimeFailure(
-        f"cannot reach upstream {base_url}: {type(exc).__name__}: {exc}",
-        kind="connect",
-        hint="check that the upstream server is running and base_url is right",
-    )
-
-
-def _status_failure(status: int, body: bytes, base_url: str) -> Exception:
-    message = _error_message(body)
-    if status in _CLIENT_ERRORS:
-        return InvalidInput(f"upstream rejected the request: {message}")
-    kind = "upstream_5xx" if status >= 500 else "upstream_4xx"
-    return RuntimeFailure(f"upstream {base_url} answered {status}: {message}", kind=kind)
-
-
-def _error_message(body: bytes) -> str:
+def _error_message(body: bytes) -> str | None:
+    """The upstream's own ``error.message`` (or ``error``) when it is a string, else None."""
     try:
         data = json.loads(body)
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            return str(error.get("message", error))
-        return str(error)
-    except (ValueError, AttributeError):
-        return body[:300].decode("utf-8", "replace") or "(empty body)"
+    except (ValueError, RecursionError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    return error if isinstance(error, str) else None
 
 
 __all__ = ["UpstreamConfig", "UpstreamRuntime"]

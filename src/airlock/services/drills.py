@@ -51,7 +51,7 @@ from airlock.core.manifest import Notes
 from airlock.core.roles import Action
 from airlock.core.rollout import RolloutSpec
 from airlock.core.semver import Version
-from airlock.errors import AirlockError
+from airlock.errors import AirlockError, InvalidInput
 from airlock.services.access import authorize
 from airlock.services.controller import RolloutController
 from airlock.services.identity import Actor
@@ -139,6 +139,13 @@ class Drills:
         self.authorize(service, actor)
         stable = self.serving.get(service).plan.stable
         manifest = self.registry.manifest(stable)
+        if faults.get("unsafe_rate") and "safety_policy" not in manifest.components:
+            raise InvalidInput(
+                f"--fault unsafe=… tests the safety policy, and {stable} (the stable release of "
+                f"{service}) has none: every unsafe answer would reach users unseen",
+                hint="drill errors or latency instead, or ship a release with a safety policy "
+                "(--component safety_policy=REF, or a safety_policy.yaml file)",
+            )
         base = Version.parse(manifest.version)
         core = f"{base.major}.{base.minor}.{base.patch}"
         taken = {r.version for r in self.registry.releases(manifest.name)}

@@ -10,8 +10,10 @@
    runtime under the release's timeout, output guardrails. Sampling is seeded per
    case (the suite's seed, else a hash of the case id), identically for both
    releases, so a run is reproducible and the two answers are a fair pair;
-3. scores every answer (:mod:`airlock.core.evalsuite`, custom scorers from the
-   ``airlock.scorers`` entry-point group or ``module:function``);
+3. scores every answer (:mod:`airlock.core.evalsuite`); custom scorers must be
+   registered (built-ins, or entry points of the ``airlock.scorers`` group) and run
+   in a separate process, each call under a time limit
+   (:mod:`airlock.services.scoring`): a failing or hanging scorer fails its case;
 4. compares the pairs (:mod:`airlock.core.evalstats`: McNemar exact test and
    Newcombe interval on pass/fail, paired bootstrap and sign-flip test on
    scores) and stores the run, with every case, in the catalog together with an
@@ -21,13 +23,11 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from time import perf_counter
 from typing import Any, Literal
@@ -43,7 +43,6 @@ from airlock.core.evalsuite import (
     CaseResult,
     Observation,
     Params,
-    Scorer,
     Suite,
     parse_suite,
     percentile,
@@ -52,15 +51,20 @@ from airlock.core.evalsuite import (
 from airlock.core.guardrails import SafetyPolicy, apply
 from airlock.core.prompting import DecodingDefaults, PromptTemplate, merge_decoding
 from airlock.core.roles import Action
+from airlock.core.scorers import Scorer
 from airlock.errors import AirlockError, InvalidInput, NotFound
 from airlock.runtime.base import GenerationRequest
 from airlock.runtime.loader import LoadedRelease, ReleaseLoader
 from airlock.services.access import authorize
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
+from airlock.services.scoring import (
+    DEFAULT_TIMEOUT_S,
+    ScorerProcess,
+    check_scorers,
+)
 from airlock.services.workspace import Workspace
 
-SCORER_GROUP = "airlock.scorers"
 RECORD_FORMAT = 1
 # What the gateway assumes for a release without its own template or decoding defaults.
 _TEXT_RUNTIMES = frozenset({"builtin", "transformers"})
@@ -126,33 +130,6 @@ def load_suite(path: Path) -> Suite:
     return parse_suite(text, default_name=stem, jsonl=path.suffix.lower() == ".jsonl")
 
 
-def load_scorers(names: Sequence[str]) -> dict[str, Scorer]:
-    """Custom scorers by entry-point name (group ``airlock.scorers``) or ``module:function``."""
-    if not names:
-        return {}
-    available = {ep.name: ep for ep in entry_points(group=SCORER_GROUP)}
-    out: dict[str, Scorer] = {}
-    for name in names:
-        try:
-            if ":" in name:
-                module, _, attr = name.partition(":")
-                fn = getattr(importlib.import_module(module), attr)
-            elif name in available:
-                fn = available[name].load()
-            else:
-                known = ", ".join(sorted(available)) or "none installed"
-                raise InvalidInput(
-                    f"no scorer named {name!r} (entry points in {SCORER_GROUP}: {known})",
-                    hint="install a package that provides it, or write module:function",
-                )
-        except (ImportError, AttributeError) as exc:
-            raise InvalidInput(f"cannot load scorer {name!r}: {exc}") from exc
-        if not callable(fn):
-            raise InvalidInput(f"scorer {name!r} is not callable")
-        out[name] = fn
-    return out
-
-
 def case_seed(suite: Suite, case: Case) -> int:
     params = suite.params.merged(case.params)
     if params.seed is not None:
@@ -161,8 +138,15 @@ def case_seed(suite: Suite, case: Case) -> int:
 
 
 class Evals:
-    def __init__(self, workspace: Workspace, *, observe: ObserveFn | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        observe: ObserveFn | None = None,
+        scorer_timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self.ws = workspace
+        self.scorer_timeout_s = scorer_timeout_s
         self.db = workspace.db
         self.registry = Registry(workspace)
         self._observe = observe or self._observe_with_runtimes
@@ -188,10 +172,14 @@ class Evals:
                 f"{release.ref} cannot be its own baseline", hint="compare with an earlier release"
             )
         authorize(self.db, actor, Action.EVAL_RECORD, release.ref)
-        scorers = load_scorers(suite.scorers())
+        check_scorers(suite.scorers())  # before any work: only registered scorers
         started = datetime.now(UTC)
-        cases = self._score(suite, self._observe(release.ref, suite), scorers)
-        base_cases = self._score(suite, self._observe(base.ref, suite), scorers) if base else None
+        with ScorerProcess(timeout_s=self.scorer_timeout_s) as process:
+            scorers = process.scorers(suite.scorers())
+            cases = self._score(suite, self._observe(release.ref, suite), scorers)
+            base_cases = (
+                self._score(suite, self._observe(base.ref, suite), scorers) if base else None
+            )
         finished = datetime.now(UTC)
         pass_cmp = score_cmp = None
         if base_cases is not None:

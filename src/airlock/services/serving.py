@@ -1,6 +1,7 @@
 """Serving: services, their traffic plans and opt-outs, and the telemetry gateways flush.
 
-A service is a named endpoint (``chat``) with a :class:`TrafficPlan`. Every plan
+A service is a named endpoint (``chat``) with a :class:`TrafficPlan`; creating one gives the
+model a ``stable`` alias at the release it serves, if it has none yet. Every plan
 change is one transaction: compare-and-swap on the plan's generation (a plan
 derived from a stale one is refused with ``Conflict``), a row in the plan
 history and an audit event. The releases a plan names are resolved and stored
@@ -23,8 +24,11 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from airlock import audit
+from airlock.catalog import aliases as alias_sql
 from airlock.catalog import gateway_keys as sync_versions
+from airlock.catalog import releases as release_sql
 from airlock.catalog import serving as sql
+from airlock.catalog.releases import ReleaseRow
 from airlock.catalog.serving import PlanChange
 from airlock.core.analysis import ReleaseWindow
 from airlock.core.digest import Digest
@@ -38,6 +42,7 @@ from airlock.services.registry import Registry
 from airlock.services.workspace import Workspace
 
 PlanListener = Callable[[TrafficPlan], None]
+STABLE_ALIAS = "stable"  # the alias a service's stable release holds (rollouts move it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,8 @@ class Serving:
                     f"service {name!r} already exists",
                     hint=f"see it with `airlock service show {name}`",
                 )
-            stable_ref = self.registry._resolve(conn, stable).ref
+            stable_row = self.registry._resolve(conn, stable)
+            stable_ref = stable_row.ref
             plan = TrafficPlan.all_stable(name, stable_ref)
             now = datetime.now(UTC)
             sid = sql.insert_service(conn, plan, actor=actor.name, at=now)
@@ -113,6 +119,7 @@ class Serving:
                 subject=name,
                 details={"stable": stable_ref, "plan": plan.to_dict(), "reason": reason},
             )
+            _adopt_stable_alias(conn, stable_row, service=name, actor=actor, at=now)
             sql.record_plan(
                 conn,
                 sid,
@@ -259,6 +266,35 @@ def apply_plan(
         conn, row.id, stored, actor=actor.name, reason=reason, at=now, event_seq=event.seq
     )
     return stored
+
+
+def _adopt_stable_alias(
+    conn: Connection, row: ReleaseRow, *, service: str, actor: Actor, at: datetime
+) -> None:
+    """A model with no ``stable`` alias gets one at the release its new service serves
+    (an audited move); an existing ``stable`` alias is never moved from here."""
+    mid = release_sql.model_id(conn, row.model)
+    if mid is None or alias_sql.get(conn, mid, STABLE_ALIAS) is not None:
+        return
+    why = f"service {service} created serving {row.ref}"
+    event = audit.append(
+        conn,
+        actor=actor.name,
+        action="alias.move",
+        subject=f"{row.model}@{STABLE_ALIAS}",
+        details={"from": None, "to": row.ref, "digest": row.digest, "reason": why},
+    )
+    alias_sql.move(
+        conn,
+        model_id=mid,
+        name=STABLE_ALIAS,
+        from_release_id=None,
+        to_release_id=row.id,
+        actor=actor.name,
+        reason=why,
+        at=at,
+        event_seq=event.seq,
+    )
 
 
 def _require(conn: Connection, name: str) -> sql.ServiceRow:

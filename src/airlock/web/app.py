@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -48,6 +49,8 @@ from starlette.templating import Jinja2Templates
 
 from airlock import __version__
 from airlock.api.deps import Authenticator
+from airlock.api.errors import error_json
+from airlock.body_limit import BodyLimit, json_render
 from airlock.core.digest import short
 from airlock.core.roles import Action
 from airlock.errors import AirlockError, Forbidden, InvalidInput
@@ -58,6 +61,7 @@ from airlock.services.workspace import Workspace
 from airlock.web import markdown, views
 
 COOKIE = "airlock_token"
+MAX_FORM_BYTES = 64 * 1024  # the dashboard's only bodies are small forms
 VERBS = ("pause", "resume", "promote", "rollback", "abort")
 _HERE = Path(str(resources.files("airlock") / "web"))
 
@@ -252,7 +256,9 @@ def create_dashboard(
                 action=q.get("action"),
                 actor=q.get("actor"),
                 subject=q.get("subject"),
-                before_seq=int(before) if before and before.isdigit() else None,
+                before_seq=int(before)
+                if before and before.isdigit() and len(before) < 19
+                else None,
             )
         )
         return render(request, who, "audit.html", **data)
@@ -278,7 +284,8 @@ def create_dashboard(
             status_code=404,
         )
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    limit = Middleware(BodyLimit, render=json_render(error_json), limit=MAX_FORM_BYTES)
+    return Starlette(routes=routes, exception_handlers={404: not_found}, middleware=[limit])
 
 
 async def _thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -289,7 +296,7 @@ async def _thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 async def _form(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body (the only kind these forms send)."""
-    if len(body := await request.body()) > 64 * 1024:
+    if len(body := await request.body()) > MAX_FORM_BYTES:  # (BodyLimit refuses it first)
         raise InvalidInput("the form is too large")
     fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[0] for k, v in fields.items()}
