@@ -17,6 +17,7 @@ import httpx
 
 from airlock.core.analysis import LATENCY_HISTOGRAM_SIZE, latency_bucket
 from airlock.core.telemetry import TelemetryRecord, Traffic
+from airlock.core.window import CELLS, CLUSTERS, latency_cell
 from airlock.gateway.core import Gateway
 from airlock.gateway.sync import CatalogSync
 from airlock.services.controller import ControllerSettings, RolloutController
@@ -46,7 +47,14 @@ def canary(*weights: float, bake: float = 0.2, **analysis: Any) -> dict[str, Any
     return {
         "strategy": "canary",
         "steps": [{"weight_pct": w, "bake_seconds": bake} for w in weights],
-        "analysis": {"min_requests": 30, "max_step_seconds": max(60.0, 2 * bake), **analysis},
+        # Synthetic telemetry does not follow the plan's split: the sample-ratio check
+        # (tested on its own in tests/core/test_analysis.py) is off unless a test asks.
+        "analysis": {
+            "min_requests": 30,
+            "max_step_seconds": max(60.0, 2 * bake),
+            "srm_alpha": 0.0,
+            **analysis,
+        },
     }
 
 
@@ -162,6 +170,11 @@ def record(
     """One flush of synthetic telemetry (for strategy tests that need no gateway)."""
     histogram = [0] * LATENCY_HISTOGRAM_SIZE
     histogram[latency_bucket(latency_ms)] = requests - errors
+    cell = latency_cell(latency_ms)
+    cells: dict[int, int] = {}
+    for i in range(requests - errors):  # spread over the clusters, as many users would be
+        key = (i % CLUSTERS) * CELLS + cell
+        cells[key] = cells.get(key, 0) + 1
     return TelemetryRecord(
         service,
         release,
@@ -172,6 +185,7 @@ def record(
         errors=errors,
         guardrail_flags=flags,
         latency_histogram=tuple(histogram),
+        latency_cells=cells,
     )
 
 

@@ -372,7 +372,8 @@ def test_ab_and_shadow_complete_without_moving_stable(
         spec["split_pct"] = 30
     view = lab.rollouts.start("chat", candidate, spec, actor=OPERATOR).rollout
     traffic = "shadow" if strategy == "shadow" else "live"
-    _flush(lab, view, (candidate, traffic, 100, 0), (stable, "live", 100, 0))
+    n_c = 100 if strategy == "shadow" else 60  # the a/b split gives the candidate 30 %
+    _flush(lab, view, (candidate, traffic, n_c, 0), (stable, "live", 200 - n_c, 0))
     done = _until_done(lab, lab.controller(), view.id)
     assert done.phase == "completed"
     assert done.last_verdict is not None and done.last_verdict["outcome"] == "pass"

@@ -117,6 +117,9 @@ class LatencyMetric(_Settings):
     tail: bool = True
     tail_quantile: float = Field(default=0.99, ge=0.5, le=0.999)
     tail_weight: float = Field(default=1.0, gt=0.0, le=100.0)
+    tail_required: bool = False
+    """Whether a step waits for the tail test's data (stable needs ~400 requests for its
+    p99 reference); off by default: the tail can always roll back, it never holds a step."""
 
 
 class TtftMetric(_Settings):
@@ -543,8 +546,10 @@ def judge(steps: Sequence[StepEvidence], settings: AnalysisSettings) -> Analysis
 
 def _required(metric: str, settings: AnalysisSettings) -> bool:
     m = settings.metrics
-    if metric in ("latency", "latency_tail"):
+    if metric == "latency":
         return m.latency.required
+    if metric == "latency_tail":
+        return m.latency.required and m.latency.tail_required
     if metric == "ttft":
         return m.ttft.required
     if metric in ("error_rate", "guardrail_rate", "fallback_rate"):
