@@ -214,7 +214,7 @@ async def _abuse(
         detail = (await reader.readexactly(size)).decode(errors="replace") if size else ""
         with contextlib.suppress(ValueError, KeyError, TypeError):
             detail = json.loads(detail)["error"]["message"]
-    except ConnectionResetError:
+    except (ConnectionResetError, BrokenPipeError):
         # the server stopped reading and closed: on loopback its reset can overtake its answer
         outcome, detail = "closed", f"connection reset by the server after {sent / MB:.1f} MB"
     except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:

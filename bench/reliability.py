@@ -38,7 +38,15 @@ def _notes(row: dict[str, Any]) -> str:
     notes = dict(row["notes"])
     if row["skipped"]:
         notes["skipped"] = row["skipped"]
-    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in notes.items())
+    return "; ".join(f"{k.replace('_', ' ')}: {_text(v)}" for k, v in notes.items())
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, list) and len(value) > 6:
+        return f"{value[0]} … {value[-1]} ({len(value)} values)"
+    return str(value)
 
 
 def main(argv: list[str]) -> int:
