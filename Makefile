@@ -9,7 +9,7 @@ EXTRAS ?= dev
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
 # bench-NAME (e.g. bench-ingest) is a pattern rule: make skips pattern rules for .PHONY names.
-.PHONY: demo test lint fmt bench clean
+.PHONY: demo test lint fmt bench clean reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench: $(STAMP)
 
 bench-%: $(STAMP)
 	$(BIN)/python -m bench $*
+
+# The reliability suite (tests/reliability) with many trials of each kill -9 scenario,
+# then a table: trials, failures, what was lost (`make reliability TRIALS=5` for fewer).
+TRIALS ?= 20
+reliability: $(STAMP)
+	$(BIN)/python -m bench reliability --trials $(TRIALS)
 
 clean:
 	rm -rf $(VENV) .airlock .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,12 @@ def serve(
         ),
     ] = True,
     tick: Annotated[float, typer.Option(help="Seconds between two controller passes.")] = 1.0,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Seconds a silent controller keeps the lease before another acts."
+        ),
+    ] = 10.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     insecure_open: Annotated[
         bool,
@@ -89,7 +95,7 @@ def serve(
         settings = ServeSettings(
             host=host,
             port=port,
-            controller=ControllerSettings(tick_seconds=tick),
+            controller=ControllerSettings(tick_seconds=tick, lease_seconds=lease),
             run_controller=controller,
             log_level=log_level,
             gateway=GatewaySettings(open_access=open_access, limits=request_limits),
