@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench._processes import start as _start
+from bench._processes import stop as _stop
 from bench._report import report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -282,25 +284,6 @@ def _wait_http(port: int, path: str, proc: subprocess.Popen[bytes], timeout: flo
             pass
         time.sleep(0.2)
     raise RuntimeError(f"server on port {port} did not become ready in {timeout:.0f} s")
-
-
-def _start(
-    args: list[str], *, env: dict[str, str] | None = None, log: Path
-) -> subprocess.Popen[bytes]:
-    out = log.open("wb")
-    return subprocess.Popen(
-        args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def _server_histogram(port: int) -> dict[float, float]:

@@ -39,6 +39,8 @@ from typing import Any
 
 import httpx
 
+from bench._processes import start as _start
+from bench._processes import stop as _stop
 from bench._report import report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,25 +82,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _start(
-    args: list[str], log: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -368,12 +351,12 @@ def main(argv: list[str]) -> int:
         for name in ("AIRLOCK_DATABASE_URL", "AIRLOCK_STORE_URL", "AIRLOCK_TOKEN"):
             env.pop(name, None)
         log = work / "gateway.log"
-        procs.append(_start(server, log, env))
+        procs.append(_start(server, log=log, env=env))
         _wait_ready(url, procs[-1], log)
         probe_out = work / "probe.json"
         probe = [sys.executable, "-m", "bench.limits", "_probe", "--url", url]
         probe += ["--seconds", str(args.seconds + 2), "--out", str(probe_out)]
-        procs.append(_start(probe, work / "probe.log"))
+        procs.append(_start(probe, log=work / "probe.log"))
         time.sleep(1.0)  # the probe's own start-up, so "before" has samples
         load = asyncio.run(_drive(url, port, args.rps, args.seconds, args.abuse_share))
         procs[-1].wait(args.seconds + 60)
