@@ -372,6 +372,10 @@ def test_kill9_of_serve_mid_rollout_resumes(tmp_path: Path, trials: int, ledger:
             "min_requests": 10,
             "max_step_seconds": 120,
             "metrics": {"latency": {"tolerance": 1.0}},
+            # 0.3 s steps: requests routed under the previous step's plan that finish after a
+            # decision are a large share of each step, which the sample-ratio check would
+            # (rightly) call a mismatch on a loaded machine; it has its own tests.
+            "srm_alpha": 0.0,
         },
     }
     port = _free_port()
@@ -396,7 +400,7 @@ def test_kill9_of_serve_mid_rollout_resumes(tmp_path: Path, trials: int, ledger:
         with Traffic(url) as traffic:
             for _ in range(trials):
                 detail = _decided(port, token, rollout_id, since)
-                assert detail["phase"] == "progressing", detail  # still live: kill it now
+                assert detail["phase"] == "progressing", detail.get("state")  # still live: kill now
                 time.sleep(rng.uniform(0, 1.0))  # a random moment of the control loop
                 _kill9(proc)
                 since = datetime.now(UTC)
