@@ -148,3 +148,24 @@ def test_every_command_has_help() -> None:
 
     for path, cmd in walk(click_app, "airlock"):
         assert getattr(cmd, "help", None), f"`{path}` has no help text"
+
+
+def test_a_dataset_is_its_content_not_where_it_sat(
+    cli: Cli, make_model: Callable[..., Path], tmp_path: Path
+) -> None:
+    cli("init")
+    model = make_model("m")
+    first, second = tmp_path / "here", tmp_path / "elsewhere" / "deeper"
+    for folder in (first, second):
+        folder.mkdir(parents=True)
+        (folder / "train.jsonl").write_text('{"q": 1}\n')
+    push = ("push", str(model), "--name", "chat", "--version", "1.0.0", "--dataset")
+    cli(*push, f"tickets={first / 'train.jsonl'}")
+    again = cli(*push, f"tickets={second / 'train.jsonl'}").output
+    assert "nothing to do" in again  # the same bytes from another folder: the same release
+    manifest = json.loads(cli("show", "chat@1.0.0", "--json").output)
+    [dataset] = manifest["lineage"]["datasets"]
+    assert dataset["digest"].startswith("sha256:") and not dataset.get("uri")
+    (second / "train.jsonl").write_text('{"q": 2}\n')
+    changed = cli(*push, f"tickets={second / 'train.jsonl'}", ok=False)
+    assert changed.exit_code != 0 and "1.0.0" in changed.output

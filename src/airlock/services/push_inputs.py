@@ -153,7 +153,7 @@ _DIGEST_LIKE = re.compile(r"^(sha256:)?[0-9a-fA-F]{64}$")
 
 
 def dataset_from_spec(text: str) -> Dataset:
-    """``NAME=PATH`` (hashed here), ``NAME=sha256:…`` or ``NAME=URI``."""
+    """``NAME=PATH`` (hashed here; only the digest is kept), ``NAME=sha256:…`` or ``NAME=URI``."""
     name, value = split_pair(text, "--dataset name=path-or-digest")
     check_name(name.lower(), "dataset name")
     limits.check_length(value, limits.MAX_URI, f"dataset {name!r} location")
@@ -162,9 +162,9 @@ def dataset_from_spec(text: str) -> Dataset:
     path = Path(value)
     try:
         if path.exists():
-            uri = f"file://{path.resolve()}"
-            limits.check_length(uri, limits.MAX_URI, f"dataset {name!r} location")
-            return Dataset(name=name, uri=uri, digest=digest_path(path))
+            # The content is the identity: where the files sat on this machine is not part
+            # of the bill of materials, so the same push from another folder is the same release.
+            return Dataset(name=name, digest=digest_path(path))
     except OSError as exc:
         raise InvalidInput(
             f"dataset {name!r}: cannot read {quoted(value)}: {exc.strerror or exc}",
