@@ -54,7 +54,7 @@ windows without cluster detail (taken as independent requests) are all fine.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -427,6 +427,25 @@ def _rate_step(
     )
 
 
+def _normal_step(
+    cand: Array,
+    stab: Array,
+    cells_c: Mapping[int, int],
+    cells_s: Mapping[int, int],
+    tolerance: float,
+) -> _NormalStep:
+    """The body comparison of one stratum's cells (latency or time to first token)."""
+    stats = body_stats(cand, stab, tolerance)
+    return _NormalStep(
+        float(stats.effect),
+        float(stats.variance),
+        float(stats.n_candidate),
+        float(stats.n_stable),
+        cells_quantile(cells_c, 0.5),
+        cells_quantile(cells_s, 0.5),
+    )
+
+
 def step_evidence(step: StepWindows, settings: AnalysisSettings) -> StepEvidence:
     """The sufficient statistics one stratum contributes (pure; cache when it is over)."""
     c, s = step.candidate, step.stable
@@ -444,14 +463,8 @@ def step_evidence(step: StepWindows, settings: AnalysisSettings) -> StepEvidence
     lat = settings.metrics.latency
     if "latency" in weights and (c.latency_cells or s.latency_cells):
         cand, stab = dense_cells(c.latency_cells), dense_cells(s.latency_cells)
-        stats = body_stats(cand, stab, lat.tolerance)
-        normals["latency"] = _NormalStep(
-            float(stats.effect),
-            float(stats.variance),
-            float(stats.n_candidate),
-            float(stats.n_stable),
-            cells_quantile(c.latency_cells, 0.5),
-            cells_quantile(s.latency_cells, 0.5),
+        normals["latency"] = _normal_step(
+            cand, stab, c.latency_cells, s.latency_cells, lat.tolerance
         )
         if "latency_tail" in weights:
             t = tail_counts(cand, stab, lat.tolerance, lat.tail_quantile)
@@ -464,16 +477,12 @@ def step_evidence(step: StepWindows, settings: AnalysisSettings) -> StepEvidence
                 0.0,
             )
     if "ttft" in weights and (c.ttft_cells or s.ttft_cells):
-        stats = body_stats(
-            dense_cells(c.ttft_cells), dense_cells(s.ttft_cells), settings.metrics.ttft.tolerance
-        )
-        normals["ttft"] = _NormalStep(
-            float(stats.effect),
-            float(stats.variance),
-            float(stats.n_candidate),
-            float(stats.n_stable),
-            cells_quantile(c.ttft_cells, 0.5),
-            cells_quantile(s.ttft_cells, 0.5),
+        normals["ttft"] = _normal_step(
+            dense_cells(c.ttft_cells),
+            dense_cells(s.ttft_cells),
+            c.ttft_cells,
+            s.ttft_cells,
+            settings.metrics.ttft.tolerance,
         )
     return StepEvidence(
         rates,
