@@ -13,13 +13,13 @@ from sqlalchemy import delete, update
 from airlock import audit
 from airlock.audit.chain import GENESIS, verify_chain
 from airlock.catalog.engine import Database
-from airlock.catalog.events import EventRow
+from airlock.catalog.events import StoredEvent
 from airlock.catalog.migrate import upgrade
 from airlock.catalog.schema import events
 
 
-def chain(n: int) -> list[EventRow]:
-    rows: list[EventRow] = []
+def chain(n: int) -> list[StoredEvent]:
+    rows: list[StoredEvent] = []
     prev = GENESIS
     for i in range(1, n + 1):
         at = f"2026-01-01T00:00:{i:02d}.000000+00:00"
@@ -27,7 +27,7 @@ def chain(n: int) -> list[EventRow]:
         h = audit.chain.event_hash(
             seq=i, at=at, actor="a", action="x.y", subject=f"s{i}", details=details, prev_hash=prev
         )
-        rows.append(EventRow(i, at, "a", "x.y", f"s{i}", details, prev, h))
+        rows.append(StoredEvent(i, at, "a", "x.y", f"s{i}", details, prev, h))
         prev = h
     return rows
 

@@ -29,8 +29,8 @@ from airlock.api.bodies import (
     SignaturesOut,
 )
 from airlock.api.deps import ID_MAX, ActorDep, IdPath, WorkspaceDep
-from airlock.catalog.governance import ApprovalRow, EvalRunRow, PolicyRow
 from airlock.core.evalsuite import Suite, parse_suite
+from airlock.core.records import Approval, EvalRunSummary, PolicyVersion
 from airlock.errors import InvalidInput
 from airlock.services.governance import Governance
 from airlock.services.workspace import Workspace
@@ -50,7 +50,7 @@ StageQuery = Annotated[
 ]
 
 
-def approval_out(a: ApprovalRow) -> ApprovalOut:
+def approval_out(a: Approval) -> ApprovalOut:
     return ApprovalOut(
         id=a.id,
         stage=a.stage,
@@ -64,7 +64,7 @@ def approval_out(a: ApprovalRow) -> ApprovalOut:
     )
 
 
-def policy_out(row: PolicyRow) -> PolicyOut:
+def policy_out(row: PolicyVersion) -> PolicyOut:
     return PolicyOut(
         name=row.name,
         version=row.version,
@@ -77,7 +77,7 @@ def policy_out(row: PolicyRow) -> PolicyOut:
     )
 
 
-def eval_out(run: EvalRunRow, baseline: str | None) -> EvalRunOut:
+def eval_out(run: EvalRunSummary, baseline: str | None) -> EvalRunOut:
     return EvalRunOut(
         id=run.id,
         ref=run.release_ref,
@@ -180,7 +180,7 @@ def check(
 # -- evaluations ------------------------------------------------------------------------------
 
 
-def _baselines(ws: Workspace, runs: list[EvalRunRow]) -> dict[int, str]:
+def _baselines(ws: Workspace, runs: list[EvalRunSummary]) -> dict[int, str]:
     from airlock.catalog import releases as release_sql
 
     ids = {r.baseline_release_id for r in runs if r.baseline_release_id is not None}

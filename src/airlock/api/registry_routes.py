@@ -21,16 +21,16 @@ from airlock.api.schemas import (
     ReleaseSummary,
     VerifyOut,
 )
-from airlock.catalog.releases import ReleaseRow
 from airlock.core.diff import describe_component
 from airlock.core.digest import short
+from airlock.core.records import Release
 from airlock.errors import InvalidInput, NotFound
 from airlock.services.registry import Registry
 
 router = APIRouter(prefix="/api/v1", tags=["releases"])
 
 
-def _summary(row: ReleaseRow, aliases: list[str]) -> dict[str, Any]:
+def _summary(row: Release, aliases: list[str]) -> dict[str, Any]:
     return {
         "ref": row.ref,
         "name": row.model,
@@ -105,7 +105,7 @@ def release_lineage(ref: str, reg: RegistryDep, _: ActorDep) -> LineageOut:
 
 def _walk(
     reg: Registry,
-    row: ReleaseRow,
+    row: Release,
     nodes: dict[str, LineageNode],
     edges: list[LineageEdge],
     seen: set[str],

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from airlock.audit.chain import GENESIS, ChainReport, Checkpoint, event_hash, verify_chain
 from airlock.catalog import events as sql
-from airlock.catalog.events import EventRow
+from airlock.catalog.events import StoredEvent
 from airlock.core.digest import canonical_json
 
 
@@ -28,7 +28,7 @@ class Event:
     hash: str
 
     @classmethod
-    def from_row(cls, row: EventRow) -> Event:
+    def from_row(cls, row: StoredEvent) -> Event:
         return cls(
             row.seq,
             row.at,
@@ -80,7 +80,7 @@ def append(
         details=details_text,
         prev_hash=prev,
     )
-    row = EventRow(seq, at, actor, action, subject, details_text, prev, digest)
+    row = StoredEvent(seq, at, actor, action, subject, details_text, prev, digest)
     sql.insert_event(conn, row)
     return Event.from_row(row)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,28 +9,7 @@ from sqlalchemy import Connection, Select, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError as DuplicateKey
 
 from airlock.catalog.schema import alias_history, aliases, models, releases
-
-
-@dataclass(frozen=True, slots=True)
-class AliasRow:
-    model: str
-    name: str
-    release_id: int
-    version: str
-    updated_at: datetime
-    updated_by: str
-
-
-@dataclass(frozen=True, slots=True)
-class AliasMove:
-    model: str
-    alias: str
-    from_version: str | None
-    to_version: str | None
-    actor: str
-    reason: str
-    at: datetime
-    event_seq: int | None
+from airlock.core.records import Alias, AliasMove
 
 
 class AliasMovedMeanwhile(Exception):
@@ -53,20 +31,20 @@ def _alias_select() -> Select[Any]:
     )
 
 
-def get(conn: Connection, model_id: int, name: str, *, for_update: bool = False) -> AliasRow | None:
+def get(conn: Connection, model_id: int, name: str, *, for_update: bool = False) -> Alias | None:
     """The alias; ``for_update`` locks its row until the transaction ends (PostgreSQL)."""
     q = _alias_select().where(aliases.c.model_id == model_id, aliases.c.name == name)
     if for_update and conn.dialect.name == "postgresql":
         q = q.with_for_update(of=aliases)
     r = conn.execute(q).first()
-    return AliasRow(*r) if r else None
+    return Alias(*r) if r else None
 
 
-def of_model(conn: Connection, model_id: int | None = None) -> list[AliasRow]:
+def of_model(conn: Connection, model_id: int | None = None) -> list[Alias]:
     q = _alias_select().order_by(models.c.name, aliases.c.name)
     if model_id is not None:
         q = q.where(aliases.c.model_id == model_id)
-    return [AliasRow(*r) for r in conn.execute(q).all()]
+    return [Alias(*r) for r in conn.execute(q).all()]
 
 
 def move(

@@ -13,7 +13,7 @@ AUDIT_LOCK_KEY = 0x41_49_52_4C  # "AIRL": PostgreSQL advisory lock that serialis
 
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
+class StoredEvent:
     seq: int
     at: str
     actor: str
@@ -37,7 +37,7 @@ def head(conn: Connection) -> tuple[int, str] | None:
     return (int(r[0]), str(r[1])) if r else None
 
 
-def insert_event(conn: Connection, row: EventRow) -> None:
+def insert_event(conn: Connection, row: StoredEvent) -> None:
     conn.execute(
         insert(events).values(
             seq=row.seq,
@@ -62,7 +62,7 @@ def scan(
     after_seq: int = 0,
     limit: int | None = None,
     newest_first: bool = False,
-) -> Iterator[EventRow]:
+) -> Iterator[StoredEvent]:
     q = select(events).where(events.c.seq > after_seq)
     if action is not None:
         q = q.where(
@@ -80,4 +80,4 @@ def scan(
     if limit is not None:
         q = q.limit(limit)
     for r in conn.execute(q):
-        yield EventRow(*r)
+        yield StoredEvent(*r)

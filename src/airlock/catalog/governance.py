@@ -22,6 +22,13 @@ from airlock.catalog.schema import (
     signatures,
     trusted_keys,
 )
+from airlock.core.records import (
+    Approval,
+    EvalRunSummary,
+    PolicyVersion,
+    SignatureRecord,
+    TrustedKey,
+)
 
 _T = TypeVar("_T")
 
@@ -34,7 +41,7 @@ def _make(cls: type[_T], row: Any) -> _T:
 
 
 @dataclass(frozen=True, slots=True)
-class TokenRow:
+class StoredToken:
     id: str
     user: str
     role: str
@@ -64,11 +71,11 @@ _TOKEN_COLUMNS = (
 )
 
 
-def _token(r: Any) -> TokenRow:
-    return _make(TokenRow, r)
+def _token(r: Any) -> StoredToken:
+    return _make(StoredToken, r)
 
 
-def insert_token(conn: Connection, row: TokenRow) -> None:
+def insert_token(conn: Connection, row: StoredToken) -> None:
     conn.execute(
         insert(api_tokens).values(
             id=row.id,
@@ -83,12 +90,12 @@ def insert_token(conn: Connection, row: TokenRow) -> None:
     )
 
 
-def token(conn: Connection, token_id: str) -> TokenRow | None:
+def token(conn: Connection, token_id: str) -> StoredToken | None:
     r = conn.execute(select(*_TOKEN_COLUMNS).where(api_tokens.c.id == token_id)).first()
     return _token(r) if r else None
 
 
-def tokens(conn: Connection, *, user: str | None = None) -> list[TokenRow]:
+def tokens(conn: Connection, *, user: str | None = None) -> list[StoredToken]:
     q = select(*_TOKEN_COLUMNS).order_by(api_tokens.c.created_at, api_tokens.c.id)
     if user is not None:
         q = q.where(api_tokens.c.username == user)
@@ -111,19 +118,6 @@ def revoke_token(conn: Connection, token_id: str, *, by: str, at: datetime) -> b
 # -- policies -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyRow:
-    id: int
-    name: str
-    version: int
-    document: str
-    digest: str
-    reason: str
-    created_at: datetime
-    created_by: str
-    event_seq: int | None
-
-
 _POLICY_COLUMNS = (
     policies.c.id,
     policies.c.name,
@@ -137,28 +131,28 @@ _POLICY_COLUMNS = (
 )
 
 
-def latest_policy(conn: Connection, name: str) -> PolicyRow | None:
+def latest_policy(conn: Connection, name: str) -> PolicyVersion | None:
     r = conn.execute(
         select(*_POLICY_COLUMNS)
         .where(policies.c.name == name)
         .order_by(policies.c.version.desc())
         .limit(1)
     ).first()
-    return _make(PolicyRow, r) if r else None
+    return _make(PolicyVersion, r) if r else None
 
 
-def policy_version(conn: Connection, name: str, version: int) -> PolicyRow | None:
+def policy_version(conn: Connection, name: str, version: int) -> PolicyVersion | None:
     r = conn.execute(
         select(*_POLICY_COLUMNS).where(policies.c.name == name, policies.c.version == version)
     ).first()
-    return _make(PolicyRow, r) if r else None
+    return _make(PolicyVersion, r) if r else None
 
 
-def policy_history(conn: Connection, name: str | None = None) -> list[PolicyRow]:
+def policy_history(conn: Connection, name: str | None = None) -> list[PolicyVersion]:
     q = select(*_POLICY_COLUMNS).order_by(policies.c.name, policies.c.version)
     if name is not None:
         q = q.where(policies.c.name == name)
-    return [_make(PolicyRow, r) for r in conn.execute(q).all()]
+    return [_make(PolicyVersion, r) for r in conn.execute(q).all()]
 
 
 def insert_policy(
@@ -188,20 +182,6 @@ def insert_policy(
 
 
 # -- approvals ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ApprovalRow:
-    id: int
-    release_id: int
-    release_digest: str
-    stage: str
-    decision: str
-    actor: str
-    role: str
-    comment: str
-    at: datetime
-    event_seq: int | None
 
 
 _APPROVAL_COLUMNS = (
@@ -266,27 +246,16 @@ def insert_approval(
         raise DecisionRaced(f"{actor} on release {release_id} for {stage}") from exc
 
 
-def approvals_of(conn: Connection, release_id: int) -> list[ApprovalRow]:
+def approvals_of(conn: Connection, release_id: int) -> list[Approval]:
     rows = conn.execute(
         select(*_APPROVAL_COLUMNS)
         .where(approvals.c.release_id == release_id)
         .order_by(approvals.c.at, approvals.c.id)
     ).all()
-    return [_make(ApprovalRow, r) for r in rows]
+    return [_make(Approval, r) for r in rows]
 
 
 # -- trusted keys and signatures ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRow:
-    key_id: str
-    name: str
-    public_key: str
-    added_at: datetime
-    added_by: str
-    revoked_at: datetime | None
-    revoked_by: str | None
 
 
 _KEY_COLUMNS = (
@@ -310,19 +279,19 @@ def insert_key(
     )
 
 
-def key(conn: Connection, key_id: str) -> KeyRow | None:
+def key(conn: Connection, key_id: str) -> TrustedKey | None:
     r = conn.execute(select(*_KEY_COLUMNS).where(trusted_keys.c.key_id == key_id)).first()
-    return _make(KeyRow, r) if r else None
+    return _make(TrustedKey, r) if r else None
 
 
-def key_by_name(conn: Connection, name: str) -> KeyRow | None:
+def key_by_name(conn: Connection, name: str) -> TrustedKey | None:
     r = conn.execute(select(*_KEY_COLUMNS).where(trusted_keys.c.name == name)).first()
-    return _make(KeyRow, r) if r else None
+    return _make(TrustedKey, r) if r else None
 
 
-def keys(conn: Connection) -> list[KeyRow]:
+def keys(conn: Connection) -> list[TrustedKey]:
     rows = conn.execute(select(*_KEY_COLUMNS).order_by(trusted_keys.c.added_at)).all()
-    return [_make(KeyRow, r) for r in rows]
+    return [_make(TrustedKey, r) for r in rows]
 
 
 def revoke_key(conn: Connection, key_id: str, *, by: str, at: datetime) -> bool:
@@ -332,18 +301,6 @@ def revoke_key(conn: Connection, key_id: str, *, by: str, at: datetime) -> bool:
         .values(revoked_at=at, revoked_by=by)
     )
     return bool(result.rowcount)
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureRow:
-    id: int
-    release_id: int
-    release_digest: str
-    key_id: str
-    bundle: str
-    signed_by: str
-    at: datetime
-    event_seq: int | None
 
 
 _SIGNATURE_COLUMNS = (
@@ -382,36 +339,16 @@ def insert_signature(
     )
 
 
-def signatures_of(conn: Connection, release_id: int) -> list[SignatureRow]:
+def signatures_of(conn: Connection, release_id: int) -> list[SignatureRecord]:
     rows = conn.execute(
         select(*_SIGNATURE_COLUMNS)
         .where(signatures.c.release_id == release_id)
         .order_by(signatures.c.at, signatures.c.id)
     ).all()
-    return [_make(SignatureRow, r) for r in rows]
+    return [_make(SignatureRecord, r) for r in rows]
 
 
 # -- evaluation runs ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class EvalRunRow:
-    id: int
-    release_id: int
-    release_ref: str
-    suite: str
-    suite_digest: str
-    baseline_release_id: int | None
-    cases: int
-    pass_rate: float
-    mean_score: float
-    baseline_pass_rate: float | None
-    p_value: float | None
-    result: str
-    actor: str
-    started_at: datetime
-    finished_at: datetime
-    event_seq: int | None
 
 
 _EVAL_COLUMNS = (
@@ -452,21 +389,21 @@ def set_eval_event(conn: Connection, run_id: int, event_seq: int) -> None:
     conn.execute(update(eval_runs).where(eval_runs.c.id == run_id).values(event_seq=event_seq))
 
 
-def eval_runs_of(conn: Connection, release_id: int) -> list[EvalRunRow]:
+def eval_runs_of(conn: Connection, release_id: int) -> list[EvalRunSummary]:
     rows = conn.execute(
         _eval_select().where(eval_runs.c.release_id == release_id).order_by(eval_runs.c.id)
     ).all()
-    return [_make(EvalRunRow, r) for r in rows]
+    return [_make(EvalRunSummary, r) for r in rows]
 
 
-def eval_run(conn: Connection, run_id: int) -> EvalRunRow | None:
+def eval_run(conn: Connection, run_id: int) -> EvalRunSummary | None:
     r = conn.execute(_eval_select().where(eval_runs.c.id == run_id)).first()
-    return _make(EvalRunRow, r) if r else None
+    return _make(EvalRunSummary, r) if r else None
 
 
-def latest_eval_runs(conn: Connection, release_id: int) -> dict[str, EvalRunRow]:
+def latest_eval_runs(conn: Connection, release_id: int) -> dict[str, EvalRunSummary]:
     """The newest run of each suite on a release."""
-    latest: dict[str, EvalRunRow] = {}
+    latest: dict[str, EvalRunSummary] = {}
     for run in eval_runs_of(conn, release_id):
         latest[run.suite] = run
     return latest

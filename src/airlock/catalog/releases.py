@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,40 +15,8 @@ from airlock.catalog.schema import (
     release_files,
     releases,
 )
-from airlock.core.digest import Digest
-from airlock.core.manifest import Manifest, manifest_from_json
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseRow:
-    id: int
-    model: str
-    version: str
-    digest: Digest
-    content_key: str
-    author: str
-    created_at: datetime
-    total_size: int
-    file_count: int
-    parameters: int | None
-    has_pickle: bool
-    manifest_json: str
-
-    @property
-    def ref(self) -> str:
-        return f"{self.model}@{self.version}"
-
-    def manifest(self) -> Manifest:
-        return manifest_from_json(self.manifest_json)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelRow:
-    id: int
-    name: str
-    created_at: datetime
-    release_count: int
-
+from airlock.core.manifest import Manifest
+from airlock.core.records import ModelSummary, Release
 
 _RELEASE_COLUMNS = (
     releases.c.id,
@@ -71,8 +38,8 @@ def _release_select() -> Select[Any]:
     return select(*_RELEASE_COLUMNS).join(models, models.c.id == releases.c.model_id)
 
 
-def _row(r: Row[Any]) -> ReleaseRow:
-    return ReleaseRow(*r)  # type: ignore[call-arg]
+def _row(r: Row[Any]) -> Release:
+    return Release(*r)  # type: ignore[call-arg]
 
 
 def model_id(conn: Connection, name: str, *, create: bool = False) -> int | None:
@@ -158,35 +125,35 @@ def insert_release(
     return rid
 
 
-def by_version(conn: Connection, name: str, version: str) -> ReleaseRow | None:
+def by_version(conn: Connection, name: str, version: str) -> Release | None:
     r = conn.execute(
         _release_select().where(models.c.name == name, releases.c.version == version)
     ).first()
     return _row(r) if r else None
 
 
-def by_id(conn: Connection, release_id: int) -> ReleaseRow | None:
+def by_id(conn: Connection, release_id: int) -> Release | None:
     r = conn.execute(_release_select().where(releases.c.id == release_id)).first()
     return _row(r) if r else None
 
 
-def by_digest_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[ReleaseRow]:
+def by_digest_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[Release]:
     rows = conn.execute(
         _release_select().where(releases.c.digest.startswith(prefix)).limit(limit)
     ).all()
     return [_row(r) for r in rows]
 
 
-def of_model(conn: Connection, name: str) -> list[ReleaseRow]:
+def of_model(conn: Connection, name: str) -> list[Release]:
     rows = conn.execute(_release_select().where(models.c.name == name)).all()
     return [_row(r) for r in rows]
 
 
-def all_releases(conn: Connection) -> list[ReleaseRow]:
+def all_releases(conn: Connection) -> list[Release]:
     return [_row(r) for r in conn.execute(_release_select().order_by(releases.c.id)).all()]
 
 
-def list_models(conn: Connection) -> list[ModelRow]:
+def list_models(conn: Connection) -> list[ModelSummary]:
     count = func.count(releases.c.id)
     rows = conn.execute(
         select(models.c.id, models.c.name, models.c.created_at, count)
@@ -194,7 +161,7 @@ def list_models(conn: Connection) -> list[ModelRow]:
         .group_by(models.c.id, models.c.name, models.c.created_at)
         .order_by(models.c.name)
     ).all()
-    return [ModelRow(r[0], r[1], r[2], int(r[3])) for r in rows]
+    return [ModelSummary(r[0], r[1], r[2], int(r[3])) for r in rows]
 
 
 def releases_using_blob(conn: Connection, digests: list[str]) -> dict[str, list[str]]:

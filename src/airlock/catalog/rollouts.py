@@ -21,7 +21,7 @@ from airlock.core.telemetry import parse_detail
 
 
 @dataclass(frozen=True, slots=True)
-class RolloutRow:
+class StoredRollout:
     id: int
     service: str
     active: bool
@@ -44,7 +44,7 @@ class RolloutRow:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryRow:
+class StoredRolloutStep:
     id: int
     rollout_id: int
     at: datetime
@@ -60,7 +60,7 @@ class HistoryRow:
 
 
 @dataclass(frozen=True, slots=True)
-class DrillRow:
+class StoredDrill:
     id: int
     service: str
     rollout_id: int | None
@@ -104,10 +104,10 @@ _COLUMNS = (
 )
 
 
-def _rollout(r: Any) -> RolloutRow:
+def _rollout(r: Any) -> StoredRollout:
     values = list(r)
     values[2] = values[2] is not None
-    return RolloutRow(*values)
+    return StoredRollout(*values)
 
 
 # -- rollouts -----------------------------------------------------------------------------
@@ -155,17 +155,17 @@ def insert_rollout(
     )
 
 
-def get(conn: Connection, rollout_id: int) -> RolloutRow | None:
+def get(conn: Connection, rollout_id: int) -> StoredRollout | None:
     r = conn.execute(select(*_COLUMNS).where(_R.id == rollout_id)).first()
     return _rollout(r) if r else None
 
 
-def active_for(conn: Connection, service: str) -> RolloutRow | None:
+def active_for(conn: Connection, service: str) -> StoredRollout | None:
     r = conn.execute(select(*_COLUMNS).where(_R.active_service == service)).first()
     return _rollout(r) if r else None
 
 
-def live(conn: Connection) -> list[RolloutRow]:
+def live(conn: Connection) -> list[StoredRollout]:
     """Every rollout still in flight, oldest first."""
     rows = conn.execute(select(*_COLUMNS).where(_R.active_service.is_not(None)).order_by(_R.id))
     return [_rollout(r) for r in rows.all()]
@@ -173,7 +173,7 @@ def live(conn: Connection) -> list[RolloutRow]:
 
 def of_service(
     conn: Connection, service: str | None = None, *, limit: int = 50
-) -> list[RolloutRow]:
+) -> list[StoredRollout]:
     """Rollouts newest first, of one service or of all."""
     q = select(*_COLUMNS).order_by(_R.id.desc()).limit(limit)
     if service is not None:
@@ -257,7 +257,7 @@ def insert_history(
     )
 
 
-def history(conn: Connection, rollout_id: int) -> list[HistoryRow]:
+def history(conn: Connection, rollout_id: int) -> list[StoredRolloutStep]:
     h = rollout_history.c
     rows = conn.execute(
         select(
@@ -277,7 +277,7 @@ def history(conn: Connection, rollout_id: int) -> list[HistoryRow]:
         .where(h.rollout_id == rollout_id)
         .order_by(h.id)
     ).all()
-    return [HistoryRow(*tuple(r)) for r in rows]
+    return [StoredRolloutStep(*tuple(r)) for r in rows]
 
 
 # -- telemetry, as the controller reads it ----------------------------------------------------
@@ -411,17 +411,19 @@ def insert_drill(conn: Connection, **values: Any) -> int:
     return int(conn.execute(insert(drills).values(**values).returning(_D.id)).scalar_one())
 
 
-def list_drills(conn: Connection, service: str | None = None, *, limit: int = 50) -> list[DrillRow]:
+def list_drills(
+    conn: Connection, service: str | None = None, *, limit: int = 50
+) -> list[StoredDrill]:
     q = select(*_DRILL_COLUMNS).order_by(_D.id.desc()).limit(limit)
     if service is not None:
         q = q.where(_D.service == service)
-    return [DrillRow(*tuple(r)) for r in conn.execute(q).all()]
+    return [StoredDrill(*tuple(r)) for r in conn.execute(q).all()]
 
 
 __all__ = [
-    "DrillRow",
-    "HistoryRow",
-    "RolloutRow",
+    "StoredDrill",
+    "StoredRollout",
+    "StoredRolloutStep",
     "WindowRow",
     "acquire_lease",
     "active_for",

@@ -23,7 +23,7 @@ from airlock.core.traffic import TrafficPlan
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceRow:
+class StoredService:
     id: int
     name: str
     stable_release: str
@@ -66,14 +66,14 @@ _COLUMNS = (
 )
 
 
-def get(conn: Connection, name: str) -> ServiceRow | None:
+def get(conn: Connection, name: str) -> StoredService | None:
     r = conn.execute(select(*_COLUMNS).where(services.c.name == name)).first()
-    return ServiceRow(*r) if r else None
+    return StoredService(*r) if r else None
 
 
-def all_services(conn: Connection) -> list[ServiceRow]:
+def all_services(conn: Connection) -> list[StoredService]:
     rows = conn.execute(select(*_COLUMNS).order_by(services.c.name)).all()
-    return [ServiceRow(*r) for r in rows]
+    return [StoredService(*r) for r in rows]
 
 
 def generations(conn: Connection) -> dict[str, int]:
@@ -370,7 +370,7 @@ def recent_shadow_samples(
 
 __all__ = [
     "PlanChange",
-    "ServiceRow",
+    "StoredService",
     "all_services",
     "generations",
     "get",

@@ -25,7 +25,7 @@ from airlock.core.digest import short
 from airlock.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
-    from airlock.core.policy import Verdict
+    from airlock.core.policy import PolicyVerdict
     from airlock.services.governance import GovernanceSummary, SuiteComparison
 
 # Services are imported inside each command: `airlock --help` stays fast.
@@ -145,7 +145,7 @@ def policy_history(
 # -- checks and approvals -------------------------------------------------------------
 
 
-def verdict_view(v: Verdict) -> RenderableType:
+def verdict_view(v: PolicyVerdict) -> RenderableType:
     parts: list[RenderableType] = []
     head = f"[bold]{v.ref}[/] for [bold]{v.stage}[/]"
     if v.policy_version is None:

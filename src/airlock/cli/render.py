@@ -9,10 +9,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from airlock.catalog.releases import ReleaseRow
 from airlock.cli.common import human_bytes, human_count
 from airlock.core.diff import ManifestDiff, describe_component
 from airlock.core.digest import short
+from airlock.core.records import Release
 from airlock.services.registry import ReleaseView
 
 
@@ -103,7 +103,7 @@ def release_view(view: ReleaseView) -> RenderableType:
     return Group(*parts)
 
 
-def releases_table(model: str, rows: list[ReleaseRow], aliases: dict[int, list[str]]) -> Table:
+def releases_table(model: str, rows: list[Release], aliases: dict[int, list[str]]) -> Table:
     t = Table("version", "digest", "created", "author", "size", "params", "aliases", title=model)
     for r in rows:
         t.add_row(

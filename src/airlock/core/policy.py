@@ -35,7 +35,7 @@ taken against the baseline (the release the ``baseline`` alias points at; by
 default the stage's own alias, then ``stable``, then the release's parent).
 
 :func:`evaluate` turns (policy, stage, :class:`ReleaseFacts`) into a
-:class:`Verdict`: one :class:`RuleResult` per rule with ``passed`` and a
+:class:`PolicyVerdict`: one :class:`RuleResult` per rule with ``passed`` and a
 sentence saying why, the matched risk classes, and the requirements the
 rollout must honour (minimum canary time, shadow phase first).
 """
@@ -359,7 +359,7 @@ class RolloutRequirements:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class PolicyVerdict:
     ref: str
     stage: str
     policy_version: int | None
@@ -404,17 +404,17 @@ class Verdict:
 
 def evaluate(
     policy: Policy | None, stage: str, facts: ReleaseFacts, *, policy_version: int | None = None
-) -> Verdict:
+) -> PolicyVerdict:
     """Every rule of ``policy`` for ``stage`` applied to ``facts``."""
     ref = facts.manifest.ref
     base_ref = facts.baseline.ref if facts.baseline else None
     if policy is None:
-        return Verdict(ref, stage, None, (), baseline_ref=base_ref)
+        return PolicyVerdict(ref, stage, None, (), baseline_ref=base_ref)
     diff = diff_manifests(facts.baseline, facts.manifest) if facts.baseline else None
     risk = derive_risk(policy.risk_classes, diff)
     rules = policy.rules_for(stage)
     if rules is None and not risk:
-        return Verdict(ref, stage, policy_version, (), risk, baseline_ref=base_ref)
+        return PolicyVerdict(ref, stage, policy_version, (), risk, baseline_ref=base_ref)
     rules = rules or StageRules()
     src = f"stage {stage}"
     results: list[RuleResult] = []
@@ -487,7 +487,7 @@ def evaluate(
         if m.require.shadow_first:
             shadow = True
             why.append(f"risk class {m.name}: shadow first")
-    return Verdict(
+    return PolicyVerdict(
         ref,
         stage,
         policy_version,

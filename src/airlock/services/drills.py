@@ -45,7 +45,7 @@ import httpx
 
 from airlock import audit
 from airlock.catalog import rollouts as sql
-from airlock.catalog.rollouts import DrillRow
+from airlock.catalog.rollouts import StoredDrill
 from airlock.core.drill import DrillSummary, Observation, describe, summarize
 from airlock.core.manifest import Notes
 from airlock.core.roles import Action
@@ -391,7 +391,7 @@ def _catalog_counts(drills: Drills, service: str, release: str, since: float) ->
     }
 
 
-def _view(row: DrillRow) -> DrillView:
+def _view(row: StoredDrill) -> DrillView:
     return DrillView(
         id=row.id,
         service=row.service,

@@ -34,8 +34,6 @@ from typing import Any, Literal
 
 from airlock import audit
 from airlock.catalog import governance as sql
-from airlock.catalog.governance import EvalRunRow
-from airlock.catalog.releases import ReleaseRow
 from airlock.core.digest import Digest
 from airlock.core.evalstats import Comparison, compare_pass_rates, compare_scores
 from airlock.core.evalsuite import (
@@ -50,6 +48,7 @@ from airlock.core.evalsuite import (
 )
 from airlock.core.guardrails import SafetyPolicy, apply
 from airlock.core.prompting import DecodingDefaults, PromptTemplate, merge_decoding
+from airlock.core.records import EvalRunSummary, Release
 from airlock.core.roles import Action
 from airlock.core.scorers import Scorer
 from airlock.errors import AirlockError, InvalidInput, NotFound
@@ -228,8 +227,8 @@ class Evals:
 
     def _store(
         self,
-        release: ReleaseRow,
-        base: ReleaseRow | None,
+        release: Release,
+        base: Release | None,
         suite: Suite,
         record: dict[str, Any],
         cases: Sequence[CaseResult],
@@ -276,12 +275,12 @@ class Evals:
         return run_id
 
     # -- reading -------------------------------------------------------------------------
-    def runs(self, ref: str) -> list[EvalRunRow]:
+    def runs(self, ref: str) -> list[EvalRunSummary]:
         release = self.registry.resolve(ref)
         with self.db.read() as conn:
             return sql.eval_runs_of(conn, release.id)
 
-    def record(self, run_id: int) -> tuple[EvalRunRow, dict[str, Any]]:
+    def record(self, run_id: int) -> tuple[EvalRunSummary, dict[str, Any]]:
         with self.db.read() as conn:
             row = sql.eval_run(conn, run_id)
         if row is None:
@@ -398,8 +397,8 @@ def _latency(cases: Sequence[CaseResult], base: Sequence[CaseResult] | None) -> 
 
 def _record(
     suite: Suite,
-    release: ReleaseRow,
-    base: ReleaseRow | None,
+    release: Release,
+    base: Release | None,
     cases: Sequence[CaseResult],
     base_cases: Sequence[CaseResult] | None,
     pass_cmp: Comparison | None,

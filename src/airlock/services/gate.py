@@ -33,19 +33,18 @@ from airlock.catalog import aliases as alias_sql
 from airlock.catalog import governance as sql
 from airlock.catalog import releases as release_sql
 from airlock.catalog import serving as serving_sql
-from airlock.catalog.governance import EvalRunRow
-from airlock.catalog.releases import ReleaseRow
 from airlock.core.evalsuite import outcomes_from_record
 from airlock.core.policy import (
     ApprovalFact,
     EvalFact,
     EvalRequirement,
     Policy,
+    PolicyVerdict,
     ReleaseFacts,
-    Verdict,
     evaluate,
     parse_policy,
 )
+from airlock.core.records import EvalRunSummary, Release
 from airlock.errors import IntegrityError
 from airlock.services.signatures import release_signature_checks
 
@@ -64,8 +63,8 @@ def stored_policy(conn: Connection, name: str) -> tuple[Policy, int] | None:
 
 
 def baseline_for(
-    conn: Connection, release: ReleaseRow, stage: str, policy: Policy | None
-) -> tuple[ReleaseRow | None, str | None]:
+    conn: Connection, release: Release, stage: str, policy: Policy | None
+) -> tuple[Release | None, str | None]:
     mid = release_sql.model_id(conn, release.model)
     assert mid is not None
     names = [n for n in ((policy.baseline if policy else None), stage, "stable") if n]
@@ -84,7 +83,7 @@ def baseline_for(
     return None, None
 
 
-def _eval_fact(run: EvalRunRow, refs: dict[int, str]) -> EvalFact:
+def _eval_fact(run: EvalRunSummary, refs: dict[int, str]) -> EvalFact:
     record = json.loads(run.result)
     outcomes = outcomes_from_record(record)
     base_id = run.baseline_release_id
@@ -111,11 +110,11 @@ def _requirements(policy: Policy | None, stage: str) -> list[EvalRequirement]:
 
 def release_facts(
     conn: Connection,
-    release: ReleaseRow,
+    release: Release,
     stage: str,
     policy: Policy | None,
     *,
-    baseline: tuple[ReleaseRow, str] | None = None,
+    baseline: tuple[Release, str] | None = None,
 ) -> ReleaseFacts:
     base, source = baseline if baseline else baseline_for(conn, release, stage, policy)
     approvals = tuple(
@@ -137,13 +136,13 @@ def release_facts(
             refs[run.baseline_release_id] = other.ref if other else "?"
     pins = {e.suite: e.digest for e in _requirements(policy, stage) if e.digest is not None}
 
-    def rank(run: EvalRunRow) -> tuple[bool, bool, int]:
+    def rank(run: EvalRunSummary) -> tuple[bool, bool, int]:
         # the pinned suite version first, then a run against the baseline, then the newest
         pinned = pins.get(run.suite)
         against = base is not None and run.baseline_release_id == base.id
         return (pinned is None or run.suite_digest == pinned, against, run.id)
 
-    chosen: dict[str, EvalRunRow] = {}
+    chosen: dict[str, EvalRunSummary] = {}
     for run in runs:
         if run.suite not in chosen or rank(run) > rank(chosen[run.suite]):
             chosen[run.suite] = run
@@ -163,12 +162,12 @@ def release_facts(
 
 def gate(
     conn: Connection,
-    release: ReleaseRow,
+    release: Release,
     stage: str,
     *,
     policy_name: str | None = None,
-    baseline: tuple[ReleaseRow, str] | None = None,
-) -> Verdict:
+    baseline: tuple[Release, str] | None = None,
+) -> PolicyVerdict:
     """Every rule of the release's policy for ``stage``, evaluated now on ``conn``.
 
     ``baseline`` (a release and where it comes from) overrides the baseline search.
@@ -179,7 +178,7 @@ def gate(
         base = baseline[0] if baseline else None
         if baseline is None:
             base, _ = baseline_for(conn, release, stage, found[0] if found else None)
-        return Verdict(
+        return PolicyVerdict(
             release.ref,
             stage,
             found[1] if found else None,
@@ -194,7 +193,7 @@ def gate(
 ROLLOUT_STAGES = ("rollout", "production")
 
 
-def rollout_gate(conn: Connection, release: ReleaseRow, service: str) -> Verdict:
+def rollout_gate(conn: Connection, release: Release, service: str) -> PolicyVerdict:
     """The gate for starting a rollout of ``release`` on ``service``.
 
     The baseline is the service's stable release (what the candidate replaces).

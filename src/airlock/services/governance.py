@@ -20,11 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from airlock import audit
 from airlock.catalog import events as event_sql
 from airlock.catalog import governance as sql
-from airlock.catalog.governance import ApprovalRow, EvalRunRow, KeyRow, PolicyRow
-from airlock.catalog.releases import ReleaseRow
 from airlock.core.names import check_alias, check_name
 from airlock.core.policy import ApprovalFact as _Fact
-from airlock.core.policy import Policy, Verdict, parse_policy, standing_decisions
+from airlock.core.policy import Policy, PolicyVerdict, parse_policy, standing_decisions
+from airlock.core.records import Approval, EvalRunSummary, PolicyVersion, Release, TrustedKey
 from airlock.core.roles import Action
 from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound
 from airlock.services.access import authorize, forbidden, record_denial
@@ -49,12 +48,12 @@ class DecisionResult:
     stage: str
     decision: Decision
     recorded: bool  # always True: repeating a standing decision raises Conflict
-    approval: ApprovalRow | None
+    approval: Approval | None
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyChange:
-    row: PolicyRow
+    row: PolicyVersion
     policy: Policy
     created: bool  # False: identical to the current version (nothing recorded)
     previous: int | None
@@ -65,8 +64,8 @@ class GovernanceSummary:
     """Everything governance knows about one release (for show, notes and the API)."""
 
     ref: str
-    approvals: tuple[ApprovalRow, ...]
-    evals: tuple[EvalRunRow, ...]
+    approvals: tuple[Approval, ...]
+    evals: tuple[EvalRunSummary, ...]
     signatures: tuple[SignatureCheck, ...]
 
 
@@ -75,9 +74,9 @@ class SuiteComparison:
     """One suite across two releases: each one's latest run, and the latest paired run."""
 
     suite: str
-    old: EvalRunRow | None
-    new: EvalRunRow | None
-    paired: EvalRunRow | None  # a run of the new release with the old one as its baseline
+    old: EvalRunSummary | None
+    new: EvalRunSummary | None
+    paired: EvalRunSummary | None  # a run of the new release with the old one as its baseline
 
 
 class Governance:
@@ -116,7 +115,7 @@ class Governance:
 
     def _record_decision(
         self,
-        release: ReleaseRow,
+        release: Release,
         stage: str,
         decision: Decision,
         action: Action,
@@ -166,7 +165,7 @@ class Governance:
                     at=now,
                     event_seq=event.seq,
                 )
-                row = ApprovalRow(
+                row = Approval(
                     row_id,
                     release.id,
                     release.digest,
@@ -181,7 +180,7 @@ class Governance:
                 result = DecisionResult(release.ref, stage, decision, True, row)
         return result, denial
 
-    def approvals(self, ref: str) -> list[ApprovalRow]:
+    def approvals(self, ref: str) -> list[Approval]:
         release = self.registry.resolve(ref)
         with self.db.read() as conn:
             return sql.approvals_of(conn, release.id)
@@ -231,7 +230,7 @@ class Governance:
         assert row is not None
         return PolicyChange(row, policy, True, current.version if current else None)
 
-    def policy(self, name: str, version: int | None = None) -> tuple[PolicyRow, Policy]:
+    def policy(self, name: str, version: int | None = None) -> tuple[PolicyVersion, Policy]:
         with self.db.read() as conn:
             row = (
                 sql.latest_policy(conn, name)
@@ -245,12 +244,12 @@ class Governance:
             )
         return row, parse_policy(row.document)
 
-    def policy_history(self, name: str | None = None) -> list[PolicyRow]:
+    def policy_history(self, name: str | None = None) -> list[PolicyVersion]:
         with self.db.read() as conn:
             return sql.policy_history(conn, name)
 
     # -- checks ------------------------------------------------------------------------------
-    def check(self, ref: str, stage: str, *, policy_name: str | None = None) -> Verdict:
+    def check(self, ref: str, stage: str, *, policy_name: str | None = None) -> PolicyVerdict:
         """What ``airlock check REF --for STAGE`` prints: every rule, pass or fail, and why."""
         check_alias(stage)
         with self.db.read() as conn:
@@ -264,13 +263,13 @@ class Governance:
     def verify_signatures(self, ref: str) -> list[SignatureCheck]:
         return self.signatures.verify(self.registry.resolve(ref))
 
-    def trust_key(self, public_key: str, *, name: str, actor: Actor) -> KeyRow:
+    def trust_key(self, public_key: str, *, name: str, actor: Actor) -> TrustedKey:
         return self.signatures.trust(public_key, name=name, actor=actor)
 
-    def revoke_key(self, name_or_id: str, *, actor: Actor, reason: str) -> KeyRow:
+    def revoke_key(self, name_or_id: str, *, actor: Actor, reason: str) -> TrustedKey:
         return self.signatures.revoke_key(name_or_id, actor=actor, reason=reason)
 
-    def keys(self) -> list[KeyRow]:
+    def keys(self) -> list[TrustedKey]:
         return self.signatures.keys()
 
     # -- evaluations across two releases ---------------------------------------------------
@@ -306,11 +305,11 @@ def _already(actor: Actor, decision: Decision, ref: str, stage: str) -> Conflict
     )
 
 
-def _latest(runs: list[EvalRunRow]) -> dict[str, EvalRunRow]:
+def _latest(runs: list[EvalRunSummary]) -> dict[str, EvalRunSummary]:
     return {r.suite: r for r in runs}
 
 
-def _fact(row: ApprovalRow) -> _Fact:
+def _fact(row: Approval) -> _Fact:
     return _Fact(
         actor=row.actor,
         role=row.role,

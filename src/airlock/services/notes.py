@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 
 from airlock.catalog import governance as sql
-from airlock.catalog.governance import ApprovalRow, EvalRunRow
-from airlock.catalog.releases import ReleaseRow
 from airlock.core.diff import diff_manifests, render_markdown
 from airlock.core.digest import short
-from airlock.core.policy import Verdict
+from airlock.core.policy import PolicyVerdict
+from airlock.core.records import Approval, EvalRunSummary, Release
 from airlock.services.gate import baseline_for, gate, stored_policy
 from airlock.services.registry import Registry
 from airlock.services.signatures import SignatureCheck, release_signature_checks
@@ -32,7 +31,7 @@ class ReleaseNotes:
         with self.ws.db.read() as conn:
             release = self.registry.resolve_in(conn, ref)
             found = stored_policy(conn, release.model)
-            base: ReleaseRow | None
+            base: Release | None
             if against is not None:
                 base = self.registry.resolve_in(conn, against)
             else:
@@ -59,7 +58,7 @@ class ReleaseNotes:
         return "\n".join(lines).rstrip() + "\n"
 
 
-def _evals(runs: list[EvalRunRow]) -> list[str]:
+def _evals(runs: list[EvalRunSummary]) -> list[str]:
     out = ["## Evaluations", ""]
     if not runs:
         return [*out, "No evaluation runs yet.", ""]
@@ -86,7 +85,7 @@ def _evals(runs: list[EvalRunRow]) -> list[str]:
     return [*out, "", "`*`: significant at 5 % (McNemar exact test on paired cases).", ""]
 
 
-def _approvals(rows: list[ApprovalRow]) -> list[str]:
+def _approvals(rows: list[Approval]) -> list[str]:
     out = ["## Approvals", ""]
     if not rows:
         return [*out, "None yet.", ""]
@@ -114,7 +113,7 @@ def _signatures(checks: list[SignatureCheck]) -> list[str]:
     return [*out, ""]
 
 
-def _verdict(v: Verdict) -> list[str]:
+def _verdict(v: PolicyVerdict) -> list[str]:
     out = [f"## Policy check for {v.stage}", ""]
     if v.policy_version is None:
         return [*out, "No policy is set for this model.", ""]

@@ -21,8 +21,6 @@ from airlock import audit
 from airlock.catalog import aliases as alias_sql
 from airlock.catalog import events as event_sql
 from airlock.catalog import releases as release_sql
-from airlock.catalog.aliases import AliasMove, AliasRow
-from airlock.catalog.releases import ModelRow, ReleaseRow
 from airlock.core.diff import ManifestDiff, diff_manifests
 from airlock.core.digest import Digest, parse_digest, short
 from airlock.core.documents import validation_message
@@ -36,6 +34,7 @@ from airlock.core.manifest import (
     Notes,
 )
 from airlock.core.names import check_alias, check_name
+from airlock.core.records import Alias, AliasMove, ModelSummary, Release
 from airlock.core.refs import ReleaseRef, parse_ref
 from airlock.core.roles import Action
 from airlock.core.semver import Version
@@ -56,7 +55,7 @@ from airlock.services.release_checks import checked_manifest, release_problem
 from airlock.services.workspace import Workspace
 
 if TYPE_CHECKING:
-    from airlock.core.policy import Verdict
+    from airlock.core.policy import PolicyVerdict
 
 ProgressFn = Callable[[int], None]
 _ALIAS_ATTEMPTS = 3
@@ -78,7 +77,7 @@ class PushResult:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseView:
-    row: ReleaseRow
+    row: Release
     manifest: Manifest
     aliases: tuple[str, ...]
 
@@ -120,15 +119,15 @@ class Registry:
         self.store = workspace.store
 
     # -- reading ---------------------------------------------------------------
-    def resolve(self, ref: str) -> ReleaseRow:
+    def resolve(self, ref: str) -> Release:
         with self.db.read() as conn:
             return self._resolve(conn, ref)
 
-    def resolve_in(self, conn: Connection, ref: str) -> ReleaseRow:
+    def resolve_in(self, conn: Connection, ref: str) -> Release:
         """``resolve`` on the caller's connection (inside its transaction)."""
         return self._resolve(conn, ref)
 
-    def _resolve(self, conn: Connection, text: str) -> ReleaseRow:
+    def _resolve(self, conn: Connection, text: str) -> Release:
         ref = parse_ref(text)
         if ref.kind == "digest":
             return self._by_digest(conn, ref)
@@ -164,7 +163,7 @@ class Registry:
         assert row is not None
         return row
 
-    def _by_digest(self, conn: Connection, ref: ReleaseRef) -> ReleaseRow:
+    def _by_digest(self, conn: Connection, ref: ReleaseRef) -> Release:
         assert ref.selector is not None
         rows = release_sql.by_digest_prefix(conn, ref.selector)
         if not rows:
@@ -196,25 +195,25 @@ class Registry:
         with self.db.read() as conn:
             return checked_manifest(conn, self._resolve(conn, ref))
 
-    def checked(self, ref: str) -> ReleaseRow:
+    def checked(self, ref: str) -> Release:
         """``resolve``, then check the row is what was pushed (IntegrityError if not)."""
         with self.db.read() as conn:
             row = self._resolve(conn, ref)
             checked_manifest(conn, row)
             return row
 
-    def models(self) -> list[ModelRow]:
+    def models(self) -> list[ModelSummary]:
         with self.db.read() as conn:
             return release_sql.list_models(conn)
 
-    def releases(self, model: str) -> list[ReleaseRow]:
+    def releases(self, model: str) -> list[Release]:
         with self.db.read() as conn:
             if release_sql.model_id(conn, model) is None:
                 raise NotFound(f"no model named {model!r}")
             rows = release_sql.of_model(conn, model)
         return sorted(rows, key=lambda r: Version.parse(r.version))
 
-    def aliases(self, model: str | None = None) -> list[AliasRow]:
+    def aliases(self, model: str | None = None) -> list[Alias]:
         with self.db.read() as conn:
             mid = None
             if model is not None:
@@ -600,7 +599,7 @@ def _bytes_stream(data: bytes) -> Any:
     return io.BytesIO(data)
 
 
-def _blocked(verdict: Verdict) -> dict[str, Any]:
+def _blocked(verdict: PolicyVerdict) -> dict[str, Any]:
     return {
         "stage": verdict.stage,
         "policy_version": verdict.policy_version,
@@ -608,7 +607,7 @@ def _blocked(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _passed(verdict: Verdict) -> dict[str, Any]:
+def _passed(verdict: PolicyVerdict) -> dict[str, Any]:
     if verdict.policy_version is None:
         return {}
     return {

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from airlock import audit
-from airlock.catalog.releases import ReleaseRow
 from airlock.core.digest import short
 from airlock.core.manifest import Manifest, manifest_from_json
+from airlock.core.records import Release
 from airlock.errors import AirlockError, IntegrityError
 
 
@@ -31,7 +31,7 @@ def pushed_digest(conn: Connection, ref: str) -> str | None:
     return found
 
 
-def release_problem(conn: Connection, row: ReleaseRow) -> str | None:
+def release_problem(conn: Connection, row: Release) -> str | None:
     """Why ``row`` is not the release that was pushed, or None when it is."""
     try:
         manifest = manifest_from_json(row.manifest_json)
@@ -56,7 +56,7 @@ def release_problem(conn: Connection, row: ReleaseRow) -> str | None:
     return None
 
 
-def checked_manifest(conn: Connection, row: ReleaseRow) -> Manifest:
+def checked_manifest(conn: Connection, row: Release) -> Manifest:
     """The row's manifest, after checking the row is what was pushed (IntegrityError if not)."""
     problem = release_problem(conn, row)
     if problem is not None:

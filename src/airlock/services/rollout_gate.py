@@ -30,8 +30,8 @@ from airlock import audit
 from airlock.catalog import aliases as alias_sql
 from airlock.catalog import releases as release_sql
 from airlock.catalog import rollouts as sql
-from airlock.catalog.releases import ReleaseRow
-from airlock.core.policy import Verdict
+from airlock.core.policy import PolicyVerdict
+from airlock.core.records import Release
 from airlock.core.rollout import RolloutSpec, ShadowSpec
 from airlock.core.rollout_spec import FULL
 from airlock.errors import PolicyViolation
@@ -50,7 +50,7 @@ def policy_name(conn: Connection, service: str) -> str | None:
 def start_gate(
     conn: Connection,
     service: str,
-    row: ReleaseRow,
+    row: Release,
     spec: RolloutSpec,
     kind: Kind,
     actor: Actor,
@@ -77,7 +77,9 @@ def start_gate(
     )
 
 
-def promotion_gate(conn: Connection, view: RolloutView, row: ReleaseRow, actor: Actor) -> Verdict:
+def promotion_gate(
+    conn: Connection, view: RolloutView, row: Release, actor: Actor
+) -> PolicyVerdict:
     """The policy's verdict on promoting ``row`` now; a refusal is recorded as an event."""
     verdict = gate(conn, row, STABLE_ALIAS, policy_name=policy_name(conn, view.service))
     if not verdict.ok:
@@ -90,8 +92,8 @@ def promotion_gate(conn: Connection, view: RolloutView, row: ReleaseRow, actor: 
 def move_stable(
     conn: Connection,
     view: RolloutView,
-    row: ReleaseRow,
-    verdict: Verdict,
+    row: Release,
+    verdict: PolicyVerdict,
     actor: Actor,
     reason: str,
     at: datetime,
@@ -137,7 +139,7 @@ def move_stable(
 
 
 def unmet_requirements(
-    conn: Connection, service: str, row: ReleaseRow, spec: RolloutSpec, verdict: Verdict
+    conn: Connection, service: str, row: Release, spec: RolloutSpec, verdict: PolicyVerdict
 ) -> list[str]:
     """The policy's rollout requirements this spec does not meet (minimum canary, shadow first)."""
     problems: list[str] = []
@@ -172,10 +174,10 @@ def _shadowed(conn: Connection, service: str, candidate: str) -> bool:
 def _blocked(
     conn: Connection,
     actor: Actor,
-    row: ReleaseRow,
+    row: Release,
     action: str,
     context: dict[str, Any],
-    verdict: Verdict,
+    verdict: PolicyVerdict,
     failed: list[dict[str, str]],
 ) -> None:
     audit.append(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from airlock.catalog.rollouts import HistoryRow, RolloutRow
+from airlock.catalog.rollouts import StoredRollout, StoredRolloutStep
 from airlock.core import rollout as machine
 from airlock.core.analysis import AnalysisVerdict
 from airlock.core.digest import canonical_json
@@ -169,7 +169,7 @@ def verdict_summary(verdict: AnalysisVerdict | None) -> dict[str, Any] | None:
     }
 
 
-def view_of(row: RolloutRow) -> RolloutView:
+def view_of(row: StoredRollout) -> RolloutView:
     kind: Kind = "drill" if row.kind == "drill" else "rollout"
     return RolloutView(
         id=row.id,
@@ -190,7 +190,7 @@ def view_of(row: RolloutRow) -> RolloutView:
     )
 
 
-def record_of(row: HistoryRow) -> RolloutRecord:
+def record_of(row: StoredRolloutStep) -> RolloutRecord:
     return RolloutRecord(
         rollout_id=row.rollout_id,
         at=row.at,

@@ -53,10 +53,10 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from airlock import audit
 from airlock.catalog import rollouts as sql
 from airlock.catalog import serving as serving_sql
-from airlock.catalog.releases import ReleaseRow
 from airlock.core import rollout as machine
 from airlock.core.analysis import AnalysisVerdict
-from airlock.core.policy import Verdict
+from airlock.core.policy import PolicyVerdict
+from airlock.core.records import Release
 from airlock.core.roles import Action
 from airlock.core.rollout import RolloutSpec, RolloutState
 from airlock.core.rollout_spec import parse_spec
@@ -474,8 +474,8 @@ class Rollouts:
         on_blocked: Literal["raise", "pause"],
     ) -> Transition | PolicyViolation:
         at = views.at(now)
-        candidate_row: ReleaseRow | None = None
-        gate_verdict: Verdict | None = None
+        candidate_row: Release | None = None
+        gate_verdict: PolicyVerdict | None = None
         if new_state.phase == "promoted":
             candidate_row = self.registry.resolve_in(conn, view.candidate)
             gate_verdict = promotion_gate(conn, view, candidate_row, actor)
@@ -581,7 +581,7 @@ class Rollouts:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _service(conn: Connection, name: str) -> serving_sql.ServiceRow:
+def _service(conn: Connection, name: str) -> serving_sql.StoredService:
     row = serving_sql.get(conn, name)
     if row is None:
         raise NotFound(

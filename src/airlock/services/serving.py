@@ -28,11 +28,11 @@ from airlock.catalog import aliases as alias_sql
 from airlock.catalog import gateway_keys as sync_versions
 from airlock.catalog import releases as release_sql
 from airlock.catalog import serving as sql
-from airlock.catalog.releases import ReleaseRow
 from airlock.catalog.serving import PlanChange
 from airlock.core.analysis import ReleaseWindow
 from airlock.core.digest import Digest
 from airlock.core.names import check_name
+from airlock.core.records import Release
 from airlock.core.telemetry import ShadowSample, TelemetryRecord, Traffic
 from airlock.core.traffic import TrafficPlan, WeightedRelease
 from airlock.errors import Conflict, InvalidInput, NotFound
@@ -269,7 +269,7 @@ def apply_plan(
 
 
 def _adopt_stable_alias(
-    conn: Connection, row: ReleaseRow, *, service: str, actor: Actor, at: datetime
+    conn: Connection, row: Release, *, service: str, actor: Actor, at: datetime
 ) -> None:
     """A model with no ``stable`` alias gets one at the release its new service serves
     (an audited move); an existing ``stable`` alias is never moved from here."""
@@ -297,7 +297,7 @@ def _adopt_stable_alias(
     )
 
 
-def _require(conn: Connection, name: str) -> sql.ServiceRow:
+def _require(conn: Connection, name: str) -> sql.StoredService:
     row = sql.get(conn, name)
     if row is None:
         raise NotFound(
@@ -307,7 +307,7 @@ def _require(conn: Connection, name: str) -> sql.ServiceRow:
     return row
 
 
-def _view(row: sql.ServiceRow, users: list[str]) -> ServiceView:
+def _view(row: sql.StoredService, users: list[str]) -> ServiceView:
     return ServiceView(
         name=row.name,
         plan=row.plan(),

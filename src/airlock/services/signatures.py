@@ -27,12 +27,11 @@ from sqlalchemy import Connection
 
 from airlock import audit
 from airlock.catalog import governance as sql
-from airlock.catalog.governance import KeyRow, SignatureRow
-from airlock.catalog.releases import ReleaseRow
 from airlock.core import signing
 from airlock.core.manifest import Manifest
 from airlock.core.names import check_name
 from airlock.core.policy import SignatureFact
+from airlock.core.records import Release, SignatureRecord, TrustedKey
 from airlock.core.roles import Action
 from airlock.errors import Conflict, InvalidInput, NotFound
 from airlock.services.access import authorize
@@ -129,7 +128,7 @@ class SignResult:
 def check_bundle(
     bundle: str,
     *,
-    trusted: Mapping[str, KeyRow],
+    trusted: Mapping[str, TrustedKey],
     manifest: Manifest | None = None,
     release_digest: str | None = None,
     files: Mapping[str, str] | None = None,
@@ -170,7 +169,7 @@ def check_bundle(
 
 
 class Signatures:
-    """Trusted keys and release signatures. Release methods take a resolved ``ReleaseRow``
+    """Trusted keys and release signatures. Release methods take a resolved ``Release``
     (``Governance`` offers the same operations by reference)."""
 
     def __init__(self, workspace: Workspace) -> None:
@@ -178,7 +177,7 @@ class Signatures:
         self.db = workspace.db
 
     # -- trusted keys --------------------------------------------------------------------
-    def trust(self, public_key: str, *, name: str, actor: Actor) -> KeyRow:
+    def trust(self, public_key: str, *, name: str, actor: Actor) -> TrustedKey:
         check_name(name, "key name")
         key = load_public_key(public_key)
         kid = key_id_of(key)
@@ -211,7 +210,7 @@ class Signatures:
         assert row is not None
         return row
 
-    def revoke_key(self, name_or_id: str, *, actor: Actor, reason: str) -> KeyRow:
+    def revoke_key(self, name_or_id: str, *, actor: Actor, reason: str) -> TrustedKey:
         authorize(self.db, actor, Action.KEY_REVOKE, f"key:{name_or_id}")
         with self.db.write() as conn:
             row = sql.key_by_name(conn, name_or_id) or sql.key(conn, name_or_id)
@@ -229,12 +228,12 @@ class Signatures:
         assert updated is not None
         return updated
 
-    def keys(self) -> list[KeyRow]:
+    def keys(self) -> list[TrustedKey]:
         with self.db.read() as conn:
             return sql.keys(conn)
 
     # -- signing -------------------------------------------------------------------------
-    def sign(self, release: ReleaseRow, key: Ed25519PrivateKey, *, actor: Actor) -> SignResult:
+    def sign(self, release: Release, key: Ed25519PrivateKey, *, actor: Actor) -> SignResult:
         authorize(self.db, actor, Action.RELEASE_SIGN, release.ref)
         manifest = release.manifest()
         kid = key_id_of(key.public_key())
@@ -273,11 +272,11 @@ class Signatures:
         return SignResult(release.ref, kid, known.name if known else None, True, bundle)
 
     # -- verification ----------------------------------------------------------------------
-    def verify(self, release: ReleaseRow) -> list[SignatureCheck]:
+    def verify(self, release: Release) -> list[SignatureCheck]:
         with self.db.read() as conn:
             return release_signature_checks(conn, release)
 
-    def bundles(self, release: ReleaseRow) -> list[SignatureRow]:
+    def bundles(self, release: Release) -> list[SignatureRecord]:
         with self.db.read() as conn:
             return sql.signatures_of(conn, release.id)
 
@@ -292,7 +291,7 @@ class Signatures:
         return check_bundle(bundle, trusted=trusted, files=digests)
 
 
-def release_signature_checks(conn: Connection, release: ReleaseRow) -> list[SignatureCheck]:
+def release_signature_checks(conn: Connection, release: Release) -> list[SignatureCheck]:
     """Verify every stored signature of ``release`` (used by ``verify`` and by the policy gate)."""
     trusted = {k.key_id: k for k in sql.keys(conn)}
     manifest = release.manifest()

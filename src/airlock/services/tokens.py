@@ -27,7 +27,7 @@ from sqlalchemy import Connection
 
 from airlock import audit
 from airlock.catalog import governance as sql
-from airlock.catalog.governance import TokenRow
+from airlock.catalog.governance import StoredToken
 from airlock.core.names import check_name
 from airlock.core.roles import Action, Role, parse_role
 from airlock.errors import Forbidden, InvalidInput, NotFound
@@ -68,7 +68,7 @@ class TokenInfo:
     state: str  # active | expired | revoked
 
     @classmethod
-    def of(cls, row: TokenRow, now: datetime) -> TokenInfo:
+    def of(cls, row: StoredToken, now: datetime) -> TokenInfo:
         if row.revoked_at is not None:
             state = "revoked"
         elif row.expires_at is not None and row.expires_at <= now:
@@ -151,7 +151,7 @@ class Tokens:
         expires = now + expires_in if expires_in else None
         sql.insert_token(
             conn,
-            TokenRow(
+            StoredToken(
                 token_id,
                 user,
                 role.value,

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airlock import audit
-from airlock.catalog.governance import ApprovalRow, EvalRunRow
 from airlock.core.diff import describe_component
 from airlock.core.digest import short
+from airlock.core.records import Approval, EvalRunSummary
 from airlock.core.series import ReleaseSeries
 from airlock.core.traffic import BUCKETS, TrafficPlan
 from airlock.errors import AirlockError
@@ -158,7 +158,7 @@ def lineage_graph(reg: Registry, ref: str) -> dict[str, Any]:
     }
 
 
-def _eval_rows(runs: list[EvalRunRow]) -> list[dict[str, Any]]:
+def _eval_rows(runs: list[EvalRunSummary]) -> list[dict[str, Any]]:
     out = []
     for run in runs:
         record = json.loads(run.result)
@@ -189,7 +189,7 @@ def release_page(ws: Workspace, ref: str, *, verify: bool) -> dict[str, Any]:
     shown = reg.show(ref)
     row = shown.row
     summary = gov.summary(row.ref)
-    approvals: list[ApprovalRow] = list(summary.approvals)
+    approvals: list[Approval] = list(summary.approvals)
     integrity: dict[str, Any]
     if verify or row.total_size <= VERIFY_LIMIT:
         report = reg.verify(row.ref)
