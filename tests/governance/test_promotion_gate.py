@@ -204,7 +204,7 @@ def test_the_baseline_is_what_the_stage_serves_now(chat: Workspace, make_model: 
 def test_the_rollout_gate_uses_the_service_policy_first(
     chat: Workspace, make_model: MakeModel
 ) -> None:
-    from airlock.services.gate import rollout_gate
+    from airlock.services.promotion import rollout_gate
     from airlock.services.serving import Serving
 
     ref = _push(chat, make_model, "1.1.0", **{"safety_policy.yaml": "blocked_terms: [bomb]\n"})

@@ -28,13 +28,36 @@ alias_app = typer.Typer(
 def set_alias(
     name: Annotated[str, typer.Argument(help="Alias name, e.g. production.")],
     ref: Annotated[str, typer.Argument(help="Release it should point at, e.g. chat@1.2.0.")],
-    reason: Annotated[str, typer.Option(help="Why (kept in the alias history and audit log).")],
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            help="Why (kept in the alias history and audit log); needed unless --dry-run."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the plan (where the alias points, where it would point, the policy "
+            "verdict, approvals found and missing) and change nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Point an alias of the release's model at that release (an audited move)."""
-    from airlock.services.registry import Registry
+    from airlock.services.promotion import Promotion
 
     with workspace() as ws:
-        result = Registry(ws).set_alias(name, ref, actor=actor(ws), reason=reason)
+        promotion = Promotion(ws)
+        if dry_run:
+            for line in promotion.plan_promotion(ref, name).lines():
+                console.print(line, markup=False, highlight=False)
+            return
+        if reason is None:  # a usage error, as when the option was required
+            raise typer.BadParameter(
+                "an alias move needs a reason (or --dry-run to see the plan)",
+                param_hint="'--reason'",
+            )
+        result = promotion.set_alias(name, ref, actor=actor(ws), reason=reason)
     if not result.moved:
         console.print(f"{result.model}@{result.alias} already points at {result.to_version}")
         return

@@ -27,8 +27,8 @@ from airlock.core.records import Approval, EvalRunSummary, PolicyVersion, Releas
 from airlock.core.roles import Action
 from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound
 from airlock.services.access import authorize, forbidden, record_denial
-from airlock.services.gate import gate
 from airlock.services.identity import Actor
+from airlock.services.promotion import decide
 from airlock.services.registry import Registry
 from airlock.services.signatures import (
     SignatureCheck,
@@ -254,7 +254,7 @@ class Governance:
         check_alias(stage)
         with self.db.read() as conn:
             release = self.registry.resolve_in(conn, ref)
-            return gate(conn, release, stage, policy_name=policy_name)
+            return decide(conn, release, stage, policy_name=policy_name)
 
     # -- signatures by reference ------------------------------------------------------------
     def sign(self, ref: str, key: Ed25519PrivateKey, *, actor: Actor) -> SignResult:

@@ -14,7 +14,7 @@ from airlock.core.diff import diff_manifests, render_markdown
 from airlock.core.digest import short
 from airlock.core.policy import PolicyVerdict
 from airlock.core.records import Approval, EvalRunSummary, Release
-from airlock.services.gate import baseline_for, gate, stored_policy
+from airlock.services.promotion import baseline_for, decide, stored_policy
 from airlock.services.registry import Registry
 from airlock.services.signatures import SignatureCheck, release_signature_checks
 from airlock.services.workspace import Workspace
@@ -39,7 +39,7 @@ class ReleaseNotes:
             runs = sql.eval_runs_of(conn, release.id)
             approvals = sql.approvals_of(conn, release.id)
             signatures = release_signature_checks(conn, release)
-            verdict = gate(conn, release, stage)
+            verdict = decide(conn, release, stage)
         manifest = release.manifest()
         if base is not None:
             text = render_markdown(diff_manifests(base.manifest(), manifest), manifest)

@@ -24,7 +24,7 @@ from airlock.catalog import releases as release_sql
 from airlock.core.diff import ManifestDiff, diff_manifests
 from airlock.core.digest import Digest, parse_digest, short
 from airlock.core.documents import validation_message
-from airlock.core.limits import MAX_REASON, check_length, quoted
+from airlock.core.limits import quoted
 from airlock.core.manifest import (
     CodeRef,
     Component,
@@ -33,12 +33,12 @@ from airlock.core.manifest import (
     Manifest,
     Notes,
 )
-from airlock.core.names import check_alias, check_name
+from airlock.core.names import check_name
 from airlock.core.records import Alias, AliasMove, ModelSummary, Release
 from airlock.core.refs import ReleaseRef, parse_ref
 from airlock.core.roles import Action
 from airlock.core.semver import Version
-from airlock.errors import Conflict, IntegrityError, InvalidInput, NotFound, PolicyViolation
+from airlock.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from airlock.services.access import authorize
 from airlock.services.hashcache import HashCache
 from airlock.services.identity import Actor
@@ -55,10 +55,9 @@ from airlock.services.release_checks import checked_manifest, release_problem
 from airlock.services.workspace import Workspace
 
 if TYPE_CHECKING:
-    from airlock.core.policy import PolicyVerdict
+    from airlock.services.promotion import AliasResult
 
 ProgressFn = Callable[[int], None]
-_ALIAS_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +79,6 @@ class ReleaseView:
     row: Release
     manifest: Manifest
     aliases: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AliasResult:
-    model: str
-    alias: str
-    from_version: str | None
-    to_version: str
-    moved: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,79 +405,10 @@ class Registry:
 
     # -- aliases -----------------------------------------------------------------
     def set_alias(self, alias: str, ref: str, *, actor: Actor, reason: str) -> AliasResult:
-        check_alias(alias)
-        if not reason.strip():
-            raise InvalidInput("an alias move needs a reason", hint='add --reason "why this move"')
-        check_length(reason, MAX_REASON, "reason")
-        authorize(self.db, actor, Action.ALIAS_MOVE, f"{ref} -> {alias}")
-        for attempt in range(_ALIAS_ATTEMPTS):
-            try:
-                return self._move_alias(alias, ref, actor=actor, reason=reason)
-            except alias_sql.AliasMovedMeanwhile:
-                if attempt == _ALIAS_ATTEMPTS - 1:
-                    raise Conflict(
-                        f"alias {alias} was moved by someone else at the same time",
-                        hint="look at `airlock alias history` and try again",
-                    ) from None
-        raise AssertionError("unreachable")
+        """Move ``alias`` to ``ref`` if the policy allows it (see :mod:`.promotion`)."""
+        from airlock.services.promotion import Promotion
 
-    def _move_alias(self, alias: str, ref: str, *, actor: Actor, reason: str) -> AliasResult:
-        with self.db.write() as conn:
-            # Read and decide under the audit lock, taken first: concurrent moves run one
-            # after the other, so each history row's "from" is the previous row's "to" and
-            # the audit events come in the same order. Every approval, rejection or policy
-            # change appends an event too, so none can land between this decision and the move.
-            event_sql.lock_head(conn)
-            row = self._resolve(conn, ref)
-            mid = release_sql.model_id(conn, row.model)
-            assert mid is not None
-            current = alias_sql.get(conn, mid, alias, for_update=True)
-            if current is not None and current.release_id == row.id:
-                return AliasResult(row.model, alias, row.version, row.version, moved=False)
-            from airlock.services.gate import gate  # policy + eval statistics: only here
-
-            verdict = gate(conn, row, alias)
-            if not verdict.ok:
-                audit.append(
-                    conn,
-                    actor=actor.name,
-                    action="policy.blocked",
-                    subject=f"{row.model}@{alias}",
-                    details={"action": "alias.move", "to": row.ref, **_blocked(verdict)},
-                )
-            else:
-                event = audit.append(
-                    conn,
-                    actor=actor.name,
-                    action="alias.move",
-                    subject=f"{row.model}@{alias}",
-                    details={
-                        "from": f"{row.model}@{current.version}" if current else None,
-                        "to": row.ref,
-                        "digest": row.digest,
-                        "reason": reason,
-                        **_passed(verdict),
-                    },
-                )
-                alias_sql.move(
-                    conn,
-                    model_id=mid,
-                    name=alias,
-                    from_release_id=current.release_id if current else None,
-                    to_release_id=row.id,
-                    actor=actor.name,
-                    reason=reason,
-                    at=datetime.now(UTC),
-                    event_seq=event.seq,
-                )
-        if not verdict.ok:  # the refusal is on the audit chain; now say which rules blocked
-            raise PolicyViolation(
-                verdict.summary(),
-                hint=f"run `airlock check {row.ref} --for {alias}` to see every rule",
-            )
-        return AliasResult(
-            row.model, alias, current.version if current else None, row.version, moved=True
-        )
+        return Promotion(self.ws).set_alias(alias, ref, actor=actor, reason=reason)
 
     def alias_history(self, model: str | None = None, alias: str | None = None) -> list[AliasMove]:
         with self.db.read() as conn:
@@ -597,23 +518,6 @@ def _bytes_stream(data: bytes) -> Any:
     import io
 
     return io.BytesIO(data)
-
-
-def _blocked(verdict: PolicyVerdict) -> dict[str, Any]:
-    return {
-        "stage": verdict.stage,
-        "policy_version": verdict.policy_version,
-        "failed": [{"rule": r.rule, "why": r.why} for r in verdict.failures],
-    }
-
-
-def _passed(verdict: PolicyVerdict) -> dict[str, Any]:
-    if verdict.policy_version is None:
-        return {}
-    return {
-        "policy_version": verdict.policy_version,
-        "risk_classes": [m.name for m in verdict.risk],
-    }
 
 
 def _latest_key(v: Version) -> tuple[int, Version]:

@@ -27,16 +27,14 @@ from typing import Any
 from sqlalchemy import Connection
 
 from airlock import audit
-from airlock.catalog import aliases as alias_sql
-from airlock.catalog import releases as release_sql
 from airlock.catalog import rollouts as sql
 from airlock.core.policy import PolicyVerdict
 from airlock.core.records import Release
 from airlock.core.rollout import RolloutSpec, ShadowSpec
 from airlock.core.rollout_spec import FULL
 from airlock.errors import PolicyViolation
-from airlock.services.gate import gate, stored_policy
 from airlock.services.identity import Actor
+from airlock.services.promotion import decide, move_alias, stored_policy
 from airlock.services.rollout_views import Kind, RolloutView
 
 STABLE_ALIAS = "stable"
@@ -60,7 +58,7 @@ def start_gate(
         return {"skipped": "a drill never promotes its candidate"}, None
     if isinstance(spec, ShadowSpec):
         return {"skipped": "a shadow rollout serves no user"}, None
-    verdict = gate(conn, row, STABLE_ALIAS, policy_name=policy_name(conn, service))
+    verdict = decide(conn, row, STABLE_ALIAS, policy_name=policy_name(conn, service))
     problems = unmet_requirements(conn, service, row, spec, verdict) if spec.promotes else []
     note = {"policy_version": verdict.policy_version, "ok": verdict.ok and not problems}
     if verdict.ok and not problems:
@@ -81,7 +79,7 @@ def promotion_gate(
     conn: Connection, view: RolloutView, row: Release, actor: Actor
 ) -> PolicyVerdict:
     """The policy's verdict on promoting ``row`` now; a refusal is recorded as an event."""
-    verdict = gate(conn, row, STABLE_ALIAS, policy_name=policy_name(conn, view.service))
+    verdict = decide(conn, row, STABLE_ALIAS, policy_name=policy_name(conn, view.service))
     if not verdict.ok:
         failed = [{"rule": r.rule, "why": r.why} for r in verdict.failures]
         context = {"rollout": view.id, "service": view.service}
@@ -99,42 +97,17 @@ def move_stable(
     at: datetime,
 ) -> None:
     """Move the candidate model's ``stable`` alias (``verdict`` was decided on ``conn``)."""
-    mid = release_sql.model_id(conn, row.model)
-    assert mid is not None
-    current = alias_sql.get(conn, mid, STABLE_ALIAS)
-    if current is not None and current.release_id == row.id:
-        return
     why = f"rollout #{view.id} of {view.service} promoted {row.ref}: {reason}"
-    policy: dict[str, Any] = {}
-    if verdict.policy_version is not None:
-        policy = {
-            "policy_version": verdict.policy_version,
-            "risk_classes": [m.name for m in verdict.risk],
-        }
-    event = audit.append(
+    move_alias(
         conn,
-        actor=actor.name,
-        action="alias.move",
-        subject=f"{row.model}@{STABLE_ALIAS}",
-        details={
-            "from": f"{row.model}@{current.version}" if current else None,
-            "to": row.ref,
-            "digest": row.digest,
-            "reason": why,
-            "rollout": view.id,
-            **policy,
-        },
-    )
-    alias_sql.move(
-        conn,
-        model_id=mid,
-        name=STABLE_ALIAS,
-        from_release_id=current.release_id if current else None,
-        to_release_id=row.id,
-        actor=actor.name,
+        row,
+        STABLE_ALIAS,
+        actor=actor,
         reason=why,
         at=at,
-        event_seq=event.seq,
+        verdict=verdict,
+        rollout=view.id,
+        service=view.service,
     )
 
 

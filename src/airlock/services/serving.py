@@ -38,6 +38,7 @@ from airlock.core.traffic import TrafficPlan, WeightedRelease
 from airlock.errors import Conflict, InvalidInput, NotFound
 from airlock.runtime.loader import ReleaseLoader
 from airlock.services.identity import Actor
+from airlock.services.promotion import move_alias
 from airlock.services.registry import Registry
 from airlock.services.workspace import Workspace
 
@@ -277,24 +278,7 @@ def _adopt_stable_alias(
     if mid is None or alias_sql.get(conn, mid, STABLE_ALIAS) is not None:
         return
     why = f"service {service} created serving {row.ref}"
-    event = audit.append(
-        conn,
-        actor=actor.name,
-        action="alias.move",
-        subject=f"{row.model}@{STABLE_ALIAS}",
-        details={"from": None, "to": row.ref, "digest": row.digest, "reason": why},
-    )
-    alias_sql.move(
-        conn,
-        model_id=mid,
-        name=STABLE_ALIAS,
-        from_release_id=None,
-        to_release_id=row.id,
-        actor=actor.name,
-        reason=why,
-        at=at,
-        event_seq=event.seq,
-    )
+    move_alias(conn, row, STABLE_ALIAS, actor=actor, reason=why, at=at, service=service)
 
 
 def _require(conn: Connection, name: str) -> sql.StoredService:
