@@ -38,7 +38,7 @@ def test_demo_promotes_v110_and_the_analysis_rolls_back_v120(tmp_path: Path) -> 
         assert decision.action == "rollback"
         assert decision.actor == CONTROLLER.name  # the analysis, not a person
         assert decision.verdict is not None
-        assert decision.verdict["outcome"] == "fail"
+        assert decision.verdict.outcome == "fail"
         assert Serving(ws).plan(scenario.SERVICE).stable == "lumen@1.1.0"
         assert Serving(ws).plan(scenario.SERVICE).candidates == ()
         stable = {a.name: a.version for a in Registry(ws).aliases("lumen")}["stable"]

@@ -32,8 +32,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from airlock import scenario
+from airlock.cli.render import verdict_table
 from airlock.config import Settings
 from airlock.core.digest import short
+from airlock.core.verdict import VerdictReport
 from airlock.errors import AirlockError, Forbidden
 from airlock.services.identity import Actor
 from airlock.services.workspace import Workspace
@@ -346,11 +348,11 @@ class Demo:
             key = (view.phase, view.state.step_index)
             if key not in seen and view.live:
                 seen.add(key)
-                verdict = view.last_verdict or {}
+                verdict = view.last_verdict
                 self.say(
                     f"  step {view.state.step_index + 1}/{len(view.steps)}: "
                     f"{view.candidate_weight / 100:g} % of users on {candidate}"
-                    + (f" [dim](last verdict: {verdict.get('outcome')})[/]" if verdict else "")
+                    + (f" [dim](last verdict: {verdict.outcome})[/]" if verdict else "")
                     + _detectable(verdict)
                 )
         if view.live:
@@ -363,7 +365,7 @@ class Demo:
             f"rollout #{view.id} [bold {colour}]{view.phase.replace('_', ' ')}[/]: {last.reason}"
         )
         if last.verdict:
-            self.console.print(_verdict_table(last.verdict), justify="left")
+            self.console.print(verdict_table(last.verdict, brief=True), justify="left")
         if view.phase == "rolled_back":
             time.sleep(1.5)  # keep traffic flowing to see the revert
             summary = summarize(
@@ -492,44 +494,12 @@ def _detail(details: dict[str, Any]) -> str:
     return short(str(digest)) if digest else ""
 
 
-def _detectable(verdict: dict[str, Any]) -> str:
+def _detectable(verdict: VerdictReport | None) -> str:
     """The smallest effects the evidence so far could catch (the minimum detectable effect)."""
-    from airlock.core.verdict_text import effect
+    from airlock.core.verdict_text import detectable
 
-    parts = [
-        f"{m['metric']} {effect(m['metric'], m.get('mde'))}"
-        for m in verdict.get("per_metric", [])
-        if m["metric"] in ("error_rate", "latency") and m.get("mde") is not None
-    ]
-    return f" [dim]— could detect {', '.join(parts)}[/]" if parts else ""
-
-
-def _verdict_table(verdict: dict[str, Any]) -> Table:
-    from airlock.core.verdict_text import metric_row
-
-    table = Table(
-        "metric",
-        "outcome",
-        "stable",
-        "candidate",
-        "effect",
-        "interval (anytime-valid)",
-        "detectable",
-        box=None,
-    )
-    for m in verdict.get("per_metric", []):
-        row = metric_row(m)
-        colour = {"fail": "red", "pass": "green"}.get(row["outcome"], "yellow")
-        table.add_row(
-            f"    {row['metric']}",
-            f"[{colour}]{row['outcome']}[/]",
-            row["stable"],
-            row["candidate"],
-            row["effect"],
-            row["interval"],
-            row["mde"],
-        )
-    return table
+    parts = detectable(verdict) if verdict is not None else ""
+    return f" [dim]— could detect {parts}[/]" if parts else ""
 
 
 def prepare(folder: Path) -> Demo:

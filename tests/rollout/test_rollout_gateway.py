@@ -56,12 +56,12 @@ def test_a_candidate_with_raised_errors_is_rolled_back_and_stable_serves_everyon
     history = lab.rollouts.history(rollout.id)
     assert [h.action for h in history if h.action != "hold"] == ["start", "rollback"]
     verdict = history[-1].verdict
-    assert verdict is not None and verdict["outcome"] == "fail"
-    errors = next(m for m in verdict["per_metric"] if m["metric"] == "error_rate")
-    assert errors["outcome"] == "fail"
-    assert errors["threshold"] < errors["ci_low"] <= errors["effect"]  # a ratio, clear of 1x
-    assert errors["ci_high"] is None or errors["effect"] <= errors["ci_high"]  # None: unbounded
-    assert errors["candidate_value"] > errors["stable_value"]
+    assert verdict is not None and verdict.outcome == "fail"
+    errors = verdict.metric("error_rate")
+    assert errors.outcome == "fail"
+    assert errors.threshold < errors.ci_low <= errors.effect  # a ratio, clear of 1x
+    assert errors.effect <= errors.ci_high  # inf: unbounded
+    assert errors.candidate_value > errors.stable_value
 
     actions = [e.action for e in _events(lab) if e.subject == "chat"]
     assert actions[-4:] == ["service.plan", "rollout.start", "service.plan", "rollout.rollback"]
@@ -101,8 +101,8 @@ def test_a_healthy_candidate_is_promoted_and_stable_moves(sqlite_lab: Lab) -> No
     assert [h.action for h in decisions] == ["start", "advance", "promote"]
     assert [h.candidate_weight for h in decisions] == [5000, 10000, 10000]
     for h in decisions[1:]:
-        assert h.verdict is not None and h.verdict["outcome"] == "pass"
-        assert min(h.verdict["n_candidate"], h.verdict["n_stable"]) >= 30
+        assert h.verdict is not None and h.verdict.outcome == "pass"
+        assert min(h.verdict.n_candidate, h.verdict.n_stable) >= 30
     # At 100 % the baseline is stable's mirrored copies, on the same time window.
     shadow = lab.serving.windows("chat", traffic="shadow")
     assert shadow[stable].requests > 0

@@ -324,7 +324,7 @@ def test_a_step_without_traffic_never_passes(lab: Lab, chat: tuple[str, str], th
     history = lab.rollouts.history(view.id)
     assert {h.action for h in history} <= {"start", "hold", then}
     holds = [h for h in history if h.action == "hold"]
-    assert holds and all(h.verdict and h.verdict["outcome"] == "inconclusive" for h in holds)
+    assert holds and all(h.verdict and h.verdict.outcome == "inconclusive" for h in holds)
     assert _stable_alias(lab) == "chat@1.0.0"  # where service create put it: never moved
 
 
@@ -376,7 +376,7 @@ def test_ab_and_shadow_complete_without_moving_stable(
     _flush(lab, view, (candidate, traffic, n_c, 0), (stable, "live", 200 - n_c, 0))
     done = _until_done(lab, lab.controller(), view.id)
     assert done.phase == "completed"
-    assert done.last_verdict is not None and done.last_verdict["outcome"] == "pass"
+    assert done.last_verdict is not None and done.last_verdict.outcome == "pass"
     assert lab.serving.plan("chat").same_routing(TrafficPlan.all_stable("chat", stable))
     assert _stable_alias(lab) == "chat@1.0.0"  # where service create put it: never moved
     lab.rollouts.start("chat", candidate, spec, actor=OPERATOR)

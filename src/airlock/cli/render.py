@@ -13,6 +13,7 @@ from airlock.cli.common import human_bytes, human_count
 from airlock.core.diff import ManifestDiff, describe_component
 from airlock.core.digest import short
 from airlock.core.records import Release
+from airlock.core.verdict import VerdictReport
 from airlock.services.registry import ReleaseView
 
 
@@ -160,3 +161,39 @@ def diff_view(diff: ManifestDiff) -> RenderableType:
             )
         )
     return Group(*parts)
+
+
+_VERDICT_HEADERS = {
+    "metric": "metric",
+    "outcome": "outcome",
+    "candidate": "candidate",
+    "stable": "stable",
+    "effect": "effect",
+    "interval": "anytime-valid interval",
+    "threshold": "harm above",
+    "mde": "detectable",
+    "evidence": "evidence",
+}
+_BRIEF = ("metric", "outcome", "stable", "candidate", "effect", "interval", "mde")
+_OUTCOME_STYLE = {"fail": "red", "pass": "green"}
+
+
+def verdict_table(verdict: VerdictReport, *, brief: bool = False) -> RenderableType:
+    """An analysis verdict, one metric a row (the CLI's ``rollout status`` and the demo).
+
+    ``brief`` keeps the columns a narrated run needs and leaves out the borders and the
+    sample-ratio line.
+    """
+    from airlock.core.verdict_text import METRIC_COLUMNS, metric_row, sample_ratio
+
+    columns = _BRIEF if brief else METRIC_COLUMNS
+    table = Table(*(_VERDICT_HEADERS[c] for c in columns), box=None if brief else Table().box)
+    for m in verdict.per_metric:
+        row = metric_row(m)
+        style = _OUTCOME_STYLE.get(row["outcome"], "yellow")
+        row["outcome"] = f"[{style}]{row['outcome']}[/]"
+        if brief:
+            row["metric"] = f"    {row['metric']}"
+        table.add_row(*(row[c] for c in columns))
+    share = None if brief else sample_ratio(verdict)
+    return table if share is None else Group(table, share)

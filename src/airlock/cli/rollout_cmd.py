@@ -391,6 +391,9 @@ def _where(view: RolloutView) -> str:
 def _status(view: RolloutView) -> list[RenderableType]:
     from rich.table import Table
 
+    from airlock.cli.render import verdict_table
+    from airlock.core.verdict_text import headline
+
     kind = " [dim](drill)[/]" if view.kind == "drill" else ""
     out: list[RenderableType] = [
         f"rollout [bold]#{view.id}[/] of [bold]{view.service}[/]{kind}: {_phase(view.phase)}",
@@ -416,70 +419,19 @@ def _status(view: RolloutView) -> list[RenderableType]:
         out.append(f"  this step: {elapsed:.0f} s so far")
     if view.last_verdict:
         when = f" (as of {view.verdict_at:%H:%M:%S})" if view.verdict_at else ""
-        out.append(f"analysis{when}: {_verdict_line(view.last_verdict)}")
-        out.append(_metrics(view.last_verdict))
+        out.append(f"analysis{when}: {headline(view.last_verdict)}")
+        out.append(verdict_table(view.last_verdict))
     return out
-
-
-def _verdict_line(verdict: dict[str, Any]) -> str:
-    return (
-        f"[bold]{verdict['outcome']}[/] — {verdict['n_candidate']} candidate / "
-        f"{verdict['n_stable']} stable requests; {verdict['reason']}"
-    )
-
-
-def _metrics(verdict: dict[str, Any]) -> RenderableType:
-    from rich.table import Table
-
-    from airlock.core.verdict_text import metric_row
-
-    table = Table(
-        "metric",
-        "outcome",
-        "candidate",
-        "stable",
-        "effect",
-        "anytime-valid interval",
-        "harm above",
-        "detectable",
-        "evidence",
-    )
-    for m in verdict.get("per_metric", []):
-        row = metric_row(m)
-        table.add_row(
-            row["metric"],
-            row["outcome"],
-            row["candidate"],
-            row["stable"],
-            row["effect"],
-            row["interval"],
-            row["threshold"],
-            row["mde"],
-            row["evidence"],
-        )
-    srm = verdict.get("srm")
-    if not srm:
-        return table
-    from rich.console import Group
-
-    share = (
-        f"sample ratio: candidate {srm['observed_share']:.2%} of requests, planned "
-        f"{srm['planned_share']:.2%}" + (" — MISMATCH" if srm["mismatch"] else "")
-    )
-    return Group(table, share)
 
 
 def _records(view: RolloutView, records: list[RolloutRecord]) -> RenderableType:
     from rich.table import Table
 
+    from airlock.core.verdict_text import counts
+
     table = Table("when", "action", "by", "step", "candidate", "verdict", "reason")
     for r in records:
-        verdict = r.verdict
-        summary = (
-            f"{verdict['outcome']} ({verdict['n_candidate']}/{verdict['n_stable']})"
-            if verdict
-            else "—"
-        )
+        summary = counts(r.verdict) if r.verdict else "—"
         table.add_row(
             f"{r.at:%H:%M:%S.%f}"[:-3],
             r.action,

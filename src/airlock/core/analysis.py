@@ -76,6 +76,8 @@ from airlock.core.evidence import (
 from airlock.core.latency import body_stats, dense_cells, tail_counts
 from airlock.core.srm import SrmCheck, request_dispersion, share_log_evalue, share_loglik
 from airlock.core.traffic import BUCKETS
+from airlock.core.verdict import MetricVerdict, Outcome, SrmReport, VerdictReport
+from airlock.core.verdict_text import ratio, theta
 from airlock.core.window import (
     CLUSTERS,
     LATENCY_BUCKETS_MS,
@@ -87,7 +89,6 @@ from airlock.core.window import (
     latency_quantile,
 )
 
-Outcome = Literal["pass", "fail", "inconclusive"]
 Array = NDArray[np.float64]
 
 # -- settings -------------------------------------------------------------------
@@ -278,42 +279,6 @@ class StepEvidence:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricVerdict:
-    """One metric's comparison. Harm is ``ci_low > threshold``; see ``effect_label``.
-
-    ``evidence`` is the e-value so far (log scale shown as a plain number),
-    ``evidence_needed`` the value that rolls back; ``mde`` is the smallest effect
-    (in the units of ``effect``) that the data so far would expect to detect.
-    """
-
-    metric: str
-    outcome: Outcome
-    candidate_value: float
-    stable_value: float
-    effect: float
-    ci_low: float
-    ci_high: float
-    threshold: float
-    n_candidate: int
-    n_stable: int
-    effect_label: str
-    reason: str
-    evidence: float = 1.0
-    evidence_needed: float = math.inf
-    mde: float = math.inf
-    required: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: _finite(getattr(self, name)) for name in self.__slots__}
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-@dataclass(frozen=True, slots=True)
 class AnalysisVerdict:
     outcome: Outcome
     per_metric: tuple[MetricVerdict, ...]
@@ -332,24 +297,23 @@ class AnalysisVerdict:
                 return m
         raise KeyError(name)
 
-    def to_dict(self) -> dict[str, Any]:
+    def report(self) -> VerdictReport:
+        """The verdict as it is stored with the rollout and shown (see :mod:`.verdict`)."""
         srm = None
         if self.srm is not None:
-            srm = {
-                "mismatch": self.srm.mismatch,
-                "observed_share": self.srm.observed_share,
-                "planned_share": self.srm.planned_share,
-                "evidence": _finite(math.exp(min(self.srm.log_evidence, 700.0))),
-                "evidence_needed": _finite(math.exp(self.srm.log_threshold)),
-            }
-        return {
-            "outcome": self.outcome,
-            "n_candidate": self.n_candidate,
-            "n_stable": self.n_stable,
-            "reason": self.reason,
-            "per_metric": [m.to_dict() for m in self.per_metric],
-            "srm": srm,
-        }
+            srm = SrmReport(
+                mismatch=self.srm.mismatch,
+                observed_share=self.srm.observed_share,
+                planned_share=self.srm.planned_share,
+                evidence=math.exp(min(self.srm.log_evidence, 700.0)),
+                evidence_needed=math.exp(self.srm.log_threshold),
+            )
+        return VerdictReport(
+            self.outcome, self.n_candidate, self.n_stable, self.reason, self.per_metric, srm
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.report().to_dict()
 
 
 # -- per-stratum evidence -------------------------------------------------------------
@@ -612,7 +576,7 @@ def _judge_rate(
     mde_eta = detectable_effect(info, log_threshold)
     x_c, n_c = (now.x_c, now.n_c) if now else (0.0, 0.0)
     x_s, n_s = (now.x_s, now.n_s) if now else (0.0, 0.0)
-    fmt = _ratio_fmt
+    fmt = ratio
     outcome, reason = _outcome(
         log_e >= log_threshold,
         n_c,
@@ -668,7 +632,7 @@ def _judge_normal(
     mde = 0.5 + detectable_effect(info, log_threshold, tau)
     now = steps[-1].normals.get(metric)
     n_c, n_s = (now.n_c, now.n_s) if now else (0.0, 0.0)
-    fmt = _theta_fmt
+    fmt = theta
     outcome, reason = _outcome(
         log_e >= log_threshold,
         n_c,
@@ -784,14 +748,6 @@ def _srm(steps: Sequence[StepEvidence], settings: AnalysisSettings) -> SrmCheck 
     )
 
 
-def _ratio_fmt(x: float) -> str:
-    return f"{x:.2f}×" if math.isfinite(x) else "∞"
-
-
-def _theta_fmt(x: float) -> str:
-    return f"{min(max(x, 0.0), 1.0):.3f}"
-
-
 __all__ = [
     "LATENCY_BUCKETS_MS",
     "LATENCY_HISTOGRAM_SIZE",
@@ -802,6 +758,7 @@ __all__ = [
     "LatencyMetric",
     "MetricSettings",
     "MetricVerdict",
+    "Outcome",
     "RateMetric",
     "ReleaseWindow",
     "StepEvidence",

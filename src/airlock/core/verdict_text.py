@@ -1,7 +1,5 @@
-"""How a verdict reads to a person: one formatter for the CLI, the demo and notes (pure).
-
-A verdict crosses process boundaries as JSON (:meth:`AnalysisVerdict.to_dict`:
-unbounded values are ``null``), so these functions take that form.
+"""How a verdict reads to a person: the one formatter for the CLI, the demo and the analysis's
+own reasons (pure).
 
 Rates (errors, guardrail flags, fallbacks, negative feedback, the tail share,
 custom metrics) compare as a **ratio** candidate/stable: ``1.00×`` is "the
@@ -15,40 +13,50 @@ would expect to catch, in the same units.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airlock.core.verdict import MetricVerdict, VerdictReport
 
 THETA_METRICS = frozenset({"latency", "ttft"})
+METRIC_COLUMNS = (
+    "metric",
+    "outcome",
+    "candidate",
+    "stable",
+    "effect",
+    "interval",
+    "threshold",
+    "mde",
+    "evidence",
+)
+"""The keys of :func:`metric_row`, in the order a full table shows them."""
 
 
 def is_theta(metric: str) -> bool:
     return metric in THETA_METRICS
 
 
-def _num(value: Any) -> float:
-    return math.inf if value is None else float(value)
-
-
-def effect(metric: str, value: Any) -> str:
-    """An effect or bound in the metric's unit (``1.92×`` or ``θ 0.893``)."""
-    x = _num(value)
-    if is_theta(metric):
-        return f"θ {min(max(x, 0.0), 1.0):.3f}"
+def ratio(x: float) -> str:
+    """A rate ratio: ``1.92×`` (``∞`` when unbounded)."""
     return f"{x:.2f}×" if math.isfinite(x) else "∞"
 
 
-def value(metric: str, x: Any) -> str:
+def theta(x: float) -> str:
+    """A θ in [0, 1]: ``0.893``."""
+    return f"{min(max(x, 0.0), 1.0):.3f}"
+
+
+def effect(metric: str, x: float) -> str:
+    """An effect or bound in the metric's unit (``1.92×`` or ``θ 0.893``)."""
+    return f"θ {theta(x)}" if is_theta(metric) else ratio(x)
+
+
+def value(metric: str, v: float) -> str:
     """A side's own value: a rate in %, a median in ms."""
-    v = _num(x)
-    if is_theta(metric):
-        return f"p50 {v:.1f} ms" if math.isfinite(v) else "—"
-    return f"{v * 100:.2f} %" if math.isfinite(v) else "—"
-
-
-def evidence(m: Mapping[str, Any]) -> str:
-    """``e-value / needed`` (rolled back when the first reaches the second)."""
-    got, need = _num(m.get("evidence", 1.0)), _num(m.get("evidence_needed"))
-    return f"{_short(got)} / {_short(need)}"
+    if not math.isfinite(v):
+        return "—"
+    return f"p50 {v:.1f} ms" if is_theta(metric) else f"{v * 100:.2f} %"
 
 
 def _short(x: float) -> str:
@@ -57,39 +65,87 @@ def _short(x: float) -> str:
     return f"{x:.3g}" if x < 1e4 else f"{x:.1e}"
 
 
-def metric_row(m: Mapping[str, Any]) -> dict[str, str]:
-    """One metric of a verdict as display strings."""
-    name = str(m["metric"])
+def evidence(m: MetricVerdict) -> str:
+    """``e-value / needed`` (rolled back when the first reaches the second)."""
+    return f"{_short(m.evidence)} / {_short(m.evidence_needed)}"
+
+
+def metric_row(m: MetricVerdict) -> dict[str, str]:
+    """One metric of a verdict as display strings (keys: :data:`METRIC_COLUMNS`)."""
+    name = m.metric
     return {
         "metric": name,
-        "outcome": str(m["outcome"]),
-        "candidate": value(name, m.get("candidate_value")),
-        "stable": value(name, m.get("stable_value")),
-        "effect": effect(name, m.get("effect")),
-        "interval": f"[{effect(name, m.get('ci_low'))}, {effect(name, m.get('ci_high'))}]",
-        "threshold": effect(name, m.get("threshold")),
-        "mde": effect(name, m.get("mde")),
+        "outcome": m.outcome,
+        "candidate": value(name, m.candidate_value),
+        "stable": value(name, m.stable_value),
+        "effect": effect(name, m.effect),
+        "interval": f"[{effect(name, m.ci_low)}, {effect(name, m.ci_high)}]",
+        "threshold": effect(name, m.threshold),
+        "mde": effect(name, m.mde),
         "evidence": evidence(m),
     }
 
 
-def explain(m: Mapping[str, Any]) -> str:
+def explain(m: MetricVerdict) -> str:
     """One sentence on what a metric's verdict means, for a person."""
-    name = str(m["metric"])
     row = metric_row(m)
-    if is_theta(name):
-        what = "latency" if name == "latency" else "time to first token"
+    if is_theta(m.metric):
+        what = "latency" if m.metric == "latency" else "time to first token"
         return (
             f"{what}: a random candidate request is slower than a random stable one by more "
-            f"than the tolerance with probability {row['effect'].removeprefix('θ ')} "
+            f"than the tolerance with probability {theta(m.effect)} "
             f"(½ = exactly the tolerated slow-down); the data so far could catch "
-            f"{row['mde'].removeprefix('θ ')} or more"
+            f"{theta(m.mde)} or more"
         )
     return (
-        f"{name}: the candidate's rate is {row['effect']} stable's "
+        f"{m.metric}: the candidate's rate is {row['effect']} stable's "
         f"(anytime-valid interval {row['interval']}); the data so far could catch "
         f"{row['mde']} or more"
     )
 
 
-__all__ = ["effect", "evidence", "explain", "is_theta", "metric_row", "value"]
+def headline(v: VerdictReport) -> str:
+    """``fail — 812 candidate / 7310 stable requests; <reason>``."""
+    return f"{v.outcome} — {v.n_candidate} candidate / {v.n_stable} stable requests; {v.reason}"
+
+
+def counts(v: VerdictReport) -> str:
+    """``fail (812/7310)``: the outcome and the requests it rests on."""
+    return f"{v.outcome} ({v.n_candidate}/{v.n_stable})"
+
+
+def sample_ratio(v: VerdictReport) -> str | None:
+    """The sample-ratio line, when the verdict has the check."""
+    if v.srm is None:
+        return None
+    s = v.srm
+    return (
+        f"sample ratio: candidate {s.observed_share:.2%} of requests, planned "
+        f"{s.planned_share:.2%}" + (" — MISMATCH" if s.mismatch else "")
+    )
+
+
+def detectable(v: VerdictReport, metrics: tuple[str, ...] = ("error_rate", "latency")) -> str:
+    """The smallest effects the evidence so far could catch: ``error_rate 1.50×, latency θ …``."""
+    return ", ".join(
+        f"{m.metric} {effect(m.metric, m.mde)}"
+        for m in v.per_metric
+        if m.metric in metrics and math.isfinite(m.mde)
+    )
+
+
+__all__ = [
+    "METRIC_COLUMNS",
+    "counts",
+    "detectable",
+    "effect",
+    "evidence",
+    "explain",
+    "headline",
+    "is_theta",
+    "metric_row",
+    "ratio",
+    "sample_ratio",
+    "theta",
+    "value",
+]

@@ -300,11 +300,12 @@ async def run_drill(
         decided_at=decided_at,
     )
     seen = await asyncio.to_thread(_catalog_counts, drills, service, faulty, started_at)
+    verdict = rollback.verdict if rollback is not None else view.last_verdict
     details = {
         "rollout_phase": view.phase,
         "rollout_reason": view.reason,
         "rps": settings.rps,
-        "verdict": rollback.verdict if rollback is not None else view.last_verdict,
+        "verdict": verdict.to_dict() if verdict is not None else None,
         "all_gateways": seen,
     }
     return await asyncio.to_thread(

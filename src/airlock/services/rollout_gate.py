@@ -20,7 +20,6 @@ commits it and then raises (or, for the controller, pauses the rollout).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from airlock.core.policy import PolicyVerdict
 from airlock.core.records import Release
 from airlock.core.rollout import RolloutSpec, ShadowSpec
 from airlock.core.rollout_spec import FULL
+from airlock.core.verdict import VerdictReport
 from airlock.errors import PolicyViolation
 from airlock.services.identity import Actor
 from airlock.services.promotion import decide, move_alias, stored_policy
@@ -138,8 +138,8 @@ def _shadowed(conn: Connection, service: str, candidate: str) -> bool:
     """True when a shadow rollout of ``candidate`` on ``service`` completed with a pass."""
     for row in sql.of_service(conn, service, limit=200):
         if row.candidate == candidate and row.strategy == "shadow" and row.phase == "completed":
-            verdict = json.loads(row.last_verdict) if row.last_verdict else {}
-            if verdict.get("outcome") == "pass":
+            verdict = VerdictReport.from_json(row.last_verdict)
+            if verdict is not None and verdict.outcome == "pass":
                 return True
     return False
 

@@ -17,6 +17,7 @@ from airlock.core.digest import canonical_json
 from airlock.core.rollout import RolloutSpec, RolloutState, RolloutStep
 from airlock.core.rollout_spec import parse_spec
 from airlock.core.traffic import TrafficPlan
+from airlock.core.verdict import VerdictReport
 
 Kind = Literal["rollout", "drill"]
 
@@ -41,7 +42,7 @@ class RolloutView:
     created_by: str
     updated_at: datetime
     finished_at: datetime | None
-    last_verdict: dict[str, Any] | None
+    last_verdict: VerdictReport | None
     verdict_at: datetime | None
 
     @property
@@ -85,7 +86,7 @@ class RolloutView:
             "created_by": self.created_by,
             "updated_at": self.updated_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "last_verdict": self.last_verdict,
+            "last_verdict": self.last_verdict.to_dict() if self.last_verdict else None,
             "verdict_at": self.verdict_at.isoformat() if self.verdict_at else None,
         }
 
@@ -102,13 +103,14 @@ class RolloutRecord:
     step_index: int
     candidate_weight: int
     reason: str
-    verdict: dict[str, Any] | None
+    verdict: VerdictReport | None
     plan_generation: int | None
     event_seq: int | None
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["at"] = self.at.isoformat()
+        out["verdict"] = self.verdict.to_dict() if self.verdict else None
         return out
 
 
@@ -185,7 +187,7 @@ def view_of(row: StoredRollout) -> RolloutView:
         created_by=row.created_by,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
-        last_verdict=json.loads(row.last_verdict) if row.last_verdict else None,
+        last_verdict=VerdictReport.from_json(row.last_verdict),
         verdict_at=row.verdict_at,
     )
 
@@ -200,7 +202,7 @@ def record_of(row: StoredRolloutStep) -> RolloutRecord:
         step_index=row.step_index,
         candidate_weight=row.candidate_weight,
         reason=row.reason,
-        verdict=json.loads(row.verdict) if row.verdict else None,
+        verdict=VerdictReport.from_json(row.verdict),
         plan_generation=row.plan_generation,
         event_seq=row.event_seq,
     )

@@ -568,7 +568,7 @@ class Rollouts:
             reason=new_state.reason or reason,
             updated_at=at,
             finished_at=at if new_state.terminal else None,
-            last_verdict=verdict.to_dict() if verdict is not None else view.last_verdict,
+            last_verdict=verdict.report() if verdict is not None else view.last_verdict,
         )
         return Transition(after, action, reason, stored)
 
