@@ -1,8 +1,9 @@
 """Request and response bodies of the governance, serving and rollout routes (pydantic, frozen).
 
 The registry and audit bodies live in :mod:`airlock.api.schemas`; these are the
-ones the later routers added. Response bodies mirror the services' frozen value
-objects field for field, so the OpenAPI document is the contract clients read.
+ones the later routers added. Response bodies are derived from the services' frozen
+values (:mod:`airlock.api.derive`): the value's fields, and only what the JSON adds or
+renames written here, so the OpenAPI document follows the values.
 """
 
 from __future__ import annotations
@@ -11,6 +12,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from airlock.api.derive import From, Out
+from airlock.core.policy import PolicyVerdict, RiskMatch, RolloutRequirements, RuleResult
+from airlock.core.records import Approval, EvalRunSummary, PolicyVersion, TrustedKey
+from airlock.core.series import ReleaseSeries, SeriesPoint
+from airlock.core.traffic import PlanChange, TrafficPlan, WeightedRelease
+from airlock.core.verdict import MetricVerdict, SrmReport, VerdictReport
+from airlock.services.governance import DecisionResult, PolicyChange
+from airlock.services.rollout_views import RolloutView
+from airlock.services.serving import ServiceView
+from airlock.services.signatures import SignatureCheck
+from airlock.services.tokens import TokenInfo
 
 
 class _Body(BaseModel):
@@ -24,16 +37,8 @@ class _In(BaseModel):
 # -- approvals -----------------------------------------------------------------------------
 
 
-class ApprovalOut(_Body):
-    id: int
-    stage: str
-    decision: str
-    actor: str
-    role: str
-    comment: str
-    at: datetime
-    release_digest: str
-    event_seq: int | None
+class ApprovalOut(Out):
+    __value__ = From(Approval, exclude={"release_id"})
 
 
 class DecisionIn(_In):
@@ -41,26 +46,16 @@ class DecisionIn(_In):
     comment: str = Field(default="", max_length=4000)
 
 
-class DecisionOut(_Body):
-    ref: str
-    stage: str
-    decision: Literal["approve", "reject"]
+class DecisionOut(Out):
+    __value__ = From(DecisionResult)
     recorded: bool = Field(description="always true: repeating a standing decision answers 409")
-    approval: ApprovalOut | None
 
 
 # -- policy ---------------------------------------------------------------------------------
 
 
-class PolicyOut(_Body):
-    name: str
-    version: int
-    document: str
-    digest: str
-    reason: str
-    created_at: datetime
-    created_by: str
-    event_seq: int | None
+class PolicyOut(Out):
+    __value__ = From(PolicyVersion, exclude={"id"})
 
 
 class PolicyIn(_In):
@@ -68,59 +63,41 @@ class PolicyIn(_In):
     reason: str = Field(default="", max_length=4000)
 
 
-class PolicyChangeOut(_Body):
-    policy: PolicyOut
+class PolicyChangeOut(Out):
+    __value__ = From(PolicyChange, exclude={"policy"}, rename={"row": "policy"})
     created: bool = Field(description="false: identical to the current version")
-    previous: int | None
 
 
-class RuleOut(_Body):
-    rule: str
-    passed: bool
-    why: str
-    source: str
+class RuleOut(Out):
+    __value__ = From(RuleResult)
 
 
-class RiskOut(_Body):
-    name: str
-    reasons: list[str]
+class RiskOut(Out):
+    __value__ = From(RiskMatch, exclude={"require"})
 
 
-class RolloutNeedsOut(_Body):
-    min_canary_minutes: float
-    shadow_first: bool
-    reasons: list[str]
+class RolloutNeedsOut(Out):
+    __value__ = From(RolloutRequirements)
 
 
-class CheckOut(_Body):
-    ref: str
-    stage: str
+class CheckOut(Out):
+    __value__ = From(
+        PolicyVerdict,
+        rename={"results": "rules", "risk": "risk_classes", "baseline_ref": "baseline"},
+    )
     ok: bool
-    policy_version: int | None
-    baseline: str | None
-    rules: list[RuleOut]
-    risk_classes: list[RiskOut]
-    rollout: RolloutNeedsOut
 
 
 # -- evaluations ----------------------------------------------------------------------------
 
 
-class EvalRunOut(_Body):
-    id: int
-    ref: str
-    suite: str
-    suite_digest: str
+class EvalRunOut(Out):
+    __value__ = From(
+        EvalRunSummary,
+        exclude={"release_id", "baseline_release_id", "result"},
+        rename={"release_ref": "ref"},
+    )
     baseline: str | None
-    cases: int
-    pass_rate: float
-    mean_score: float
-    baseline_pass_rate: float | None
-    p_value: float | None
-    actor: str
-    started_at: datetime
-    finished_at: datetime
-    event_seq: int | None
 
 
 class EvalRecordOut(EvalRunOut):
@@ -141,13 +118,8 @@ class EvalIn(_In):
 # -- signatures and keys ----------------------------------------------------------------------
 
 
-class SignatureOut(_Body):
-    key_id: str
-    key_name: str | None
-    signed_by: str | None
-    at: datetime | None
-    valid: bool
-    why: str
+class SignatureOut(Out):
+    __value__ = From(SignatureCheck)
 
 
 class SignaturesOut(_Body):
@@ -157,28 +129,15 @@ class SignaturesOut(_Body):
     signatures: list[SignatureOut]
 
 
-class KeyOut(_Body):
-    key_id: str
-    name: str
-    added_at: datetime
-    added_by: str
-    revoked_at: datetime | None
-    revoked_by: str | None
+class KeyOut(Out):
+    __value__ = From(TrustedKey, exclude={"public_key"})
 
 
 # -- tokens ------------------------------------------------------------------------------------
 
 
-class TokenOut(_Body):
-    id: str
-    user: str
-    role: str
-    note: str
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    revoked_by: str | None
+class TokenOut(Out):
+    __value__ = From(TokenInfo)
     state: Literal["active", "expired", "revoked"]
 
 
@@ -211,121 +170,64 @@ class WhoAmIOut(_Body):
 # -- services and telemetry -------------------------------------------------------------------
 
 
-class WeightOut(_Body):
-    release: str
+class WeightOut(Out):
+    __value__ = From(WeightedRelease, rename={"weight": "weight_bp"})
     weight_bp: int = Field(description="basis points of user traffic (10000 = all)")
     weight_pct: float
 
 
-class PlanOut(_Body):
-    service: str
-    stable: str
-    candidates: list[WeightOut]
-    shadows: list[str]
-    generation: int
+class PlanOut(Out):
+    __value__ = From(TrafficPlan)
     stable_pct: float
 
 
-class MetricOut(_Body):
-    metric: str
-    outcome: Literal["pass", "fail", "inconclusive"]
-    candidate_value: float
-    stable_value: float
-    effect: float
-    ci_low: float | None  # null: unbounded
-    ci_high: float | None
-    threshold: float
-    n_candidate: int
-    n_stable: int
-    effect_label: str
-    reason: str
-    evidence: float | None = None  # e-value so far; rolled back once it reaches evidence_needed
-    evidence_needed: float | None = None
-    mde: float | None = None  # smallest effect the data so far would expect to catch
-    required: bool = False
+class MetricOut(Out):
+    __value__ = From(
+        MetricVerdict, unbounded={"ci_low", "ci_high", "evidence", "evidence_needed", "mde"}
+    )
 
 
-class SrmOut(_Body):
-    mismatch: bool
-    observed_share: float
-    planned_share: float
-    evidence: float | None
-    evidence_needed: float | None
+class SrmOut(Out):
+    __value__ = From(SrmReport, unbounded={"evidence", "evidence_needed"})
 
 
-class VerdictOut(_Body):
-    outcome: Literal["pass", "fail", "inconclusive"]
-    n_candidate: int
-    n_stable: int
-    reason: str
-    per_metric: list[MetricOut]
-    srm: SrmOut | None = None
+class VerdictOut(Out):
+    __value__ = From(VerdictReport)
 
 
-class RolloutOut(_Body):
-    id: int
-    service: str
-    kind: Literal["rollout", "drill"]
-    candidate: str
-    stable: str
-    strategy: str
+class RolloutOut(Out):
+    __value__ = From(RolloutView)
     spec: dict[str, Any]
     state: dict[str, Any]
+    strategy: str
     phase: str
     step: int = Field(description="1-based step being run (or waiting for approval)")
     steps: int
     candidate_weight_pct: float
-    version: int
-    reason: str
-    created_at: datetime
-    created_by: str
-    updated_at: datetime
-    finished_at: datetime | None
-    last_verdict: VerdictOut | None
-    verdict_at: datetime | None
 
 
-class ServiceOut(_Body):
-    name: str
+class ServiceOut(Out):
+    __value__ = From(ServiceView, first=("name", "stable"))
     stable: str
-    plan: PlanOut
-    opt_outs: list[str]
-    created_at: datetime
-    created_by: str
-    updated_at: datetime
-    updated_by: str
     rollout: RolloutOut | None = Field(description="the rollout in flight, if any")
 
 
-class PlanChangeOut(_Body):
-    generation: int
-    plan: PlanOut
-    actor: str
-    reason: str
-    at: datetime
-    event_seq: int | None
+class PlanChangeOut(Out):
+    __value__ = From(PlanChange, exclude={"service"})
 
 
-class SeriesPointOut(_Body):
-    t: datetime = Field(description="start of the bucket")
-    requests: int
-    errors: int
+class SeriesPointOut(Out):
+    __value__ = From(SeriesPoint, exclude={"feedback_sum", "latency_histogram"})
     error_rate: float
-    guardrail_flags: int
     guardrail_rate: float
-    fallbacks: int
-    feedback_count: int
     feedback_mean: float | None
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
 
 
-class ReleaseTelemetryOut(_Body):
-    release: str
-    traffic: Literal["live", "shadow"]
-    totals: SeriesPointOut
-    points: list[SeriesPointOut]
+class ReleaseTelemetryOut(Out):
+    __value__ = From(ReleaseSeries)
 
 
 class TelemetryOut(_Body):

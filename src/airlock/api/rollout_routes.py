@@ -10,15 +10,16 @@ the moment its transaction commits.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from airlock.api.bodies import RolloutOut, VerdictOut
+from airlock.api.bodies import RolloutOut
 from airlock.api.deps import ActorDep, IdPath, WorkspaceDep
+from airlock.api.derive import From, Out
 from airlock.errors import Conflict, ServiceUnavailable
+from airlock.services.drills import DrillView
 from airlock.services.identity import Actor
 from airlock.services.rollouts import RolloutRecord, Rollouts, RolloutView, Transition
 from airlock.services.serving import Serving
@@ -34,29 +35,18 @@ class _Body(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class RecordOut(_Body):
-    rollout_id: int
-    at: datetime
-    action: str
-    actor: str
-    phase: str
-    step_index: int
+class RecordOut(Out):
+    __value__ = From(RolloutRecord)
     candidate_weight: int = Field(description="basis points after the action")
-    reason: str
-    verdict: VerdictOut | None
-    plan_generation: int | None
-    event_seq: int | None
 
 
 class RolloutDetailOut(RolloutOut):
     history: list[RecordOut]
 
 
-class TransitionOut(_Body):
-    action: str
-    reason: str
+class TransitionOut(Out):
+    __value__ = From(Transition, exclude={"plan"})
     plan_generation: int | None
-    rollout: RolloutOut
 
 
 class RolloutIn(BaseModel):
@@ -98,22 +88,8 @@ class DrillStartedOut(_Body):
 DrillRunner = Callable[[str, dict[str, float], Actor, float, dict[str, Any] | None], None]
 
 
-class DrillOut(_Body):
-    id: int
-    service: str
-    rollout_id: int | None
-    release: str
-    stable: str
-    faults: dict[str, float]
-    outcome: str
-    started_at: datetime
-    finished_at: datetime
-    detect_seconds: float | None
-    revert_seconds: float | None
-    requests: int
-    faulty_requests: int
-    faulted_requests: int
-    actor: str
+class DrillOut(Out):
+    __value__ = From(DrillView, exclude={"result"})
 
 
 # -- wiring -------------------------------------------------------------------------------------
@@ -252,23 +228,4 @@ def list_drills(
     """Rollback drills, newest first: fault, time to detect, time to revert, requests hit."""
     from airlock.services.drills import Drills
 
-    return [
-        DrillOut(
-            id=d.id,
-            service=d.service,
-            rollout_id=d.rollout_id,
-            release=d.release,
-            stable=d.stable,
-            faults=d.faults,
-            outcome=d.outcome,
-            started_at=d.started_at,
-            finished_at=d.finished_at,
-            detect_seconds=d.detect_seconds,
-            revert_seconds=d.revert_seconds,
-            requests=d.requests,
-            faulty_requests=d.faulty_requests,
-            faulted_requests=d.faulted_requests,
-            actor=d.actor,
-        )
-        for d in Drills(ws).history(service, limit=limit)
-    ]
+    return [DrillOut.of(d) for d in Drills(ws).history(service, limit=limit)]

@@ -1,34 +1,39 @@
-"""Request and response bodies of the REST API (pydantic, frozen)."""
+"""Request and response bodies of the registry and audit routes (pydantic, frozen).
+
+Response bodies are derived from the services' values (:mod:`airlock.api.derive`).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from airlock.api.derive import From, Out
+from airlock.core.records import Alias, AliasMove, ModelSummary, Release
+from airlock.services.promotion import AliasResult
+from airlock.services.registry import VerifyReport
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class ModelOut(_Body):
-    name: str
-    releases: int
+class ModelOut(Out):
+    __value__ = From(
+        ModelSummary, exclude={"id", "created_at"}, rename={"release_count": "releases"}
+    )
     aliases: dict[str, str] = Field(description="alias -> version")
 
 
-class ReleaseSummary(_Body):
+class ReleaseSummary(Out):
+    __value__ = From(
+        Release,
+        exclude={"id", "content_key", "manifest_json"},
+        rename={"model": "name"},
+        first=("ref",),
+    )
     ref: str
-    name: str
-    version: str
-    digest: str
-    author: str
-    created_at: datetime
-    total_size: int
-    file_count: int
-    parameters: int | None
-    has_pickle: bool
     aliases: list[str]
 
 
@@ -36,12 +41,8 @@ class ReleaseOut(ReleaseSummary):
     manifest: dict[str, Any]
 
 
-class AliasOut(_Body):
-    model: str
-    alias: str
-    version: str
-    updated_at: datetime
-    updated_by: str
+class AliasOut(Out):
+    __value__ = From(Alias, exclude={"release_id"}, rename={"name": "alias"})
 
 
 class AliasMoveIn(_Body):
@@ -49,23 +50,12 @@ class AliasMoveIn(_Body):
     reason: str = Field(min_length=1)
 
 
-class AliasMoveOut(_Body):
-    model: str
-    alias: str
-    from_version: str | None
-    to_version: str
-    moved: bool
+class AliasMoveOut(Out):
+    __value__ = From(AliasResult)
 
 
-class AliasHistoryOut(_Body):
-    model: str
-    alias: str
-    from_version: str | None
-    to_version: str | None
-    actor: str
-    reason: str
-    at: datetime
-    event_seq: int | None
+class AliasHistoryOut(Out):
+    __value__ = From(AliasMove)
 
 
 class EventOut(_Body):
@@ -92,13 +82,9 @@ class ChainOut(_Body):
     problem: dict[str, Any] | None
 
 
-class VerifyOut(_Body):
+class VerifyOut(Out):
+    __value__ = From(VerifyReport, first=("ok",))
     ok: bool
-    checked: int
-    bytes: int
-    damaged: dict[str, list[str]]
-    missing: dict[str, list[str]]
-    tampered: dict[str, str] = {}  # release ref -> why its catalog row is not what was pushed
 
 
 class LineageNode(_Body):

@@ -19,7 +19,7 @@ from airlock.catalog.schema import (
 )
 from airlock.core.digest import canonical_json
 from airlock.core.telemetry import ShadowSample, TelemetryRecord, parse_detail
-from airlock.core.traffic import TrafficPlan
+from airlock.core.traffic import PlanChange, TrafficPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +36,6 @@ class StoredService:
 
     def plan(self) -> TrafficPlan:
         return TrafficPlan.from_dict(json.loads(self.plan_json))
-
-
-@dataclass(frozen=True, slots=True)
-class PlanChange:
-    service: str
-    generation: int
-    plan: TrafficPlan
-    actor: str
-    reason: str
-    at: datetime
-    event_seq: int | None
 
 
 def plan_json(plan: TrafficPlan) -> str:

@@ -30,6 +30,7 @@ import hashlib
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from airlock.errors import InvalidInput
@@ -261,4 +262,23 @@ class TrafficPlan:
         )
 
 
-__all__ = ["BUCKETS", "TrafficPlan", "WeightedRelease", "bucket_of"]
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    """One stored traffic plan of a service: who set it, when and why."""
+
+    service: str
+    generation: int
+    plan: TrafficPlan
+    actor: str
+    reason: str
+    at: datetime
+    event_seq: int | None
+
+
+__all__ = [
+    "BUCKETS",
+    "PlanChange",
+    "TrafficPlan",
+    "WeightedRelease",
+    "bucket_of",
+]

@@ -28,13 +28,12 @@ from airlock.catalog import aliases as alias_sql
 from airlock.catalog import gateway_keys as sync_versions
 from airlock.catalog import releases as release_sql
 from airlock.catalog import serving as sql
-from airlock.catalog.serving import PlanChange
 from airlock.core.analysis import ReleaseWindow
 from airlock.core.digest import Digest
 from airlock.core.names import check_name
 from airlock.core.records import Release
 from airlock.core.telemetry import ShadowSample, TelemetryRecord, Traffic
-from airlock.core.traffic import TrafficPlan, WeightedRelease
+from airlock.core.traffic import PlanChange, TrafficPlan, WeightedRelease
 from airlock.errors import Conflict, InvalidInput, NotFound
 from airlock.runtime.loader import ReleaseLoader
 from airlock.services.identity import Actor
