@@ -20,10 +20,11 @@ from airlock.core.series import ReleaseSeries, SeriesPoint
 from airlock.core.traffic import PlanChange, TrafficPlan, WeightedRelease
 from airlock.core.verdict import MetricVerdict, SrmReport, VerdictReport
 from airlock.services.governance import DecisionResult, PolicyChange
+from airlock.services.identity import Actor
 from airlock.services.rollout_views import RolloutView
 from airlock.services.serving import ServiceView
 from airlock.services.signatures import SignatureCheck
-from airlock.services.tokens import TokenInfo
+from airlock.services.tokens import IssuedToken, TokenInfo
 
 
 class _Body(BaseModel):
@@ -148,22 +149,17 @@ class TokenIn(_In):
     note: str = Field(default="", max_length=500)
 
 
-class IssuedTokenOut(_Body):
-    id: str
-    user: str
-    role: str
+class IssuedTokenOut(Out):
+    __value__ = From(IssuedToken)
     secret: str = Field(description="shown once; only its hash is stored")
-    expires_at: datetime | None
 
 
 class ReasonIn(_In):
     reason: str = Field(default="", max_length=4000)
 
 
-class WhoAmIOut(_Body):
-    user: str
-    role: str
-    token_id: str | None
+class WhoAmIOut(Out):
+    __value__ = From(Actor, rename={"name": "user"})
     may: list[str] = Field(description="every action this role may perform")
 
 

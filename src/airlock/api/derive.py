@@ -18,13 +18,14 @@ field from its old name) or from the value's ``to_dict()``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Self, get_args, get_origin, get_type_hints
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic._internal._model_construction import ModelMetaclass
 
 _DERIVED: dict[type, type[BaseModel]] = {}  # value class -> the first model derived from it
@@ -57,6 +58,10 @@ def _translate(tp: Any) -> Any:
     return tp
 
 
+def _null_if_unbounded(x: Any) -> Any:
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
 def _fields(spec: From, own: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(annotations, class attributes) of the model: the value's fields, then the body's."""
     if not dataclasses.is_dataclass(spec.value):
@@ -69,7 +74,9 @@ def _fields(spec: From, own: Mapping[str, Any]) -> tuple[dict[str, Any], dict[st
             continue
         name = spec.rename.get(f.name, f.name)
         tp = _translate(hints[f.name])
-        annotations[name] = tp | None if f.name in spec.unbounded else tp
+        if f.name in spec.unbounded:
+            tp = Annotated[tp | None, BeforeValidator(_null_if_unbounded)]
+        annotations[name] = tp
         if name != f.name:
             attrs[name] = Field(validation_alias=AliasChoices(name, f.name))
     for name, tp in own.items():
@@ -96,6 +103,7 @@ class _Derived(ModelMetaclass):
         cls = super().__new__(mcs, cls_name, bases, namespace, **kwargs)
         if isinstance(spec, From):
             cls.__derived_from__ = spec.value  # type: ignore[attr-defined]
+            cls.__derive__ = spec  # type: ignore[attr-defined]
             cls.__sources__ = {new: old for old, new in spec.rename.items()}  # type: ignore[attr-defined]
             _DERIVED.setdefault(spec.value, cls)
         return cls
@@ -118,10 +126,16 @@ class Out(BaseModel, metaclass=_Derived):
         return cls.model_validate({**data, **extra})
 
 
+def derive_spec(model: type[BaseModel]) -> From | None:
+    """How a response model was derived (None for a hand-written body)."""
+    found: From | None = getattr(model, "__derive__", None)
+    return found
+
+
 def derived_from(model: type[BaseModel]) -> type | None:
     """The value a response model was derived from (None for a hand-written body)."""
     found: type | None = getattr(model, "__derived_from__", None)
     return found
 
 
-__all__ = ["From", "Out", "derived_from"]
+__all__ = ["From", "Out", "derive_spec", "derived_from"]

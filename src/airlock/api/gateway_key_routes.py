@@ -7,14 +7,13 @@ admins create and revoke; the secret is in the creating response only.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import ReasonIn
 from airlock.api.deps import ActorDep, WorkspaceDep
-from airlock.core.gateway_keys import MAX_LIMIT, KeyScopes
+from airlock.api.derive import From, Out
+from airlock.core.gateway_keys import MAX_LIMIT, GatewayKey, KeyScopes
 from airlock.services.gateway_keys import GatewayKeys, KeyInfo
 
 router = APIRouter(prefix="/api/v1/gateway-keys", tags=["gateway keys"])
@@ -36,21 +35,10 @@ class GatewayKeyIn(BaseModel):
     reason: str = Field(default="", max_length=4000)
 
 
-class GatewayKeyOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    service: str
-    name: str
+class GatewayKeyOut(Out):
+    __value__ = From(GatewayKey, exclude={"secret_hash"}, first=("id", "service", "name", "state"))
     state: str
     scopes: list[str]
-    rpm: int | None
-    tpm: int | None
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    revoked_by: str | None
 
 
 class IssuedGatewayKeyOut(GatewayKeyOut):

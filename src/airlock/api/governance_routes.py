@@ -51,49 +51,15 @@ StageQuery = Annotated[
 
 
 def approval_out(a: Approval) -> ApprovalOut:
-    return ApprovalOut(
-        id=a.id,
-        stage=a.stage,
-        decision=a.decision,
-        actor=a.actor,
-        role=a.role,
-        comment=a.comment,
-        at=a.at,
-        release_digest=a.release_digest,
-        event_seq=a.event_seq,
-    )
+    return ApprovalOut.of(a)
 
 
 def policy_out(row: PolicyVersion) -> PolicyOut:
-    return PolicyOut(
-        name=row.name,
-        version=row.version,
-        document=row.document,
-        digest=row.digest,
-        reason=row.reason,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        event_seq=row.event_seq,
-    )
+    return PolicyOut.of(row)
 
 
 def eval_out(run: EvalRunSummary, baseline: str | None) -> EvalRunOut:
-    return EvalRunOut(
-        id=run.id,
-        ref=run.release_ref,
-        suite=run.suite,
-        suite_digest=run.suite_digest,
-        baseline=baseline,
-        cases=run.cases,
-        pass_rate=run.pass_rate,
-        mean_score=run.mean_score,
-        baseline_pass_rate=run.baseline_pass_rate,
-        p_value=run.p_value,
-        actor=run.actor,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        event_seq=run.event_seq,
-    )
+    return EvalRunOut.of(run, baseline=baseline)
 
 
 # -- approvals -------------------------------------------------------------------------------
@@ -109,26 +75,14 @@ def list_approvals(ref: str, gov: GovernanceDep, _: ActorDep) -> list[ApprovalOu
 def approve(ref: str, body: DecisionIn, gov: GovernanceDep, who: ActorDep) -> DecisionOut:
     """Approve a release for a stage (approver or admin; never the release's author)."""
     result = gov.approve(ref, stage=body.stage, actor=who, comment=body.comment)
-    return DecisionOut(
-        ref=result.ref,
-        stage=result.stage,
-        decision=result.decision,
-        recorded=result.recorded,
-        approval=approval_out(result.approval) if result.approval else None,
-    )
+    return DecisionOut.of(result)
 
 
 @router.post("/releases/{ref}/reject", response_model=DecisionOut)
 def reject(ref: str, body: DecisionIn, gov: GovernanceDep, who: ActorDep) -> DecisionOut:
     """Reject a release for a stage; the comment (the reason) is required."""
     result = gov.reject(ref, stage=body.stage, actor=who, comment=body.comment)
-    return DecisionOut(
-        ref=result.ref,
-        stage=result.stage,
-        decision=result.decision,
-        recorded=result.recorded,
-        approval=approval_out(result.approval) if result.approval else None,
-    )
+    return DecisionOut.of(result)
 
 
 # -- policies and checks --------------------------------------------------------------------
@@ -160,9 +114,7 @@ def get_policy(
 def set_policy(name: str, body: PolicyIn, gov: GovernanceDep, who: ActorDep) -> PolicyChangeOut:
     """Store a new version of a policy (admin); identical text records nothing."""
     change = gov.set_policy(name, body.document, actor=who, reason=body.reason)
-    return PolicyChangeOut(
-        policy=policy_out(change.row), created=change.created, previous=change.previous
-    )
+    return PolicyChangeOut.of(change)
 
 
 @router.get("/releases/{ref}/check", response_model=CheckOut)
@@ -258,17 +210,7 @@ def verify_signatures(ref: str, gov: GovernanceDep, _: ActorDep) -> SignaturesOu
         ref=row.ref,
         signed=bool(checks),
         valid=any(c.valid for c in checks),
-        signatures=[
-            SignatureOut(
-                key_id=c.key_id,
-                key_name=c.key_name,
-                signed_by=c.signed_by,
-                at=c.at,
-                valid=c.valid,
-                why=c.why,
-            )
-            for c in checks
-        ],
+        signatures=[SignatureOut.of(c) for c in checks],
     )
 
 
@@ -276,14 +218,7 @@ def verify_signatures(ref: str, gov: GovernanceDep, _: ActorDep) -> SignaturesOu
 def list_keys(gov: GovernanceDep, _: ActorDep) -> list[KeyOut]:
     """Trusted (and revoked) signing keys."""
     return [
-        KeyOut(
-            key_id=k.key_id,
-            name=k.name,
-            added_at=k.added_at,
-            added_by=k.added_by,
-            revoked_at=k.revoked_at,
-            revoked_by=k.revoked_by,
-        )
+        KeyOut.of(k)
         for k in gov.signatures.keys()  # noqa: SIM118 (a method, not a dict)
     ]
 

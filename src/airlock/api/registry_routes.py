@@ -30,32 +30,12 @@ from airlock.services.registry import Registry
 router = APIRouter(prefix="/api/v1", tags=["releases"])
 
 
-def _summary(row: Release, aliases: list[str]) -> dict[str, Any]:
-    return {
-        "ref": row.ref,
-        "name": row.model,
-        "version": row.version,
-        "digest": row.digest,
-        "author": row.author,
-        "created_at": row.created_at,
-        "total_size": row.total_size,
-        "file_count": row.file_count,
-        "parameters": row.parameters,
-        "has_pickle": row.has_pickle,
-        "aliases": aliases,
-    }
-
-
 @router.get("/models", response_model=list[ModelOut])
 def list_models(reg: RegistryDep, _: ActorDep) -> list[ModelOut]:
     """Every model with its release count and aliases."""
     aliases = reg.aliases()
     return [
-        ModelOut(
-            name=m.name,
-            releases=m.release_count,
-            aliases={a.name: a.version for a in aliases if a.model == m.name},
-        )
+        ModelOut.of(m, aliases={a.name: a.version for a in aliases if a.model == m.name})
         for m in reg.models()
     ]
 
@@ -66,18 +46,15 @@ def list_releases(model: str, reg: RegistryDep, _: ActorDep) -> list[ReleaseSumm
     by_release: dict[int, list[str]] = {}
     for a in reg.aliases(model):
         by_release.setdefault(a.release_id, []).append(a.name)
-    return [
-        ReleaseSummary.model_validate(_summary(r, by_release.get(r.id, [])))
-        for r in reg.releases(model)
-    ]
+    return [ReleaseSummary.of(r, aliases=by_release.get(r.id, [])) for r in reg.releases(model)]
 
 
 @router.get("/releases/{ref}", response_model=ReleaseOut)
 def show_release(ref: str, reg: RegistryDep, _: ActorDep) -> ReleaseOut:
     """A release's manifest: files, components, lineage, metrics, notes."""
     view = reg.show(ref)
-    return ReleaseOut.model_validate(
-        {**_summary(view.row, list(view.aliases)), "manifest": view.manifest.to_json_dict()}
+    return ReleaseOut.of(
+        view.row, aliases=list(view.aliases), manifest=view.manifest.to_json_dict()
     )
 
 
@@ -147,16 +124,7 @@ def _walk(
 
 @router.get("/models/{model}/aliases", response_model=list[AliasOut])
 def list_aliases(model: str, reg: RegistryDep, _: ActorDep) -> list[AliasOut]:
-    return [
-        AliasOut(
-            model=a.model,
-            alias=a.name,
-            version=a.version,
-            updated_at=a.updated_at,
-            updated_by=a.updated_by,
-        )
-        for a in reg.aliases(model)
-    ]
+    return [AliasOut.of(a) for a in reg.aliases(model)]
 
 
 @router.put("/models/{model}/aliases/{alias}", response_model=AliasMoveOut)
@@ -172,21 +140,12 @@ def move_alias(
             f"{row.ref} is not a release of {model}", hint=f"give a version of {model}"
         )
     result = reg.set_alias(alias, row.ref, actor=who, reason=body.reason)
-    return AliasMoveOut(
-        model=result.model,
-        alias=result.alias,
-        from_version=result.from_version,
-        to_version=result.to_version,
-        moved=result.moved,
-    )
+    return AliasMoveOut.of(result)
 
 
 @router.get("/models/{model}/aliases/{alias}/history", response_model=list[AliasHistoryOut])
 def alias_history(model: str, alias: str, reg: RegistryDep, _: ActorDep) -> list[AliasHistoryOut]:
-    return [
-        AliasHistoryOut.model_validate(dataclasses.asdict(m))
-        for m in reg.alias_history(model, alias)
-    ]
+    return [AliasHistoryOut.of(m) for m in reg.alias_history(model, alias)]
 
 
 @router.post("/verify", response_model=VerifyOut)
@@ -197,11 +156,4 @@ def verify_store(
 ) -> VerifyOut:
     """Re-hash stored blobs; name damaged or missing ones and the releases using them."""
     report = reg.verify(ref)
-    return VerifyOut(
-        ok=report.ok,
-        checked=report.checked,
-        bytes=report.bytes,
-        damaged=report.damaged,
-        missing=report.missing,
-        tampered=report.tampered,
-    )
+    return VerifyOut.of(report)

@@ -112,9 +112,8 @@ def record_out(record: RolloutRecord) -> RecordOut:
 
 
 def transition_out(t: Transition) -> TransitionOut:
-    return TransitionOut(
-        action=t.action,
-        reason=t.reason,
+    return TransitionOut.of(
+        t,
         plan_generation=t.plan.generation if t.plan else None,
         rollout=rollout_out(t.rollout),
     )

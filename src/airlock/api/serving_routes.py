@@ -26,15 +26,9 @@ router = APIRouter(prefix="/api/v1", tags=["services"])
 
 
 def plan_out(plan: TrafficPlan) -> PlanOut:
-    return PlanOut(
-        service=plan.service,
-        stable=plan.stable,
-        candidates=[
-            WeightOut(release=c.release, weight_bp=c.weight, weight_pct=c.weight * 100 / BUCKETS)
-            for c in plan.candidates
-        ],
-        shadows=list(plan.shadows),
-        generation=plan.generation,
+    return PlanOut.of(
+        plan,
+        candidates=[WeightOut.of(c, weight_pct=c.weight * 100 / BUCKETS) for c in plan.candidates],
         stable_pct=plan.stable_weight() * 100 / BUCKETS,
     )
 
@@ -42,15 +36,10 @@ def plan_out(plan: TrafficPlan) -> PlanOut:
 def service_out(ws: Workspace, view: ServiceView) -> ServiceOut:
     from airlock.api.rollout_routes import rollout_in_flight
 
-    return ServiceOut(
-        name=view.name,
+    return ServiceOut.of(
+        view,
         stable=view.plan.stable,
         plan=plan_out(view.plan),
-        opt_outs=list(view.opt_outs),
-        created_at=view.created_at,
-        created_by=view.created_by,
-        updated_at=view.updated_at,
-        updated_by=view.updated_by,
         rollout=rollout_in_flight(ws, view.name),
     )
 
@@ -70,23 +59,12 @@ def show_service(name: str, ws: WorkspaceDep, _: ActorDep) -> ServiceOut:
 @router.get("/services/{name}/plans", response_model=list[PlanChangeOut])
 def plan_history(name: str, ws: WorkspaceDep, _: ActorDep) -> list[PlanChangeOut]:
     """Every traffic plan the service had, oldest first, with who changed it and why."""
-    return [
-        PlanChangeOut(
-            generation=c.generation,
-            plan=plan_out(c.plan),
-            actor=c.actor,
-            reason=c.reason,
-            at=c.at,
-            event_seq=c.event_seq,
-        )
-        for c in Serving(ws).history(name)
-    ]
+    return [PlanChangeOut.of(c, plan=plan_out(c.plan)) for c in Serving(ws).history(name)]
 
 
 def _series_out(s: ReleaseSeries) -> ReleaseTelemetryOut:
-    return ReleaseTelemetryOut(
-        release=s.release,
-        traffic=s.traffic,
+    return ReleaseTelemetryOut.of(
+        s,
         totals=SeriesPointOut.model_validate(s.totals.to_dict()),
         points=[SeriesPointOut.model_validate(p.to_dict()) for p in s.points],
     )

@@ -17,31 +17,13 @@ router = APIRouter(prefix="/api/v1", tags=["tokens"])
 
 
 def token_out(t: TokenInfo) -> TokenOut:
-    return TokenOut.model_validate(
-        {
-            "id": t.id,
-            "user": t.user,
-            "role": t.role,
-            "note": t.note,
-            "created_at": t.created_at,
-            "created_by": t.created_by,
-            "expires_at": t.expires_at,
-            "revoked_at": t.revoked_at,
-            "revoked_by": t.revoked_by,
-            "state": t.state,
-        }
-    )
+    return TokenOut.of(t)
 
 
 @router.get("/whoami", response_model=WhoAmIOut)
 def whoami(who: ActorDep) -> WhoAmIOut:
     """Who the bearer token stands for and what that role may do."""
-    return WhoAmIOut(
-        user=who.name,
-        role=who.role,
-        token_id=who.token_id,
-        may=[a.value for a in actions_of(who.role)],
-    )
+    return WhoAmIOut.of(who, may=[a.value for a in actions_of(who.role)])
 
 
 @router.get("/tokens", response_model=list[TokenOut])
@@ -62,13 +44,7 @@ def create_token(body: TokenIn, ws: WorkspaceDep, who: ActorDep) -> IssuedTokenO
     issued = Tokens(ws).create(
         user=body.user, role=body.role, actor=who, expires_in=expires, note=body.note
     )
-    return IssuedTokenOut(
-        id=issued.id,
-        user=issued.user,
-        role=issued.role,
-        secret=issued.secret,
-        expires_at=issued.expires_at,
-    )
+    return IssuedTokenOut.of(issued)
 
 
 @router.post("/tokens/{token_id}/revoke", response_model=TokenOut)
