@@ -13,6 +13,7 @@ from datetime import datetime
 
 from airlock.core.digest import Digest
 from airlock.core.manifest import Manifest, manifest_from_json
+from airlock.core.policy import ApprovalFact
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,17 @@ class Approval:
     comment: str
     at: datetime
     event_seq: int | None
+
+    def fact(self) -> ApprovalFact:
+        """The decision as the policy weighs it."""
+        return ApprovalFact(
+            actor=self.actor,
+            role=self.role,
+            decision="approve" if self.decision == "approve" else "reject",
+            stage=self.stage,
+            at=self.at,
+            comment=self.comment,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,6 @@ from airlock import audit
 from airlock.catalog import events as event_sql
 from airlock.catalog import governance as sql
 from airlock.core.names import check_alias, check_name
-from airlock.core.policy import ApprovalFact as _Fact
 from airlock.core.policy import Policy, PolicyVerdict, parse_policy, standing_decisions
 from airlock.core.records import Approval, EvalRunSummary, PolicyVersion, Release, TrustedKey
 from airlock.core.roles import Action
@@ -137,7 +136,7 @@ class Governance:
                 denial = forbidden(actor, action, release.ref, why)
             else:
                 rows = sql.approvals_of(conn, release.id)
-                standing = standing_decisions([_fact(r) for r in rows], stage).get(actor.name)
+                standing = standing_decisions([r.fact() for r in rows], stage).get(actor.name)
                 if standing is not None and standing.decision == decision:
                     raise _already(actor, decision, release.ref, stage)
                 event = audit.append(
@@ -307,14 +306,3 @@ def _already(actor: Actor, decision: Decision, ref: str, stage: str) -> Conflict
 
 def _latest(runs: list[EvalRunSummary]) -> dict[str, EvalRunSummary]:
     return {r.suite: r for r in runs}
-
-
-def _fact(row: Approval) -> _Fact:
-    return _Fact(
-        actor=row.actor,
-        role=row.role,
-        decision="approve" if row.decision == "approve" else "reject",
-        stage=row.stage,
-        at=row.at,
-        comment=row.comment,
-    )

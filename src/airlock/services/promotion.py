@@ -52,7 +52,6 @@ from airlock.core.evalsuite import outcomes_from_record
 from airlock.core.limits import MAX_REASON, check_length
 from airlock.core.names import check_alias
 from airlock.core.policy import (
-    ApprovalFact,
     EvalFact,
     EvalRequirement,
     Policy,
@@ -141,17 +140,7 @@ def release_facts(
     baseline: tuple[Release, str] | None = None,
 ) -> ReleaseFacts:
     base, source = baseline if baseline else baseline_for(conn, release, stage, policy)
-    approvals = tuple(
-        ApprovalFact(
-            actor=a.actor,
-            role=a.role,
-            decision="approve" if a.decision == "approve" else "reject",
-            stage=a.stage,
-            at=a.at,
-            comment=a.comment,
-        )
-        for a in sql.approvals_of(conn, release.id)
-    )
+    approvals = tuple(a.fact() for a in sql.approvals_of(conn, release.id))
     runs = sql.eval_runs_of(conn, release.id)
     refs: dict[int, str] = {}
     for run in runs:
