@@ -10,7 +10,9 @@ from airlock.cli.alias_cmd import alias_app
 from airlock.cli.audit_cmd import audit_app
 from airlock.cli.demo_cmd import demo
 from airlock.cli.drill_cmd import drill_app
+from airlock.cli.export_cmd import export
 from airlock.cli.gc_cmd import gc
+from airlock.cli.import_cmd import import_app
 from airlock.cli.key_cmd import gateway_key_app
 from airlock.cli.token_cmd import token_app
 
@@ -84,6 +86,8 @@ def _register_optional() -> None:
 
 _register_optional()
 app.add_typer(gateway_key_app, name="gateway-key")  # gateway access (issue 10)
+app.command("export")(export)  # OCI ModelPack (issue 14)
+app.add_typer(import_app, name="import")  # OCI layouts and MLflow (issue 14)
 
 
 def run() -> None:
