@@ -178,7 +178,7 @@ def _import_version(
         "version": number,
         "run_id": mv.run_id,
         "source": mv.source,
-        "user": tags.get("mlflow.user") or getattr(mv, "user_id", None),
+        "user": tags.get("mlflow.user") or (run.info.user_id if run is not None else None),
     }
     code = None
     if tags.get("mlflow.source.git.commit") or tags.get("mlflow.source.git.repoURL"):
