@@ -24,7 +24,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -186,7 +185,11 @@ def _import_version(
             repo=tags.get("mlflow.source.git.repoURL"), commit=tags.get("mlflow.source.git.commit")
         )
     summary = (mv.description or "").strip() or f"MLflow model {mv.name!r} version {number}."
-    staging = Path(tempfile.mkdtemp(dir=ws.cache_dir, prefix="mlflow-import-"))
+    # A stable folder per version (emptied first): the push's hash cache keeps one entry
+    # per file instead of one more per run.
+    staging = ws.cache_dir / "mlflow-import" / f"{target}-{number}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     try:
         artifacts = source.download(mv, staging)
         try:

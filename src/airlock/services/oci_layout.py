@@ -260,7 +260,9 @@ def import_oci(
     reg = Registry(ws)
     if original is not None:
         _check_references(reg, original)
-    staging = Path(tempfile.mkdtemp(dir=ws.cache_dir, prefix="oci-import-"))
+    # A stable place per image: the push's hash cache then knows these paths next time
+    # (no re-read of verified blobs, and no new cache entry per import).
+    staging = ws.cache_dir / "oci-import" / hex_of(chosen.digest)
     try:
         sources = _link_sources(src, staging, files)
         if original is not None:
@@ -405,7 +407,12 @@ def _link_sources(src: Path, staging: Path, layers: tuple[mp.Descriptor, ...]) -
         assert d.filepath is not None  # check_layers made sure
         link = staging / d.filepath
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(_blob_path(src, d.digest).resolve())
+        target = _blob_path(src, d.digest).resolve()
+        with contextlib.suppress(FileNotFoundError):
+            if link.is_symlink() and Path(os.readlink(link)) != target:
+                link.unlink()  # left by an import of the same image from another folder
+        if not link.is_symlink():
+            link.symlink_to(target)
         sources.append(SourceFile(d.filepath, link, d.size, link.stat()))
     return sources
 
