@@ -126,7 +126,9 @@ def _client(host: str, repo: str, tag: str, insecure: bool) -> tuple[Any, Any]:
             hint=_HINT,
         ) from exc
     registry = oras.provider.Registry(hostname=host, insecure=insecure)
-    return registry, oras.container.Container(f"{host}/{repo}:{tag}")
+    container = oras.container.Container(f"{host}/{repo}:{tag}")
+    registry.auth.load_configs(container)  # credentials from ~/.docker/config.json, if any
+    return registry, container
 
 
 def _check(response: Any, what: str, where: str) -> None:
