@@ -292,7 +292,8 @@ class _Source:
                 token = page.token
                 if not token:
                     break
-        return sorted(found, key=lambda v: int(v.version))
+        ready = [v for v in found if getattr(v, "status", "READY") in {None, "READY"}]
+        return sorted(ready, key=lambda v: int(v.version))  # pending or failed: not yet
 
     def run(self, run_id: str) -> Any:
         with _quiet(), _translated(f"read run {run_id} from", self.tracking_uri):
