@@ -216,3 +216,40 @@ def test_prediction_powered_mean_is_unbiased_with_a_biased_judge_and_covers() ->
         widths_human.append(2 * 1.96 * np.sqrt(h * (1 - h) / 100))
     assert covered / trials >= 0.93
     assert np.median(widths_ppi) < np.median(widths_human)  # the judge buys precision
+
+
+def test_a_rollout_spec_carries_quality_into_the_analysis() -> None:
+    from airlock.core.rollout_spec import parse_spec
+
+    spec = parse_spec(
+        """
+        strategy: canary
+        steps: [{weight_pct: 10, bake_seconds: 60}, {weight_pct: 100, bake_seconds: 60}]
+        quality:
+          sample: 0.2
+          scorers: {no_refusal: {check: {refusal: false}, tolerance: 0.5, weight: 2}}
+          judge: {release: judge@1.0.0, prompt: judge-prompt@1.0.0, mode: pairwise}
+        """
+    )
+    judged = spec.judged_analysis
+    assert judged.metrics.custom["quality.no_refusal"].tolerance == 0.5
+    assert "custom.pairwise.judge" in judged.weights()
+    assert "quality.no_refusal" not in spec.analysis.metrics.custom  # the spec as written
+    assert parse_spec(spec.to_dict()) == spec  # round-trips through the catalog's JSON
+    with pytest.raises(InvalidInput, match="judge@production"):
+        parse_spec(
+            {
+                "strategy": "shadow",
+                "duration_seconds": 60,
+                "quality": {"judge": {"release": "judge@production"}},
+            }
+        )
+    with pytest.raises(InvalidInput, match="defines too"):
+        parse_spec(
+            {
+                "strategy": "shadow",
+                "duration_seconds": 60,
+                "analysis": {"metrics": {"custom": {"quality.x": {}}}},
+                "quality": {"scorers": {"x": {"check": {"json": True}}}},
+            }
+        )
