@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from airlock.core.traffic import TrafficPlan, WeightedRelease
+from airlock.gateway.parameters import ParameterError, requested_options
 from gateway.support import MOON, Releases, Server, get, plan, post, serve_gateway
 
 LOGPROBS = {"content": [{"token": "ok", "logprob": -0.25, "bytes": [111, 107], "top_logprobs": []}]}
@@ -264,3 +265,31 @@ def test_models_retrieve(served: Any) -> None:
     raw = get(f"{server.url}/v1/models/chat@9.9.9")
     assert raw.status_code == 404
     assert raw.json()["error"]["type"] == "not_found_error"
+
+
+def test_requested_options_leave_out_defaults_and_check_values() -> None:
+    asked = requested_options(
+        {
+            "model": "c",
+            "messages": [],
+            "temperature": 0.5,
+            "presence_penalty": 0,
+            "logprobs": False,
+            "response_format": {"type": "text"},
+            "metadata": {"a": "b"},
+            "top_k": 3,
+        },
+        "chat",
+    )
+    assert asked == {"temperature": 0.5, "top_k": 3}
+    for data, kind, param in [
+        ({"top_logprobs": 2}, "chat", "top_logprobs"),
+        ({"logprobs": "yes"}, "chat", "logprobs"),
+        ({"logprobs": 9}, "completion", "logprobs"),
+        ({"response_format": {"type": "xml"}}, "chat", "response_format"),
+        ({"tool_choice": "required"}, "chat", "tool_choice"),
+        ({"modalities": ["text", "audio"]}, "chat", "modalities"),
+    ]:
+        with pytest.raises(ParameterError) as refused:
+            requested_options(data, kind)  # type: ignore[arg-type]
+        assert refused.value.param == param

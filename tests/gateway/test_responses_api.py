@@ -3,13 +3,18 @@ the typed events, on the same routing, telemetry and release headers as chat com
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 import pytest
 
 from airlock.core.traffic import WeightedRelease
+from airlock.gateway import openai_wire as wire
+from airlock.gateway.responses_wire import ResponseEvents
+from airlock.runtime.base import RuntimeFailure
 from gateway.support import COOKING, MOON, Releases, Server, plan, post, serve_gateway
 
 
@@ -159,3 +164,38 @@ def test_unknown_model_is_an_openai_404(served: Any) -> None:
     raw = post(f"{server.url}/v1/responses", {"model": "chat", "input": 3})
     assert raw.status_code == 400
     assert json.loads(raw.content)["error"]["param"] == "input"
+
+
+def test_a_stream_failing_midway_ends_with_error_and_response_failed() -> None:
+    """The gateway's own chat chunks, as ``gateway.stream`` sends them when a release fails
+    after its first piece, become ``error`` and ``response.failed`` events."""
+    rid, model = "chatcmpl-abc", "chat@1.0.0"
+    chunks = [
+        wire.chunk("chat", rid, 1, model, text="", role=True),
+        wire.chunk("chat", rid, 1, model, text="The moon"),
+        wire.error_event(RuntimeFailure("chat@1.0.0 ended its stream early", kind="bad_response")),
+        wire.DONE,
+    ]
+
+    async def source() -> AsyncIterator[bytes]:
+        for c in chunks:
+            yield c
+
+    async def collect() -> list[dict[str, Any]]:
+        events = ResponseEvents({"model": "chat", "input": "moon"}, rid)
+        out = []
+        async for raw in events.translate(source()):
+            name, data = raw.decode().split("\n")[:2]
+            payload = json.loads(data.removeprefix("data: "))
+            assert name == f"event: {payload['type']}"
+            out.append(payload)
+        return out
+
+    events = asyncio.run(collect())
+    types = [e["type"] for e in events]
+    assert types[0] == "response.created"
+    assert types[-2:] == ["error", "response.failed"]
+    assert [e["delta"] for e in events if e["type"] == "response.output_text.delta"] == ["The moon"]
+    failed = events[-1]["response"]
+    assert failed["status"] == "failed" and "early" in failed["error"]["message"]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
