@@ -336,3 +336,28 @@ def test_concurrent_appends_on_postgres_each_get_exactly_one_delivery(
         assert len({d.id for d in rows}) == 50
     finally:
         ws.close()
+
+
+def test_migration_0008_goes_down_and_up_again(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from airlock.catalog import migrate
+    from airlock.catalog.engine import Database
+
+    db = Database.open(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        migrate.upgrade(db)
+        with db.write() as conn:
+            cfg = migrate._config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0008_webhooks@-1")
+        with db.read() as conn:
+            assert not inspect(conn).has_table("webhooks")
+        assert migrate.upgrade(db)
+        with db.read() as conn:
+            tables = set(inspect(conn).get_table_names())
+        assert {"webhooks", "webhook_deliveries", "webhook_attempts", "webhook_cursor"} <= tables
+        assert migrate.current_revisions(db) == migrate.head_revisions()
+    finally:
+        db.engine.dispose()

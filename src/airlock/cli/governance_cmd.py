@@ -284,10 +284,12 @@ def key_ls(as_json: AsJson = False) -> None:
     if not rows:
         console.print("no trusted keys: [bold]airlock key trust KEY.pub --name NAME[/]")
         return
-    t = Table("name", "key id", "added", "by", "state")
+    from airlock.services.openssf_signatures import kind_of
+
+    t = Table("name", "kind", "key id", "added", "by", "state")
     for k in rows:
         state = f"[red]revoked {k.revoked_at:%Y-%m-%d}[/]" if k.revoked_at else "[green]trusted[/]"
-        t.add_row(k.name, k.key_id, k.added_at.strftime("%Y-%m-%d"), k.added_by, state)
+        t.add_row(k.name, kind_of(k), k.key_id, k.added_at.strftime("%Y-%m-%d"), k.added_by, state)
     console.print(t)
 
 
