@@ -36,6 +36,10 @@ def _public(row: object) -> dict[str, object]:
     assert is_dataclass(row) and not isinstance(row, type)
     out = asdict(row)
     out.pop("secret", None)  # never printed after `add`
+    if "url" in out:  # its path may be a credential (Slack's is)
+        from airlock.core.webhooks import redacted_url
+
+        out["url"] = redacted_url(str(out["url"]))
     return out
 
 
@@ -81,7 +85,8 @@ def ls(
     all_: Annotated[bool, typer.Option("--all", help="Include removed webhooks.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """List webhook subscriptions (never their secrets)."""
+    """List webhook subscriptions (never their secrets; URLs without their path)."""
+    from airlock.core.webhooks import redacted_url
     from airlock.services.webhooks import Webhooks
 
     with workspace() as ws:
@@ -97,7 +102,7 @@ def ls(
         state = f"[red]removed {r.removed_at:%Y-%m-%d}[/]" if r.removed_at else "[green]active[/]"
         t.add_row(
             r.id,
-            r.url,
+            redacted_url(r.url),
             ", ".join(r.events),
             r.format,
             r.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -120,7 +125,7 @@ def rm(
 
     with workspace() as ws:
         row = Webhooks(ws).remove(webhook_id, actor=actor(ws), reason=reason)
-    console.print(f"removed webhook {row.id} ({row.url})")
+    console.print(f"removed webhook {row.id}")
 
 
 @webhook_app.command("deliveries")

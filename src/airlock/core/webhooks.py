@@ -57,6 +57,14 @@ def check_url(url: str) -> str:
     return url
 
 
+def redacted_url(url: str) -> str:
+    """The URL without its path and query, which often hold a credential (Slack's do)."""
+    parts = urlsplit(url)
+    rest = "…" if parts.path.strip("/") or parts.query else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/{rest}"
+
+
 def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown webhook format {fmt!r}", hint="use json or slack")

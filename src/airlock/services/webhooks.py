@@ -147,7 +147,7 @@ class Webhooks:
                 actor=actor.name,
                 action="webhook.add",
                 subject=f"webhook:{wid}",
-                details={"url": url, "events": list(patterns), "format": fmt},
+                details={"url": rules.redacted_url(url), "events": list(patterns), "format": fmt},
             )
             sql.insert_webhook(
                 conn,
@@ -187,7 +187,7 @@ class Webhooks:
                     actor=actor.name,
                     action="webhook.remove",
                     subject=f"webhook:{webhook_id}",
-                    details={"url": row.url, "reason": reason},
+                    details={"url": rules.redacted_url(row.url), "reason": reason},
                 )
             updated = sql.webhook(conn, webhook_id)
         assert updated is not None
@@ -290,15 +290,17 @@ class WebhookDispatcher:
         """Attempt every due delivery once (or only the delivery ``only``)."""
         now = datetime.now(UTC)
         with self.db.read() as conn:
-            due = sql.due(conn, now, self.settings.batch)
-        if only is not None:
-            due = [d for d in due if d.id == only]
+            if only is None:
+                due = sql.due(conn, now, self.settings.batch)
+            else:
+                one = sql.delivery(conn, only)
+                due = [one] if one and one.state == "pending" and one.next_attempt_at <= now else []
         results = []
         with httpx.Client(
             timeout=self.settings.timeout, transport=self._transport, follow_redirects=False
         ) as client:
             for d in due:
-                if self._stop.is_set() and self._thread is not None:
+                if self._stop.is_set():
                     break
                 result = self._attempt(client, d)
                 if result is not None:
@@ -397,4 +399,6 @@ class WebhookDispatcher:
                 self.last_error = None
             except AirlockError as exc:  # the catalog is unreachable: try again next pass
                 self.last_error = exc.message
+            except Exception as exc:  # never let the thread die: report, retry next pass
+                self.last_error = f"{type(exc).__name__}: {exc}"
             self._stop.wait(self.settings.interval)
