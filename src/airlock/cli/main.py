@@ -13,6 +13,7 @@ from airlock.cli.drill_cmd import drill_app
 from airlock.cli.gc_cmd import gc
 from airlock.cli.key_cmd import gateway_key_app
 from airlock.cli.token_cmd import token_app
+from airlock.cli.webhook_cmd import webhook_app
 
 app = typer.Typer(
     name="airlock",
@@ -84,6 +85,7 @@ def _register_optional() -> None:
 
 _register_optional()
 app.add_typer(gateway_key_app, name="gateway-key")  # gateway access (issue 10)
+app.add_typer(webhook_app, name="webhook")  # events out (issue 14)
 
 
 def run() -> None:
