@@ -1,5 +1,5 @@
 """Reads the edges share through services: the lineage walk, audit pages, token visibility,
-the controller's authorisation (a real SQLite workspace)."""
+the controller's authorisation, the drill start checks (a real SQLite workspace)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from airlock.config import Settings
-from airlock.errors import Forbidden
+from airlock.errors import Conflict, Forbidden, NotFound
 from airlock.services.access import authorize_controller
 from airlock.services.audit_views import AuditLog, EventFilter
+from airlock.services.drills import Drills
 from airlock.services.identity import Actor
 from airlock.services.lineage import lineage
 from airlock.services.registry import Registry
@@ -110,3 +111,25 @@ def test_only_an_operator_or_admin_may_run_the_controller(ws: Workspace, alice: 
         authorize_controller(ws, Actor("carl", "author"))
     denied = AuditLog(ws).events(EventFilter(action="access.denied"))
     assert [e.actor for e in denied] == ["carl"]
+
+
+def test_a_drill_starts_only_on_a_known_idle_service_by_an_admin(
+    ws: Workspace, alice: Actor, make_model: MakeModel
+) -> None:
+    _chain(ws, alice, make_model, 2)
+    drills = Drills(ws)
+    with pytest.raises(NotFound):
+        drills.check_start("chat", alice)
+    drills.serving.create("chat", "chat@1.0.0", actor=alice)
+    drills.check_start("chat", alice)
+    with pytest.raises(Forbidden, match="drill"):
+        drills.check_start("chat", Actor("otto", "operator"))  # may start, may not push
+    drills.rollouts.start(
+        "chat",
+        "chat@1.1.0",
+        {"strategy": "shadow", "duration_seconds": 60},
+        actor=alice,
+        kind="drill",
+    )
+    with pytest.raises(Conflict, match="already has rollout"):
+        drills.check_start("chat", alice)
