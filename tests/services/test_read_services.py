@@ -1,14 +1,13 @@
 """Reads the edges share through services: the lineage walk, audit pages, token visibility,
-the controller's authorisation, the drill start checks (a real SQLite workspace)."""
+the controller's authorisation, the drill start checks (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from airlock.config import Settings
 from airlock.errors import Conflict, Forbidden, NotFound
 from airlock.services.access import authorize_controller
 from airlock.services.audit_views import AuditLog, EventFilter
@@ -22,17 +21,8 @@ from airlock.services.workspace import Workspace
 MakeModel = Callable[..., Path]
 
 
-@pytest.fixture
-def ws(sqlite_settings: Settings) -> Iterator[Workspace]:
-    w = Workspace.open(sqlite_settings, create=True)
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-def _chain(ws: Workspace, alice: Actor, make_model: MakeModel, n: int) -> Registry:
-    reg = Registry(ws)
+def _chain(workspace: Workspace, alice: Actor, make_model: MakeModel, n: int) -> Registry:
+    reg = Registry(workspace)
     parent = None
     for i in range(n):
         reg.push(make_model(seed=i), name="chat", version=f"1.{i}.0", actor=alice, parent=parent)
@@ -41,9 +31,9 @@ def _chain(ws: Workspace, alice: Actor, make_model: MakeModel, n: int) -> Regist
 
 
 def test_lineage_walks_the_parents_once_for_graph_and_chain(
-    ws: Workspace, alice: Actor, make_model: MakeModel
+    workspace: Workspace, alice: Actor, make_model: MakeModel
 ) -> None:
-    reg = _chain(ws, alice, make_model, 3)
+    reg = _chain(workspace, alice, make_model, 3)
     walk = lineage(reg, "chat@1.2.0")
     assert walk.release.ref == "chat@1.2.0" and not walk.truncated
     assert [p.ref for p in walk.parents] == ["chat@1.1.0", "chat@1.0.0"]
@@ -59,9 +49,9 @@ def test_lineage_walks_the_parents_once_for_graph_and_chain(
 
 
 def test_a_long_chain_is_cut_at_the_limit_and_still_a_whole_graph(
-    ws: Workspace, alice: Actor, make_model: MakeModel
+    workspace: Workspace, alice: Actor, make_model: MakeModel
 ) -> None:
-    reg = _chain(ws, alice, make_model, 4)
+    reg = _chain(workspace, alice, make_model, 4)
     walk = lineage(reg, "chat@1.3.0", limit=2)
     assert walk.truncated
     assert [p.ref for p in walk.parents] == ["chat@1.2.0", "chat@1.1.0"]
@@ -72,10 +62,10 @@ def test_a_long_chain_is_cut_at_the_limit_and_still_a_whole_graph(
 
 
 def test_audit_pages_both_ways_and_verifies(
-    ws: Workspace, alice: Actor, make_model: MakeModel
+    workspace: Workspace, alice: Actor, make_model: MakeModel
 ) -> None:
-    _chain(ws, alice, make_model, 3)
-    log = AuditLog(ws)
+    _chain(workspace, alice, make_model, 3)
+    log = AuditLog(workspace)
     pushes = log.events(EventFilter(action="release.push"))
     assert [e.subject for e in pushes] == ["chat@1.0.0", "chat@1.1.0", "chat@1.2.0"]
     first = log.page(EventFilter(action="release."), limit=2)
@@ -92,8 +82,8 @@ def test_audit_pages_both_ways_and_verifies(
     assert report.ok and report.head_seq == log.events(newest_first=True, limit=1)[0].seq
 
 
-def test_token_visibility_is_one_rule(ws: Workspace, alice: Actor) -> None:
-    tokens = Tokens(ws)
+def test_token_visibility_is_one_rule(workspace: Workspace, alice: Actor) -> None:
+    tokens = Tokens(workspace)
     tokens.create(user="vera", role="viewer", actor=alice)
     tokens.create(user="carl", role="author", actor=alice)
     vera = Actor("vera", "viewer")
@@ -104,20 +94,22 @@ def test_token_visibility_is_one_rule(ws: Workspace, alice: Actor) -> None:
         tokens.visible(vera, user="carl")
 
 
-def test_only_an_operator_or_admin_may_run_the_controller(ws: Workspace, alice: Actor) -> None:
-    authorize_controller(ws, alice)
-    authorize_controller(ws, Actor("otto", "operator"))
+def test_only_an_operator_or_admin_may_run_the_controller(
+    workspace: Workspace, alice: Actor
+) -> None:
+    authorize_controller(workspace, alice)
+    authorize_controller(workspace, Actor("otto", "operator"))
     with pytest.raises(Forbidden, match="the rollout controller"):
-        authorize_controller(ws, Actor("carl", "author"))
-    denied = AuditLog(ws).events(EventFilter(action="access.denied"))
+        authorize_controller(workspace, Actor("carl", "author"))
+    denied = AuditLog(workspace).events(EventFilter(action="access.denied"))
     assert [e.actor for e in denied] == ["carl"]
 
 
 def test_a_drill_starts_only_on_a_known_idle_service_by_an_admin(
-    ws: Workspace, alice: Actor, make_model: MakeModel
+    workspace: Workspace, alice: Actor, make_model: MakeModel
 ) -> None:
-    _chain(ws, alice, make_model, 2)
-    drills = Drills(ws)
+    _chain(workspace, alice, make_model, 2)
+    drills = Drills(workspace)
     with pytest.raises(NotFound):
         drills.check_start("chat", alice)
     drills.serving.create("chat", "chat@1.0.0", actor=alice)

@@ -11,8 +11,10 @@ frozen values: :class:`~airlock.audit.log.Event`, :class:`EventPage`,
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+from sqlalchemy import Connection
 
 from airlock import audit
 from airlock.audit.chain import ChainProblem, ChainReport, Checkpoint
@@ -60,18 +62,7 @@ class AuditLog:
     ) -> tuple[Event, ...]:
         """Matching events, oldest first (or newest first), at most ``limit`` (None: all)."""
         with self.db.read() as conn:
-            return tuple(
-                audit.entries(
-                    conn,
-                    action=where.action or None,
-                    actor=where.actor or None,
-                    subject_prefix=where.subject or None,
-                    since=where.since,
-                    after_seq=after_seq,
-                    limit=limit,
-                    newest_first=newest_first,
-                )
-            )
+            return tuple(_entries(conn, where, after_seq, limit, newest_first))
 
     def page(
         self,
@@ -84,16 +75,8 @@ class AuditLog:
     ) -> EventPage:
         """One page of matching events: those after ``after_seq`` and before ``before_seq``."""
         with self.db.read() as conn:
-            stream = audit.entries(
-                conn,
-                action=where.action or None,
-                actor=where.actor or None,
-                subject_prefix=where.subject or None,
-                since=where.since,
-                after_seq=after_seq,
-                limit=limit + 1 if before_seq is None else None,
-                newest_first=newest_first,
-            )
+            cap = limit + 1 if before_seq is None else None
+            stream = _entries(conn, where, after_seq, cap, newest_first)
             wanted = (e for e in stream if before_seq is None or e.seq < before_seq)
             events = tuple(itertools.islice(wanted, limit + 1))
         return EventPage(events[:limit], len(events) > limit)
@@ -105,6 +88,21 @@ class AuditLog:
         and whether the chain still contains ``expected_head`` and every checkpoint."""
         with self.db.read() as conn:
             return audit.verify(conn, expected_head=expected_head, checkpoints=checkpoints)
+
+
+def _entries(
+    conn: Connection, where: EventFilter, after_seq: int, limit: int | None, newest_first: bool
+) -> Iterator[Event]:
+    return audit.entries(
+        conn,
+        action=where.action or None,
+        actor=where.actor or None,
+        subject_prefix=where.subject or None,
+        since=where.since,
+        after_seq=after_seq,
+        limit=limit,
+        newest_first=newest_first,
+    )
 
 
 __all__ = [
