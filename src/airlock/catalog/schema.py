@@ -470,3 +470,61 @@ approvals.append_constraint(
     )
 )
 Index("uq_events_prev_hash", events.c.prev_hash, unique=True)
+
+# -- webhooks (migration 0008_webhooks) -----------------------------------------------------
+# Subscriptions to audit actions; one delivery per (subscription, event), queued by the
+# dispatcher, which reads the audit log after a stored cursor; every attempt is logged.
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),  # wh-<hex>
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list: actions, "prefix.*" or "*"
+    Column("format", String(16), nullable=False),  # json | slack
+    Column("secret", String(256), nullable=False),  # HMAC key; the server must read it
+    Column("after_seq", BigInteger, nullable=False),  # events after this one are delivered
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("removed_at", UTCDateTime, nullable=True),
+    Column("removed_by", String(128), nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),  # uuid: the X-Airlock-Delivery header
+    Column("webhook_id", String(32), ForeignKey("webhooks.id"), nullable=False),
+    Column("event_seq", BigInteger, nullable=False),  # 0: a test delivery
+    Column("action", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("payload", Text, nullable=True),  # a test delivery's body; else built from the event
+    UniqueConstraint("webhook_id", "event_seq", name="uq_webhook_deliveries_webhook_event"),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), ForeignKey("webhook_deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", Integer, nullable=True),  # HTTP status; NULL: no response
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id"),
+)
+
+webhook_cursor = Table(
+    "webhook_cursor",
+    metadata,
+    Column("name", String(32), primary_key=True),  # "events"
+    Column("seq", BigInteger, nullable=False),  # the last audit event the dispatcher queued
+)
