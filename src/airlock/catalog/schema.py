@@ -527,4 +527,48 @@ webhook_cursor = Table(
     metadata,
     Column("name", String(32), primary_key=True),  # "events"
     Column("seq", BigInteger, nullable=False),  # the last audit event the dispatcher queued
+# -- transcripts (migration 0009_transcripts) ---------------------------------------------
+# Prompts and answers of services that opted in (redacted before they are written), kept
+# for the service's retention; feedback scores apart, keyed by response id, so a score
+# flushed by one replica joins an answer flushed by another.
+
+transcript_settings = Table(
+    "transcript_settings",
+    metadata,
+    Column("service", String(128), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("retention_s", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+transcripts = Table(
+    "transcripts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("response_id", String(1024), nullable=False, unique=True),
+    Column("service", String(128), nullable=False),
+    Column("release", String(256), nullable=False),  # the release that wrote the answer
+    Column("arm", String(16), nullable=False),  # stable | candidate | pinned | fallback
+    Column("cluster", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # chat | completion
+    Column("at", UTCDateTime, nullable=False),
+    Column("prompt", Text, nullable=False),  # JSON: messages (chat) or text, redacted
+    Column("answer", Text, nullable=False),  # redacted
+    Column("scores", Text, nullable=True),  # JSON {name: value}, filled in by scorers
+    Column("judge", String(256), nullable=True),  # the judge release that scored it
+    Column("gateway", String(256), nullable=False),
+    Index("ix_transcripts_service_at", "service", "at"),
+)
+
+transcript_feedback = Table(
+    "transcript_feedback",
+    metadata,
+    Column("response_id", String(1024), primary_key=True),
+    Column("service", String(128), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("metrics", Text, nullable=False),  # JSON {name: value in [0, 1]}
+    Column("issued_at", UTCDateTime, nullable=False),  # when the response was given
+    Column("at", UTCDateTime, nullable=False),  # when the (latest) score arrived
+    Index("ix_transcript_feedback_service_issued", "service", "issued_at"),
 )
