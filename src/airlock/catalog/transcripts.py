@@ -151,11 +151,7 @@ def span(conn: Connection, service: str) -> StoredSpan:
     r = conn.execute(
         select(func.count(), func.min(t.c.at), func.max(t.c.at)).where(t.c.service == service)
     ).one()
-    oldest, newest = r[1], r[2]
-    # min()/max() come back without the column type on some back ends: make them aware.
-    oldest = t.c.at.type.process_result_value(oldest, conn.dialect) if oldest else None
-    newest = t.c.at.type.process_result_value(newest, conn.dialect) if newest else None
-    return StoredSpan(int(r[0]), oldest, newest)
+    return StoredSpan(int(r[0]), r[1], r[2])  # min()/max() keep the column's type (UTC)
 
 
 def delete_before(conn: Connection, service: str, cutoff: datetime) -> tuple[int, int]:
