@@ -11,6 +11,7 @@ from airlock.cli.audit_cmd import audit_app
 from airlock.cli.demo_cmd import demo
 from airlock.cli.drill_cmd import drill_app
 from airlock.cli.export_cmd import export
+from airlock.cli.feedback_cmd import feedback_app
 from airlock.cli.gc_cmd import gc
 from airlock.cli.import_cmd import import_app
 from airlock.cli.key_cmd import gateway_key_app
@@ -64,6 +65,7 @@ app.add_typer(governance_cmd.key_app, name="key")
 app.add_typer(rollout_cmd.rollout_app, name="rollout")
 app.command("controller")(rollout_cmd.controller)
 app.add_typer(drill_app, name="drill")
+app.add_typer(feedback_app, name="feedback")
 for command_name, command in (
     ("check", governance_cmd.check),
     ("approve", governance_cmd.approve),
