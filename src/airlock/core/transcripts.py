@@ -21,7 +21,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any, Literal
 
 from airlock.core.guardrails import SafetyPolicy, redact_for_log
@@ -32,7 +31,6 @@ Prompt = str | tuple[tuple[str, str], ...]  # completion text, or chat (role, co
 DEFAULT_RETENTION_S = 30 * 86_400
 REDACTION = "every built-in PII detector plus the release's safety-policy redactions"
 
-_EMPTY: Mapping[str, float] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +68,7 @@ class FeedbackEntry:
     score: float
     issued_at: datetime  # when the response was given (from its signed id)
     at: datetime
-    metrics: Mapping[str, float] = field(default=_EMPTY)
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +84,7 @@ class Transcript:
     at: datetime
     prompt: Prompt
     answer: str
-    scores: Mapping[str, float] = field(default=_EMPTY)
+    scores: Mapping[str, float] = field(default_factory=dict)
     judge: str | None = None
     feedback: FeedbackEntry | None = None
 
