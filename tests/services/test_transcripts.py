@@ -151,7 +151,7 @@ def test_export_never_overwrites_without_force(store: Transcripts, tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".data")] == []
     with pytest.raises(InvalidInput, match="min-score"):
         store.export("chat", tmp_path / "x.jsonl", actor=ALICE, min_score=2.0)
-    with pytest.raises(NotFound, match="no release chat@9.9.9"):
+    with pytest.raises(NotFound, match=r"no release chat@9\.9\.9"):
         store.export("chat", tmp_path / "x.jsonl", actor=ALICE, release="chat@9.9.9")
     assert not (tmp_path / "x.jsonl").exists()
 

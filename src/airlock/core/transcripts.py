@@ -32,7 +32,6 @@ DEFAULT_RETENTION_S = 30 * 86_400
 REDACTION = "every built-in PII detector plus the release's safety-policy redactions"
 
 
-
 @dataclass(frozen=True, slots=True)
 class TranscriptSetting:
     """Whether a service keeps transcripts, and how long (seconds) a row is kept."""
