@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from airlock import audit
+from airlock.config import Settings
 from airlock.core.transcripts import FeedbackEntry, TranscriptEntry
 from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound
 from airlock.gateway.transcripts import TranscriptBuffer, TranscriptSink
@@ -199,3 +200,43 @@ def test_the_flush_loop_purges_at_most_every_n_seconds(store: Transcripts) -> No
     store.configure("chat", enabled=False, actor=ALICE)
     asyncio.run(sink.flush())
     assert buffer.services == frozenset()
+
+
+def test_a_fallback_answer_is_kept_as_the_candidates_arm(
+    sqlite_settings: Settings, tmp_path: Path
+) -> None:
+    """The stable release answering for a failed candidate: release = stable, arm = fallback."""
+    import asyncio
+
+    from airlock.core.traffic import TrafficPlan, WeightedRelease
+    from airlock.gateway import openai_wire as wire
+    from airlock.gateway.transcripts import entry_of
+    from gateway.support import Releases, Server, fake_upstream_app
+
+    calls: list[dict[str, object]] = []
+    ws = Workspace.open(sqlite_settings, create=True)
+    try:
+        with Server(fake_upstream_app(calls)) as up:
+            releases = Releases(ws, tmp_path / "folders")
+            stable = releases.upstream("chat", "1.0.0", up.url, "echo")
+            bad = releases.upstream("chat", "1.1.0", up.url, "fail")
+            gateway = releases.gateway()
+
+            async def run() -> list[TranscriptEntry]:
+                plan = TrafficPlan("chat", stable, (WeightedRelease(bad, 10_000),))
+                await gateway.apply_plan(plan)
+                gateway.transcripts.set_services({"chat"})
+                body = {"model": "chat", "messages": [{"role": "user", "content": "hi 10.0.0.1"}]}
+                req = wire.parse_request(json.dumps(body).encode(), "chat")
+                await gateway.complete(req, {})
+                recorded, _ = gateway.transcripts.drain()
+                entries = [entry_of(r, gateway.response_ticket) for r in recorded]
+                await gateway.aclose()
+                return entries
+
+            [entry] = asyncio.run(run())
+    finally:
+        ws.close()
+    assert entry.release == stable and entry.arm == "fallback"
+    assert entry.prompt == (("user", "hi [REDACTED:ipv4]"),)
+    assert "10.0.0.1" not in entry.answer
