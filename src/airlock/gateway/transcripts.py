@@ -222,12 +222,15 @@ class TranscriptSink:
 
     async def flush(self) -> None:
         """Write what was recorded, re-read the settings, purge when due. Never raises
-        an ``AirlockError`` (logged; the rows wait for the next flush)."""
+        (a failure is logged; the rows wait for the next flush)."""
         answers, scores = self.buffer.drain()
         try:
             enabled = await asyncio.to_thread(self._flush, answers, scores)
         except AirlockError as exc:
             log.warning("transcript flush failed (%s); keeping %d rows", exc, len(self._entries))
+            return
+        except Exception:  # never let transcripts keep the telemetry from being flushed
+            log.exception("transcript flush failed; keeping %d rows", len(self._entries))
             return
         self.buffer.set_services(enabled)
 
