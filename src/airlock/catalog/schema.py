@@ -527,6 +527,8 @@ webhook_cursor = Table(
     metadata,
     Column("name", String(32), primary_key=True),  # "events"
     Column("seq", BigInteger, nullable=False),  # the last audit event the dispatcher queued
+)
+
 # -- transcripts (migration 0009_transcripts) ---------------------------------------------
 # Prompts and answers of services that opted in (redacted before they are written), kept
 # for the service's retention; feedback scores apart, keyed by response id, so a score
