@@ -16,6 +16,8 @@ version     corpus            what it is
 
 Everything here is deterministic: the same corpus gives byte-identical weights,
 so the releases' digests are the same on every machine.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ from airlock.gateway.guard import StreamGuard, watches
 from airlock.gateway.routing import Route, choose
 from airlock.gateway.shadow import ShadowJob, ShadowQueue
 from airlock.gateway.telemetry import Key, Telemetry
+from airlock.gateway.transcripts import TranscriptBuffer
 from airlock.runtime.base import (
     Completion,
     Delta,
@@ -169,6 +170,7 @@ class Gateway:
             capacity=self.settings.feedback_capacity, max_age_s=self.settings.feedback_max_age_s
         )
         self._response_secret = self.settings.response_secret or secrets.token_bytes(32)
+        self.transcripts = TranscriptBuffer()  # answers of services that keep transcripts
         self._samples: deque[ShadowSample] = deque(maxlen=self.settings.shadow_sample_capacity)
         self._unflushed_samples: deque[ShadowSample] = deque(
             maxlen=self.settings.shadow_sample_capacity
@@ -423,6 +425,7 @@ class Gateway:
             ledger.reject("no_scope")
             principal.require("can_feedback", "send feedback")
         previous = ledger.record(response_id, ticket.issued_at, float(score), time.time())
+        self.transcripts.feedback(response_id, ticket, float(score), metrics)
         key: Key = (ticket.service, ticket.release, "live")
         if previous is None:
             self.telemetry.feedback(key, float(score), cluster=ticket.cluster)
@@ -618,6 +621,7 @@ class Gateway:
         cluster: int,
     ) -> None:
         """Send copies to the plan's shadows (counted in the mirrored request's cluster)."""
+        self.transcripts.record(state.plan, release, req, rid, text, cluster)
         for shadow in state.plan.shadows:
             if shadow != release.ref:
                 self.shadows.submit(

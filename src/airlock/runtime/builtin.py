@@ -15,12 +15,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airlock.errors import AirlockError
-from airlock.runtime.base import Completion, Delta, GenerationRequest, RuntimeFailure
+from airlock.runtime.base import (
+    DECODING_PARAMETERS,
+    Completion,
+    Delta,
+    GenerationRequest,
+    RuntimeFailure,
+)
 from airlock.runtime.builtin_model import BuiltinModel, Generation
 
 
 class BuiltinRuntime:
     kind = "builtin"
+    accepts = DECODING_PARAMETERS  # no logprobs, penalties, bias; JSON is not guaranteed
 
     def __init__(self, model: BuiltinModel) -> None:
         self.model = model

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from airlock.errors import AirlockError, InvalidInput, ServiceUnavailable
-from airlock.runtime.base import Completion, Delta, FinishReason, GenerationRequest, RuntimeFailure
+from airlock.runtime.base import (
+    DECODING_PARAMETERS,
+    Completion,
+    Delta,
+    FinishReason,
+    GenerationRequest,
+    RuntimeFailure,
+)
 
 _HF_HINT = "install the extra: pip install 'airlock[hf]' (torch 2.13.0 CPU, transformers, peft)"
 
@@ -42,6 +49,7 @@ def _import_hf() -> tuple[Any, Any]:
 
 class TransformersRuntime:
     kind = "transformers"
+    accepts = DECODING_PARAMETERS  # penalties and logprobs are not mapped onto generate()
 
     def __init__(self, model_dir: Path, *, adapter_dir: Path | None = None) -> None:
         torch, transformers = _import_hf()
