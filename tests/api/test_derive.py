@@ -18,10 +18,7 @@ from airlock.core.verdict import MetricVerdict
 API_ONLY = {
     "ChainOut",
     "DrillStartedOut",
-    "EventOut",
     "EventPage",
-    "LineageEdge",
-    "LineageNode",
     "LineageOut",
     "SignaturesOut",
     "TelemetryOut",

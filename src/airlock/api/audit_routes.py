@@ -34,7 +34,7 @@ def list_events(
     where = EventFilter(action=action, actor=actor, subject=subject, since=after)
     page = AuditLog(ws).page(where, after_seq=after_seq, limit=limit)
     return EventPage(
-        events=[EventOut.model_validate(e.to_dict()) for e in page.events],
+        events=[EventOut.of(e) for e in page.events],
         next_after_seq=page.cursor,
     )
 

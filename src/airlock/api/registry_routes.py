@@ -74,8 +74,8 @@ def release_lineage(ref: str, reg: RegistryDep, _: ActorDep) -> LineageOut:
     nodes, edges = walk.graph()
     return LineageOut(
         release=walk.release.ref,
-        nodes=[LineageNode(id=n.id, kind=n.kind, label=n.label) for n in nodes],
-        edges=[LineageEdge(source=e.source, target=e.target, label=e.label) for e in edges],
+        nodes=[LineageNode.of(n) for n in nodes],
+        edges=[LineageEdge.of(e) for e in edges],
     )
 
 

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.derive import From, Out
 from airlock.core.records import Alias, AliasMove, ModelSummary, Release
+from airlock.services.audit_views import Event
+from airlock.services.lineage import Edge, Node
 from airlock.services.promotion import AliasResult
 from airlock.services.registry import VerifyReport
 
@@ -58,15 +60,8 @@ class AliasHistoryOut(Out):
     __value__ = From(AliasMove)
 
 
-class EventOut(_Body):
-    seq: int
-    at: str
-    actor: str
-    action: str
-    subject: str
-    details: dict[str, Any]
-    prev_hash: str
-    hash: str
+class EventOut(Out):
+    __value__ = From(Event)
 
 
 class EventPage(_Body):
@@ -87,16 +82,12 @@ class VerifyOut(Out):
     ok: bool
 
 
-class LineageNode(_Body):
-    id: str
-    kind: str  # release | dataset | component | code
-    label: str
+class LineageNode(Out):
+    __value__ = From(Node)
 
 
-class LineageEdge(_Body):
-    source: str
-    target: str
-    label: str
+class LineageEdge(Out):
+    __value__ = From(Edge)
 
 
 class LineageOut(_Body):
