@@ -448,14 +448,18 @@ class Promotion:
                 )
             if current is not None and current.release_id == row.id:
                 return AliasResult(row.model, alias, row.version, row.version, moved=False)
-            verdict = decide(conn, row, alias)
-            if not verdict.ok:
+            plan = self._plan(conn, row, alias)  # decided under the lock: final
+            if not plan.allowed:
                 audit.append(
                     conn,
                     actor=actor.name,
                     action="policy.blocked",
                     subject=f"{row.model}@{alias}",
-                    details={"action": "alias.move", "to": row.ref, **blocked_details(verdict)},
+                    details={
+                        "action": "alias.move",
+                        "to": row.ref,
+                        **blocked_details(plan.verdict),
+                    },
                 )
             else:
                 move_alias(
@@ -465,11 +469,11 @@ class Promotion:
                     actor=actor,
                     reason=reason,
                     at=datetime.now(UTC),
-                    verdict=verdict,
+                    verdict=plan.verdict,
                 )
-        if not verdict.ok:  # the refusal is on the audit chain; now say which rules blocked
+        if not plan.allowed:  # the refusal is on the audit chain; now say which rules blocked
             raise PolicyViolation(
-                verdict.summary(),
+                plan.verdict.summary(),
                 hint=f"run `airlock check {row.ref} --for {alias}` to see every rule",
             )
         return AliasResult(row.model, alias, _version(now), row.version, moved=True)
