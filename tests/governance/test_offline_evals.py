@@ -68,7 +68,8 @@ def test_quality_differs_significantly_and_safety_does_not(
     # stored with the release, with every case and the audit event
     runs = evals.runs("lumen@1.1.0")
     assert [(r.suite, r.cases) for r in runs] == [("quality", 30), ("safety", 14)]
-    row, record = evals.record(runs[0].id)
+    row = evals.record(runs[0].id)
+    record = row.document()
     assert record["baseline"] == "lumen@1.0.0" and len(record["cases"]) == 30
     assert record["comparison"]["pass_rate"]["p_value"] == pytest.approx(quality.pass_rate.p_value)
     assert all("baseline" in c and "output" in c for c in record["cases"])

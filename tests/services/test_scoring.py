@@ -105,7 +105,7 @@ def test_failing_hanging_and_dying_scorers_fail_their_case_only(
     assert not dies.passed and "ended its process" in dies.checks[0].detail
     assert f1.passed and f1.score == pytest.approx(2 / 3)  # "a lamp" vs "lamp"
     assert threading.gettrace() is None  # the scorer's settrace stayed in its process
-    assert evals.record(run.id)[1]["summary"]["passed"] == 4
+    assert evals.record(run.id).document()["summary"]["passed"] == 4
 
 
 def test_the_scorer_process_restarts_after_a_crash(plugins: None) -> None:

@@ -7,7 +7,6 @@ role checks, four-eyes and audit events happen there.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Annotated
 
@@ -58,8 +57,8 @@ def policy_out(row: PolicyVersion) -> PolicyOut:
     return PolicyOut.of(row)
 
 
-def eval_out(run: EvalRunSummary, baseline: str | None) -> EvalRunOut:
-    return EvalRunOut.of(run, baseline=baseline)
+def eval_out(run: EvalRunSummary) -> EvalRunOut:
+    return EvalRunOut.of(run)
 
 
 # -- approvals -------------------------------------------------------------------------------
@@ -138,7 +137,7 @@ def list_evaluations(ref: str, ws: WorkspaceDep, _: ActorDep) -> list[EvalRunOut
     from airlock.services.evals import Evals
 
     # Each stored record names its baseline by reference, as /evaluations/{id} shows it.
-    return [eval_out(r, json.loads(r.result).get("baseline")) for r in Evals(ws).runs(ref)]
+    return [eval_out(r) for r in Evals(ws).runs(ref)]
 
 
 @router.get("/evaluations/{run_id}", response_model=EvalRecordOut)
@@ -146,9 +145,8 @@ def show_evaluation(run_id: IdPath, ws: WorkspaceDep, _: ActorDep) -> EvalRecord
     """One run with its full record: summary, paired comparison, every case."""
     from airlock.services.evals import Evals
 
-    row, record = Evals(ws).record(run_id)
-    base = record.get("baseline")
-    return EvalRecordOut(**eval_out(row, base).model_dump(), record=record)
+    run = Evals(ws).record(run_id)
+    return EvalRecordOut.of(run, record=run.document())
 
 
 def load_suite_text(text: str) -> Suite:
@@ -178,8 +176,8 @@ def run_evaluation(ref: str, body: EvalIn, ws: WorkspaceDep, who: ActorDep) -> E
         baseline=body.baseline,
         confidence=body.confidence,
     )
-    row, record = evals.record(run.id)
-    return EvalRecordOut(**eval_out(row, run.baseline).model_dump(), record=record)
+    stored = evals.record(run.id)
+    return EvalRecordOut.of(stored, baseline=run.baseline, record=stored.document())
 
 
 # -- signatures ---------------------------------------------------------------------------------

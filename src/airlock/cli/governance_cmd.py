@@ -442,7 +442,7 @@ def eval_(
     with workspace() as ws:
         evals = Evals(ws)
         run = evals.run(ref, suite, actor=actor(ws), baseline=baseline, confidence=confidence)
-        record = evals.record(run.id)[1] if as_json else None
+        record = evals.record(run.id).document() if as_json else None
     if record is not None:
         typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return

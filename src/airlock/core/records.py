@@ -8,8 +8,10 @@ here shows in the JSON without a second list to keep in step.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from airlock.core.digest import Digest
 from airlock.core.manifest import Manifest, manifest_from_json
@@ -166,6 +168,17 @@ class EvalRunSummary:
     started_at: datetime
     finished_at: datetime
     event_seq: int | None
+
+    def document(self) -> dict[str, Any]:
+        """The stored record of the run (summary, comparison, every case) as JSON values."""
+        record: dict[str, Any] = json.loads(self.result)
+        return record
+
+    @property
+    def baseline(self) -> str | None:
+        """The baseline release the run compared with, by reference, as it was stored."""
+        ref = self.document().get("baseline")
+        return str(ref) if ref else None
 
 
 __all__ = [

@@ -280,12 +280,13 @@ class Evals:
         with self.db.read() as conn:
             return sql.eval_runs_of(conn, release.id)
 
-    def record(self, run_id: int) -> tuple[EvalRunSummary, dict[str, Any]]:
+    def record(self, run_id: int) -> EvalRunSummary:
+        """One stored run; ``.document()`` is its full record (what ``--json`` prints)."""
         with self.db.read() as conn:
             row = sql.eval_run(conn, run_id)
         if row is None:
             raise NotFound(f"no evaluation run #{run_id}", hint="`airlock show REF` lists the runs")
-        return row, json.loads(row.result)
+        return row
 
     # -- answering through the runtime layer ------------------------------------------------
     def _observe_with_runtimes(self, ref: str, suite: Suite) -> list[Observation]:

@@ -7,8 +7,6 @@ release, evaluation results, approvals, signatures, risk classes and the policy 
 
 from __future__ import annotations
 
-import json
-
 from airlock.catalog import governance as sql
 from airlock.core.diff import diff_manifests, render_markdown
 from airlock.core.digest import short
@@ -67,7 +65,7 @@ def _evals(runs: list[EvalRunSummary]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:
-        record = json.loads(run.result)
+        record = run.document()
         cmp = (record.get("comparison") or {}).get("pass_rate")
         if cmp:
             delta = (

@@ -34,7 +34,6 @@ shadow phase first).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -107,7 +106,7 @@ def baseline_for(
 
 
 def _eval_fact(run: EvalRunSummary, refs: dict[int, str]) -> EvalFact:
-    record = json.loads(run.result)
+    record = run.document()
     outcomes = outcomes_from_record(record)
     base_id = run.baseline_release_id
     return EvalFact(

@@ -7,7 +7,6 @@ through the same services the CLI and the REST API call.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,7 +143,7 @@ def lineage_graph(reg: Registry, ref: str) -> dict[str, Any]:
 def _eval_rows(runs: list[EvalRunSummary]) -> list[dict[str, Any]]:
     out = []
     for run in runs:
-        record = json.loads(run.result)
+        record = run.document()
         cmp = (record.get("comparison") or {}).get("pass_rate")
         out.append(
             {
