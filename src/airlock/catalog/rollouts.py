@@ -17,46 +17,11 @@ from airlock.catalog.schema import (
     rollouts,
 )
 from airlock.core.analysis import ReleaseWindow
+from airlock.core.rollout import RolloutState
+from airlock.core.rollout_spec import parse_spec
+from airlock.core.rollout_view import Kind, RolloutRecord, RolloutView
 from airlock.core.telemetry import parse_detail
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRollout:
-    id: int
-    service: str
-    active: bool
-    kind: str
-    candidate: str
-    stable: str
-    strategy: str
-    spec: str
-    phase: str
-    step_index: int
-    state: str
-    version: int
-    last_verdict: str | None
-    verdict_at: datetime | None
-    reason: str
-    created_at: datetime
-    created_by: str
-    updated_at: datetime
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRolloutStep:
-    id: int
-    rollout_id: int
-    at: datetime
-    action: str
-    actor: str
-    phase: str
-    step_index: int
-    candidate_weight: int
-    reason: str
-    verdict: str | None
-    plan_generation: int | None
-    event_seq: int | None
+from airlock.core.verdict import VerdictReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +69,27 @@ _COLUMNS = (
 )
 
 
-def _rollout(r: Any) -> StoredRollout:
-    values = list(r)
-    values[2] = values[2] is not None
-    return StoredRollout(*values)
+def _rollout(r: Any) -> RolloutView:
+    """A rollout row as the value the services hand out (spec, state and verdict parsed)."""
+    m = r._mapping
+    kind: Kind = "drill" if m["kind"] == "drill" else "rollout"
+    return RolloutView(
+        id=m["id"],
+        service=m["service"],
+        kind=kind,
+        candidate=m["candidate"],
+        stable=m["stable"],
+        spec=parse_spec(json.loads(m["spec"])),
+        state=RolloutState.from_dict(json.loads(m["state"])),
+        version=m["version"],
+        reason=m["reason"],
+        created_at=m["created_at"],
+        created_by=m["created_by"],
+        updated_at=m["updated_at"],
+        finished_at=m["finished_at"],
+        last_verdict=VerdictReport.from_json(m["last_verdict"]),
+        verdict_at=m["verdict_at"],
+    )
 
 
 # -- rollouts -----------------------------------------------------------------------------
@@ -155,17 +137,17 @@ def insert_rollout(
     )
 
 
-def get(conn: Connection, rollout_id: int) -> StoredRollout | None:
+def get(conn: Connection, rollout_id: int) -> RolloutView | None:
     r = conn.execute(select(*_COLUMNS).where(_R.id == rollout_id)).first()
     return _rollout(r) if r else None
 
 
-def active_for(conn: Connection, service: str) -> StoredRollout | None:
+def active_for(conn: Connection, service: str) -> RolloutView | None:
     r = conn.execute(select(*_COLUMNS).where(_R.active_service == service)).first()
     return _rollout(r) if r else None
 
 
-def live(conn: Connection) -> list[StoredRollout]:
+def live(conn: Connection) -> list[RolloutView]:
     """Every rollout still in flight, oldest first."""
     rows = conn.execute(select(*_COLUMNS).where(_R.active_service.is_not(None)).order_by(_R.id))
     return [_rollout(r) for r in rows.all()]
@@ -173,7 +155,7 @@ def live(conn: Connection) -> list[StoredRollout]:
 
 def of_service(
     conn: Connection, service: str | None = None, *, limit: int = 50
-) -> list[StoredRollout]:
+) -> list[RolloutView]:
     """Rollouts newest first, of one service or of all."""
     q = select(*_COLUMNS).order_by(_R.id.desc()).limit(limit)
     if service is not None:
@@ -257,11 +239,10 @@ def insert_history(
     )
 
 
-def history(conn: Connection, rollout_id: int) -> list[StoredRolloutStep]:
+def history(conn: Connection, rollout_id: int) -> list[RolloutRecord]:
     h = rollout_history.c
     rows = conn.execute(
         select(
-            h.id,
             h.rollout_id,
             h.at,
             h.action,
@@ -277,7 +258,22 @@ def history(conn: Connection, rollout_id: int) -> list[StoredRolloutStep]:
         .where(h.rollout_id == rollout_id)
         .order_by(h.id)
     ).all()
-    return [StoredRolloutStep(*tuple(r)) for r in rows]
+    return [
+        RolloutRecord(
+            rollout_id=r.rollout_id,
+            at=r.at,
+            action=r.action,
+            actor=r.actor,
+            phase=r.phase,
+            step_index=r.step_index,
+            candidate_weight=r.candidate_weight,
+            reason=r.reason,
+            verdict=VerdictReport.from_json(r.verdict),
+            plan_generation=r.plan_generation,
+            event_seq=r.event_seq,
+        )
+        for r in rows
+    ]
 
 
 # -- telemetry, as the controller reads it ----------------------------------------------------
@@ -422,8 +418,6 @@ def list_drills(
 
 __all__ = [
     "StoredDrill",
-    "StoredRollout",
-    "StoredRolloutStep",
     "WindowRow",
     "acquire_lease",
     "active_for",

@@ -31,7 +31,6 @@ from airlock.core.policy import PolicyVerdict
 from airlock.core.records import Release
 from airlock.core.rollout import RolloutSpec, ShadowSpec
 from airlock.core.rollout_spec import FULL
-from airlock.core.verdict import VerdictReport
 from airlock.errors import PolicyViolation
 from airlock.services.identity import Actor
 from airlock.services.promotion import decide, move_alias, stored_policy
@@ -136,9 +135,10 @@ def unmet_requirements(
 
 def _shadowed(conn: Connection, service: str, candidate: str) -> bool:
     """True when a shadow rollout of ``candidate`` on ``service`` completed with a pass."""
-    for row in sql.of_service(conn, service, limit=200):
-        if row.candidate == candidate and row.strategy == "shadow" and row.phase == "completed":
-            verdict = VerdictReport.from_json(row.last_verdict)
+    for view in sql.of_service(conn, service, limit=200):
+        shadow = view.candidate == candidate and view.spec.strategy == "shadow"
+        if shadow and view.phase == "completed":
+            verdict = view.last_verdict
             if verdict is not None and verdict.outcome == "pass":
                 return True
     return False

@@ -71,12 +71,10 @@ from airlock.services.rollout_views import (
     RolloutRecord,
     RolloutView,
     Transition,
-    record_of,
     spec_json,
     state_json,
     verdict_json,
     verdict_summary,
-    view_of,
 )
 from airlock.services.serving import Serving, apply_plan
 from airlock.services.workspace import Workspace
@@ -118,7 +116,7 @@ class Rollouts:
             raise NotFound(
                 f"no rollout #{rollout_id}", hint="list them with `airlock rollout history`"
             )
-        return view_of(row)
+        return row
 
     def status(self, service: str) -> RolloutView:
         """The service's rollout in flight, else its most recent one."""
@@ -134,12 +132,11 @@ class Rollouts:
                 f"{service} has never had a rollout",
                 hint=f"start one: airlock rollout start {service} --candidate REF --strategy FILE",
             )
-        return view_of(row)
+        return row
 
     def active(self, service: str) -> RolloutView | None:
         with self.db.read() as conn:
-            row = sql.active_for(conn, service)
-        return view_of(row) if row else None
+            return sql.active_for(conn, service)
 
     def live(self) -> list[RolloutView]:
         """Every rollout in flight."""
@@ -150,7 +147,7 @@ class Rollouts:
         with self.db.read() as conn:
             rows = sql.live(conn)
             plans = {r.service: _service(conn, r.service).plan() for r in rows}
-        return [(view_of(r), plans[r.service]) for r in rows]
+        return [(r, plans[r.service]) for r in rows]
 
     def plan(self, service: str) -> TrafficPlan:
         """The service's plan as stored in the catalog."""
@@ -160,15 +157,13 @@ class Rollouts:
     def recent(self, service: str | None = None, *, limit: int = 50) -> list[RolloutView]:
         """Rollouts newest first, of one service or of all."""
         with self.db.read() as conn:
-            rows = sql.of_service(conn, service, limit=limit)
-        return [view_of(r) for r in rows]
+            return sql.of_service(conn, service, limit=limit)
 
     def history(self, rollout_id: int) -> list[RolloutRecord]:
         with self.db.read() as conn:
             if sql.get(conn, rollout_id) is None:
                 raise NotFound(f"no rollout #{rollout_id}")
-            rows = sql.history(conn, rollout_id)
-        return [record_of(r) for r in rows]
+            return sql.history(conn, rollout_id)
 
     # -- starting -----------------------------------------------------------------------------
     def start(
@@ -360,7 +355,7 @@ class Rollouts:
                     f"{service} has no rollout in flight",
                     hint=f"see `airlock rollout history {service}`",
                 )
-            view = view_of(row)
+            view = row
             outcome = self._apply(
                 conn, view, change(view, now), verb, reason, actor, None, now, on_blocked="raise"
             )
@@ -393,7 +388,7 @@ class Rollouts:
             row = sql.get(conn, rollout_id)
             if row is None:
                 raise NotFound(f"no rollout #{rollout_id}")
-            view = view_of(row)
+            view = row
             if view.version != expected_version:
                 raise Conflict(
                     f"rollout #{rollout_id} moved on (version {view.version}, decided on "
@@ -427,7 +422,7 @@ class Rollouts:
             if text is not None:
                 sql.set_last_verdict(conn, rollout_id, text, at=at)
             if hold_reason is not None:
-                view = view_of(row)
+                view = row
                 sql.insert_history(
                     conn,
                     rollout_id=rollout_id,
