@@ -49,7 +49,7 @@ import httpx
 from airlock.config import Settings
 from airlock.core.traffic import TrafficPlan
 from airlock.gateway.app import create_app
-from airlock.gateway.core import Gateway
+from airlock.gateway.engine import Gateway
 from airlock.gateway.sync import CatalogSync
 from airlock.runtime.builtin_model import train
 from airlock.services.controller import (

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from airlock.errors import AirlockError, ServiceUnavailable
-from airlock.gateway.core import Gateway, GatewaySettings
+from airlock.gateway.engine import Gateway, GatewaySettings
 from airlock.gateway.sync import CatalogSync
 from airlock.services.checkpoints import CheckpointPublisher
 from airlock.services.controller import ControllerSettings, RolloutController

@@ -4,7 +4,7 @@ it in-process), :func:`create_app` its ASGI face, :class:`CatalogSync` its link 
 catalog."""
 
 from airlock.gateway.app import create_app
-from airlock.gateway.core import Answer, ContentBlocked, Gateway, GatewaySettings, ServiceState
+from airlock.gateway.engine import Answer, ContentBlocked, Gateway, GatewaySettings, ServiceState
 from airlock.gateway.sync import CatalogSync
 from airlock.gateway.telemetry import Telemetry, TelemetryMark
 

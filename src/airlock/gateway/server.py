@@ -7,7 +7,7 @@ import gc
 from starlette.applications import Starlette
 
 from airlock.gateway.app import create_app
-from airlock.gateway.core import Gateway, GatewaySettings
+from airlock.gateway.engine import Gateway, GatewaySettings
 from airlock.gateway.sync import CatalogSync
 from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace

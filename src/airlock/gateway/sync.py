@@ -35,7 +35,7 @@ from airlock.catalog.serving import PLAN_CHANNEL
 from airlock.core.telemetry import ShadowSample, TelemetryRecord
 from airlock.core.traffic import TrafficPlan
 from airlock.errors import AirlockError, IntegrityError
-from airlock.gateway.core import Gateway
+from airlock.gateway.engine import Gateway
 from airlock.services.gateway_keys import GatewayKeys
 from airlock.services.serving import Serving
 
@@ -223,9 +223,7 @@ class CatalogSync:
             return
 
         def schedule() -> None:
-            task = loop.create_task(self._apply(plan))
-            self.gateway._tasks.add(task)
-            task.add_done_callback(self.gateway._tasks.discard)
+            self.gateway.spawn(self._apply(plan), name=f"airlock-plan-{plan.service}")
 
         try:
             running = asyncio.get_running_loop()

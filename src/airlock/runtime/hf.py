@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from airlock.errors import AirlockError, InvalidInput, ServiceUnavailable
-from airlock.runtime.base import Completion, Delta, FinishReason, GenerationRequest, RuntimeFailure
+from airlock.runtime.base import (
+    Completion,
+    Delta,
+    FinishReason,
+    GenerationRequest,
+    PromptStyle,
+    RuntimeFailure,
+)
 
 _HF_HINT = "install the extra: pip install 'airlock[hf]' (torch 2.13.0 CPU, transformers, peft)"
 
@@ -42,6 +49,7 @@ def _import_hf() -> tuple[Any, Any]:
 
 class TransformersRuntime:
     kind = "transformers"
+    prompt_style: PromptStyle = "text"
 
     def __init__(self, model_dir: Path, *, adapter_dir: Path | None = None) -> None:
         torch, transformers = _import_hf()
