@@ -115,7 +115,7 @@ class Serving:
                     f"service {name!r} already exists",
                     hint=f"see it with `airlock service show {name}`",
                 )
-            stable_row = self.registry._resolve(conn, stable)
+            stable_row = self.registry.resolve_in(conn, stable)
             stable_ref = stable_row.ref
             plan = TrafficPlan.all_stable(name, stable_ref)
             now = datetime.now(UTC)
@@ -248,7 +248,7 @@ def apply_plan(
         )
 
     def exact(ref: str) -> str:
-        return registry._resolve(conn, ref).ref
+        return registry.resolve_in(conn, ref).ref
 
     stored = TrafficPlan(
         service=plan.service,
