@@ -113,13 +113,26 @@ def _run(
 
     import httpx
 
-    from airlock.assembly import AssemblySettings, build
+    from airlock.assembly import Assembly, AssemblySettings, build
     from airlock.gateway.app import trusted
     from airlock.gateway.server import gateway_app
     from airlock.services.controller import ControllerSettings
     from airlock.services.drills import run_drill
 
     control = ControllerSettings(tick_seconds=tick)
+
+    async def drill(parts: Assembly, client: httpx.AsyncClient) -> DrillView:
+        return await run_drill(
+            parts.drills,
+            service,
+            faults,
+            actor=who,
+            client=client,
+            controller=parts.controller,
+            spec=spec,
+            settings=settings,
+            on_progress=say,
+        )
 
     async def remote(base: str) -> DrillView:
         parts = build(ws, AssemblySettings(controller=control, local_gateway=False))
@@ -128,17 +141,7 @@ def _run(
         key = os.environ.get("AIRLOCK_GATEWAY_KEY", "").strip()  # a keyed gateway: --can-pin
         headers = {"authorization": f"Bearer {key}"} if key else {}
         async with httpx.AsyncClient(base_url=base, headers=headers) as client:
-            return await run_drill(
-                parts.drills,
-                service,
-                faults,
-                actor=who,
-                client=client,
-                controller=parts.controller,
-                spec=spec,
-                settings=settings,
-                on_progress=say,
-            )
+            return await drill(parts, client)
 
     async def local() -> DrillView:
         parts = build(
@@ -150,17 +153,7 @@ def _run(
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://airlock") as client,
         ):
-            return await run_drill(
-                parts.drills,
-                service,
-                faults,
-                actor=who,
-                client=client,
-                controller=parts.controller,
-                spec=spec,
-                settings=settings,
-                on_progress=say,
-            )
+            return await drill(parts, client)
 
     if url:
         base = url.rstrip("/").removesuffix("/v1")

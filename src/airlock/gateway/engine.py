@@ -43,10 +43,10 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 from airlock.core.request_limits import GatewayLimits
 from airlock.core.response_ids import (
@@ -80,6 +80,7 @@ from airlock.runtime.base import Completion, Delta, FinishReason
 from airlock.runtime.loader import LoadedRelease
 
 log = logging.getLogger("airlock.gateway")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,19 +281,14 @@ class Gateway:
         self, req: wire.OpenAIRequest, headers: Mapping[str, str], principal: Principal = OPEN
     ) -> Answer:
         state, route = self.route(req, headers, principal)
-        release = state.releases[route.release]
-        fallback_from = None
-        try:
-            attempt, result = await self._generate(
-                state, release, req, route.cluster, fallback=route.fallback is not None
-            )
-        except RuntimeFailure as exc:
-            if route.fallback is None:
-                raise
-            log.warning("%s failed (%s); answering from %s", release.ref, exc.kind, route.fallback)
-            fallback_from = release.ref
-            release = state.releases[route.fallback]
-            attempt, result = await self._generate(state, release, req, None, fallback=False)
+        release, fallback_from, (attempt, result) = await self._with_fallback(
+            state,
+            route,
+            "answering",
+            lambda release, cluster, fallback: self._generate(
+                state, release, req, cluster, fallback=fallback
+            ),
+        )
         guarded = guard_output(release, result)
         key: Key = (state.plan.service, release.ref, "live")
         if fallback_from is not None:
@@ -325,6 +321,26 @@ class Gateway:
         elif attempt.input_flagged:
             headers_out["x-airlock-guardrail"] = "flagged"
         return Answer(body, headers_out)
+
+    async def _with_fallback(
+        self,
+        state: ServiceState,
+        route: Route,
+        doing: str,
+        call: Callable[[LoadedRelease, int | None, bool], Awaitable[T]],
+    ) -> tuple[LoadedRelease, str | None, T]:
+        """``call`` the routed release (counted in the route's cluster); if it fails and the
+        route has a fallback, once more on the stable release (not counted). Returns the
+        release that answered, the one it stands in for (or None), and the result."""
+        release = state.releases[route.release]
+        try:
+            return release, None, await call(release, route.cluster, route.fallback is not None)
+        except RuntimeFailure as exc:
+            if route.fallback is None:
+                raise
+            log.warning("%s failed (%s); %s from %s", release.ref, exc.kind, doing, route.fallback)
+            stable = state.releases[route.fallback]
+            return stable, release.ref, await call(stable, None, False)
 
     def _calls(
         self,
@@ -416,19 +432,14 @@ class Gateway:
     ) -> tuple[dict[str, str], AsyncIterator[bytes]]:
         """Open a stream; fallback is possible until the first piece has arrived."""
         state, route = self.route(req, headers, principal)
-        release = state.releases[route.release]
-        fallback_from = None
-        try:
-            opened = await self._open(
-                state, release, req, route.cluster, fallback=route.fallback is not None
-            )
-        except RuntimeFailure as exc:
-            if route.fallback is None:
-                raise
-            log.warning("%s failed (%s); streaming from %s", release.ref, exc.kind, route.fallback)
-            fallback_from = release.ref
-            release = state.releases[route.fallback]
-            opened = await self._open(state, release, req, None, fallback=False)
+        release, fallback_from, opened = await self._with_fallback(
+            state,
+            route,
+            "streaming",
+            lambda release, cluster, fallback: self._open(
+                state, release, req, cluster, fallback=fallback
+            ),
+        )
         rid = self._response_id(
             req.kind, state.plan.service, fallback_from or release.ref, principal, route.cluster
         )
