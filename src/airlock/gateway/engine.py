@@ -291,18 +291,9 @@ class Gateway:
         )
         guarded = guard_output(release, result)
         key: Key = (state.plan.service, release.ref, "live")
-        if fallback_from is not None:
-            self.telemetry.fallback_tokens(key, result.prompt_tokens, result.completion_tokens)
-        else:
-            self.telemetry.success(
-                key,
-                (perf_counter() - attempt.started) * 1000.0,
-                result.prompt_tokens,
-                result.completion_tokens,
-                cluster=route.cluster,
-                flagged=attempt.input_flagged or guarded.flagged,
-            )
-        self.access.charge(principal, result.prompt_tokens, result.completion_tokens)
+        self._answered(
+            key, attempt, result, route.cluster, fallback_from, principal, flagged=guarded.flagged
+        )
         rid = self._response_id(
             req.kind, state.plan.service, fallback_from or release.ref, principal, route.cluster
         )
@@ -321,6 +312,33 @@ class Gateway:
         elif attempt.input_flagged:
             headers_out["x-airlock-guardrail"] = "flagged"
         return Answer(body, headers_out)
+
+    def _answered(
+        self,
+        key: Key,
+        attempt: Attempt,
+        result: Completion,
+        cluster: int,
+        fallback_from: str | None,
+        principal: Principal,
+        *,
+        flagged: bool,
+    ) -> None:
+        """Count an answer in ``cluster`` (a fallback answer: its tokens only, in no
+        window) and charge the caller's key for its tokens."""
+        if fallback_from is not None:
+            self.telemetry.fallback_tokens(key, result.prompt_tokens, result.completion_tokens)
+        else:
+            self.telemetry.success(
+                key,
+                (perf_counter() - attempt.started) * 1000.0,
+                result.prompt_tokens,
+                result.completion_tokens,
+                cluster=cluster,
+                flagged=attempt.input_flagged or flagged,
+                ttft_ms=attempt.ttft_ms,
+            )
+        self.access.charge(principal, result.prompt_tokens, result.completion_tokens)
 
     async def _with_fallback(
         self,
@@ -530,20 +548,8 @@ class Gateway:
         if req.include_usage:
             yield wire.chunk(kind, rid, created, model, usage_of=final)
         yield wire.DONE
-        flagged = attempt.input_flagged or (guard is not None and guard.flagged)
-        if fallback_from is not None:
-            self.telemetry.fallback_tokens(key, final.prompt_tokens, final.completion_tokens)
-        else:
-            self.telemetry.success(
-                key,
-                (perf_counter() - attempt.started) * 1000.0,
-                final.prompt_tokens,
-                final.completion_tokens,
-                cluster=cluster,
-                flagged=flagged,
-                ttft_ms=attempt.ttft_ms,
-            )
-        self.access.charge(principal, final.prompt_tokens, final.completion_tokens)
+        flagged = guard is not None and guard.flagged
+        self._answered(key, attempt, final, cluster, fallback_from, principal, flagged=flagged)
         self._after(state, release, req, rid, "".join(sent), cluster)
 
 
