@@ -29,9 +29,12 @@ def counters(telemetry: Telemetry) -> tuple[int, int, int, int, dict[str, int]]:
 
 def test_a_timeout_becomes_runtime_timeout_naming_the_budget_and_is_counted() -> None:
     telemetry = Telemetry()
-    with pytest.raises(RuntimeTimeout, match=r"chat@1\.1\.0 did not answer within 2\.5 s") as info:
-        with CountedCall(telemetry, KEY, 2.5, cluster=3, fallback=True):
-            raise TimeoutError
+    expected = r"chat@1\.1\.0 did not answer within 2\.5 s"
+    with (
+        pytest.raises(RuntimeTimeout, match=expected) as info,
+        CountedCall(telemetry, KEY, 2.5, cluster=3, fallback=True),
+    ):
+        raise TimeoutError
     assert isinstance(info.value.__cause__, TimeoutError)
     assert info.value.status == 504 and info.value.kind == "timeout"
     assert counters(telemetry) == (1, 1, 0, 1, {"timeout": 1})
