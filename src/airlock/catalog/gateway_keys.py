@@ -3,8 +3,9 @@
 ``gateway_sync_versions`` holds one counter per topic (``keys``,
 ``opt_outs:<service>``); a change bumps its topic in the same transaction, and
 every gateway polls the small table each tick (and, on PostgreSQL, is woken by
-a NOTIFY on the plan channel: :mod:`airlock.catalog.notify`, which names the topics), so a revoked key or a new opt-out reaches every
-replica within one sync period.
+a NOTIFY on the plan channel: :mod:`airlock.catalog.notify`, which also names the
+topics), so a revoked key or a new opt-out reaches every replica within one sync
+period.
 """
 
 from __future__ import annotations
