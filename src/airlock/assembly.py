@@ -23,6 +23,8 @@ How a plan reaches the gateway of this process — one route for each change:
   (a rollback even before its commit), and does not publish it again;
 * a change committed by another process: the catalog's change notices
   (PostgreSQL LISTEN, ``Serving.change_listener``) or the sync's poll.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from __future__ import annotations

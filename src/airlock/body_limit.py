@@ -13,6 +13,8 @@ The answer's shape is the edge's own (OpenAI's on ``/v1``, Airlock's elsewhere):
 caller passes ``render(error) -> (status, body bytes)``. ``limit_for(scope)`` picks
 the limit per request; ``None`` means no limit here (an endpoint that streams a large
 upload to the store and bounds it itself).
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from __future__ import annotations

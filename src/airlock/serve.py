@@ -25,6 +25,8 @@ requests in flight finish (up to ``graceful_seconds``); then the controller
 stops after its current tick and gives up its lease (every decision it took is
 already in the catalog, so a restart resumes each rollout where it was), the
 last telemetry is flushed to the catalog, and the gateway closes its runtimes.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from __future__ import annotations

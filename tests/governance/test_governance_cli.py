@@ -79,6 +79,22 @@ def test_init_creates_the_owners_admin_token(cli: Cli, tmp_path: Path) -> None:
     assert first["action"] == "token.create" and first["details"]["bootstrap"] is True
 
 
+def test_token_ls_shows_others_their_own_tokens_only(cli: Cli) -> None:
+    """The CLI applies the API's visibility rule: an admin sees every token, others their own."""
+    cli("init")
+    viewer = new_token(cli, "vera", "viewer")
+    new_token(cli, "carl", "author")
+    assert {t["user"] for t in json.loads(cli("token", "ls", "--json").output)} == {
+        "alice",
+        "vera",
+        "carl",
+    }
+    mine = json.loads(as_token(cli, viewer, "token", "ls", "--json").output)
+    assert [t["user"] for t in mine] == ["vera"]
+    r = as_token(cli, viewer, "token", "ls", "--user", "carl", ok=False)
+    assert r.exit_code == 1 and "may only list their own tokens" in r.output
+
+
 def test_tokens_roles_and_denials(cli: Cli, make_model: MakeModel, tmp_path: Path) -> None:
     cli("init")
     viewer = new_token(cli, "vera", "viewer", "--note", "dashboards")

@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 
-from airlock import audit
 from airlock.api.deps import ActorDep, WorkspaceDep, seq_query
 from airlock.api.schemas import ChainOut, EventOut, EventPage
-from airlock.audit.chain import Checkpoint
 from airlock.core.times import since_text
 from airlock.errors import InvalidInput
+from airlock.services.audit_views import AuditLog, Checkpoint, EventFilter
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -32,23 +31,11 @@ def list_events(
 ) -> EventPage:
     """Events oldest first, a page at a time."""
     after = since_text(since, datetime.now(UTC))
-    with ws.db.read() as conn:
-        events = list(
-            audit.entries(
-                conn,
-                action=action,
-                actor=actor,
-                subject_prefix=subject,
-                since=after,
-                after_seq=after_seq,
-                limit=limit + 1,
-            )
-        )
-    more = len(events) > limit
-    page = events[:limit]
+    where = EventFilter(action=action, actor=actor, subject=subject, since=after)
+    page = AuditLog(ws).page(where, after_seq=after_seq, limit=limit)
     return EventPage(
-        events=[EventOut.model_validate(e.to_dict()) for e in page],
-        next_after_seq=page[-1].seq if more and page else None,
+        events=[EventOut.model_validate(e.to_dict()) for e in page.events],
+        next_after_seq=page.cursor,
     )
 
 
@@ -71,8 +58,7 @@ def verify_chain(
             checkpoints.append(Checkpoint.parse(text))
         except ValueError as exc:
             raise InvalidInput(f"expect: {exc}") from None
-    with ws.db.read() as conn:
-        report = audit.verify(conn, expected_head=expected_head, checkpoints=checkpoints)
+    report = AuditLog(ws).verify(expected_head=expected_head, checkpoints=checkpoints)
     return ChainOut(
         ok=report.ok,
         checked=report.checked,

@@ -7,6 +7,7 @@ role checks, four-eyes and audit events happen there.
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import Annotated
 
@@ -33,7 +34,6 @@ from airlock.catalog.governance import ApprovalRow, EvalRunRow, PolicyRow
 from airlock.core.evalsuite import Suite, parse_suite
 from airlock.errors import InvalidInput
 from airlock.services.governance import Governance
-from airlock.services.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["governance"])
 
@@ -180,29 +180,13 @@ def check(
 # -- evaluations ------------------------------------------------------------------------------
 
 
-def _baselines(ws: Workspace, runs: list[EvalRunRow]) -> dict[int, str]:
-    from airlock.catalog import releases as release_sql
-
-    ids = {r.baseline_release_id for r in runs if r.baseline_release_id is not None}
-    out: dict[int, str] = {}
-    with ws.db.read() as conn:
-        for rid in ids:
-            row = release_sql.by_id(conn, rid)
-            out[rid] = row.ref if row else "?"
-    return out
-
-
 @router.get("/releases/{ref}/evaluations", response_model=list[EvalRunOut])
 def list_evaluations(ref: str, ws: WorkspaceDep, _: ActorDep) -> list[EvalRunOut]:
     """A release's stored evaluation runs, oldest first."""
     from airlock.services.evals import Evals
 
-    runs = Evals(ws).runs(ref)
-    names = _baselines(ws, runs)
-    return [
-        eval_out(r, names.get(r.baseline_release_id) if r.baseline_release_id else None)
-        for r in runs
-    ]
+    # Each stored record names its baseline by reference, as /evaluations/{id} shows it.
+    return [eval_out(r, json.loads(r.result).get("baseline")) for r in Evals(ws).runs(ref)]
 
 
 @router.get("/evaluations/{run_id}", response_model=EvalRecordOut)

@@ -22,10 +22,8 @@ from airlock.api.schemas import (
     VerifyOut,
 )
 from airlock.catalog.releases import ReleaseRow
-from airlock.core.diff import describe_component
-from airlock.core.digest import short
-from airlock.errors import InvalidInput, NotFound
-from airlock.services.registry import Registry
+from airlock.errors import InvalidInput
+from airlock.services.lineage import lineage
 
 router = APIRouter(prefix="/api/v1", tags=["releases"])
 
@@ -96,53 +94,13 @@ def diff_release(
 @router.get("/releases/{ref}/lineage", response_model=LineageOut)
 def release_lineage(ref: str, reg: RegistryDep, _: ActorDep) -> LineageOut:
     """Datasets → release → components → parent, following parents back to the first."""
-    nodes: dict[str, LineageNode] = {}
-    edges: list[LineageEdge] = []
-    start = reg.resolve(ref)
-    _walk(reg, start, nodes, edges, seen=set())
-    return LineageOut(release=start.ref, nodes=list(nodes.values()), edges=edges)
-
-
-def _walk(
-    reg: Registry,
-    row: ReleaseRow,
-    nodes: dict[str, LineageNode],
-    edges: list[LineageEdge],
-    seen: set[str],
-) -> None:
-    if row.ref in seen or len(seen) > 50:
-        return
-    seen.add(row.ref)
-    m = row.manifest()
-    rid = f"release:{row.ref}"
-    nodes[rid] = LineageNode(id=rid, kind="release", label=f"{row.ref} {short(row.digest)}")
-    for d in m.lineage.datasets:
-        did = f"dataset:{d.name}:{d.digest or d.uri}"
-        nodes[did] = LineageNode(id=did, kind="dataset", label=d.name)
-        edges.append(LineageEdge(source=did, target=rid, label="trained on"))
-    if m.lineage.code and m.lineage.code.commit:
-        cid = f"code:{m.lineage.code.commit}"
-        nodes[cid] = LineageNode(id=cid, kind="code", label=m.lineage.code.commit[:12])
-        edges.append(LineageEdge(source=cid, target=rid, label="code"))
-    for role, comp in m.components.items():
-        if comp.ref:
-            target = f"release:{comp.ref}"
-            nodes.setdefault(target, LineageNode(id=target, kind="release", label=comp.ref))
-        else:
-            target = f"component:{row.ref}:{role}"
-            nodes[target] = LineageNode(
-                id=target, kind="component", label=f"{role}: {describe_component(comp)}"
-            )
-        edges.append(LineageEdge(source=rid, target=target, label=role))
-    if m.lineage.parent:
-        pid = f"release:{m.lineage.parent}"
-        edges.append(LineageEdge(source=rid, target=pid, label="parent"))
-        try:
-            parent = reg.resolve(m.lineage.parent)
-        except NotFound:
-            nodes.setdefault(pid, LineageNode(id=pid, kind="release", label=m.lineage.parent))
-            return
-        _walk(reg, parent, nodes, edges, seen)
+    walk = lineage(reg, ref)
+    nodes, edges = walk.graph()
+    return LineageOut(
+        release=walk.release.ref,
+        nodes=[LineageNode(id=n.id, kind=n.kind, label=n.label) for n in nodes],
+        edges=[LineageEdge(source=e.source, target=e.target, label=e.label) for e in edges],
+    )
 
 
 @router.get("/models/{model}/aliases", response_model=list[AliasOut])

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import RolloutOut, VerdictOut
 from airlock.api.deps import ActorDep, IdPath, WorkspaceDep
-from airlock.errors import Conflict, ServiceUnavailable
+from airlock.errors import ServiceUnavailable
 from airlock.services.identity import Actor
 from airlock.services.rollouts import RolloutRecord, Rollouts, RolloutView, Transition
 from airlock.services.serving import Serving
@@ -228,14 +228,7 @@ def start_drill(
             "drills run inside `airlock serve`, which has a gateway to send traffic to",
             hint=f"run `airlock drill {name} --fault ...` from the command line instead",
         )
-    ro.serving.get(name)  # NotFound for an unknown service
-    Drills(ro.ws, rollouts=ro).authorize(name, who)
-    active = ro.active(name)
-    if active is not None:
-        raise Conflict(
-            f"{name} already has rollout #{active.id} in flight",
-            hint="finish, abort or roll it back first",
-        )
+    Drills(ro.ws, rollouts=ro).check_start(name, who)
     runner(name, faults, who, body.rps, body.spec)
     return DrillStartedOut(
         service=name, faults=faults, status="started", follow=f"/api/v1/services/{name}/rollout"

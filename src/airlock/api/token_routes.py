@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from airlock.api.bodies import IssuedTokenOut, ReasonIn, TokenIn, TokenOut, WhoAmIOut
 from airlock.api.deps import ActorDep, WorkspaceDep
-from airlock.core.roles import Action, actions_of
+from airlock.core.roles import actions_of
 from airlock.services.tokens import TokenInfo, Tokens, parse_duration
 
 router = APIRouter(prefix="/api/v1", tags=["tokens"])
@@ -51,8 +51,7 @@ def list_tokens(
     all_: bool = Query(False, alias="all", description="include revoked and expired tokens"),
 ) -> list[TokenOut]:
     """Tokens (never their secrets): every token for an admin, one's own otherwise."""
-    user = None if who.can(Action.TOKEN_CREATE) else who.name
-    return [token_out(t) for t in Tokens(ws).list(user=user, include_inactive=all_)]
+    return [token_out(t) for t in Tokens(ws).visible(who, include_inactive=all_)]
 
 
 @router.post("/tokens", response_model=IssuedTokenOut, status_code=201)

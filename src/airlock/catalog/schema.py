@@ -470,3 +470,107 @@ approvals.append_constraint(
     )
 )
 Index("uq_events_prev_hash", events.c.prev_hash, unique=True)
+
+# -- webhooks (migration 0008_webhooks) -----------------------------------------------------
+# Subscriptions to audit actions; one delivery per (subscription, event), queued by the
+# dispatcher, which reads the audit log after a stored cursor; every attempt is logged.
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),  # wh-<hex>
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list: actions, "prefix.*" or "*"
+    Column("format", String(16), nullable=False),  # json | slack
+    Column("secret", String(256), nullable=False),  # HMAC key; the server must read it
+    Column("after_seq", BigInteger, nullable=False),  # events after this one are delivered
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("removed_at", UTCDateTime, nullable=True),
+    Column("removed_by", String(128), nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),  # uuid: the X-Airlock-Delivery header
+    Column("webhook_id", String(32), ForeignKey("webhooks.id"), nullable=False),
+    Column("event_seq", BigInteger, nullable=False),  # 0: a test delivery
+    Column("action", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("payload", Text, nullable=True),  # a test delivery's body; else built from the event
+    UniqueConstraint("webhook_id", "event_seq", name="uq_webhook_deliveries_webhook_event"),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), ForeignKey("webhook_deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", Integer, nullable=True),  # HTTP status; NULL: no response
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Index("ix_webhook_attempts_delivery", "delivery_id"),
+)
+
+webhook_cursor = Table(
+    "webhook_cursor",
+    metadata,
+    Column("name", String(32), primary_key=True),  # "events"
+    Column("seq", BigInteger, nullable=False),  # the last audit event the dispatcher queued
+)
+
+# -- transcripts (migration 0009_transcripts) ---------------------------------------------
+# Prompts and answers of services that opted in (redacted before they are written), kept
+# for the service's retention; feedback scores apart, keyed by response id, so a score
+# flushed by one replica joins an answer flushed by another.
+
+transcript_settings = Table(
+    "transcript_settings",
+    metadata,
+    Column("service", String(128), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("retention_s", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+transcripts = Table(
+    "transcripts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("response_id", String(1024), nullable=False, unique=True),
+    Column("service", String(128), nullable=False),
+    Column("release", String(256), nullable=False),  # the release that wrote the answer
+    Column("arm", String(16), nullable=False),  # stable | candidate | pinned | fallback
+    Column("cluster", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # chat | completion
+    Column("at", UTCDateTime, nullable=False),
+    Column("prompt", Text, nullable=False),  # JSON: messages (chat) or text, redacted
+    Column("answer", Text, nullable=False),  # redacted
+    Column("scores", Text, nullable=True),  # JSON {name: value}, filled in by scorers
+    Column("judge", String(256), nullable=True),  # the judge release that scored it
+    Column("gateway", String(256), nullable=False),
+    Index("ix_transcripts_service_at", "service", "at"),
+)
+
+transcript_feedback = Table(
+    "transcript_feedback",
+    metadata,
+    Column("response_id", String(1024), primary_key=True),
+    Column("service", String(128), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("metrics", Text, nullable=False),  # JSON {name: value in [0, 1]}
+    Column("issued_at", UTCDateTime, nullable=False),  # when the response was given
+    Column("at", UTCDateTime, nullable=False),  # when the (latest) score arrived
+    Index("ix_transcript_feedback_service_issued", "service", "issued_at"),
+)

@@ -48,8 +48,8 @@ def verify(
 ) -> None:
     """Recompute the hash chain; report the first edited, missing or reordered event, and
     check it still contains every checkpoint given."""
-    from airlock.audit.chain import Checkpoint
     from airlock.errors import InvalidInput
+    from airlock.services.audit_views import Checkpoint
     from airlock.services.checkpoints import Checkpoints
 
     expected: list[Checkpoint] = []
@@ -126,10 +126,10 @@ def checkpoint(
 @handle_errors
 def head() -> None:
     """Print the newest event's sequence and hash, to record outside Airlock."""
-    from airlock import audit
+    from airlock.services.audit_views import AuditLog
 
-    with workspace() as ws, ws.db.read() as conn:
-        report = audit.verify(conn)
+    with workspace() as ws:
+        report = AuditLog(ws).verify()
     typer.echo(f"{report.head_seq} {report.head_hash}")
 
 
@@ -166,22 +166,13 @@ def log(
 
     from rich.table import Table
 
-    from airlock import audit
     from airlock.core.times import since_text
+    from airlock.services.audit_views import AuditLog, EventFilter
 
     after = since_text(since, datetime.now(UTC))  # a bad --since fails before any work
-    with workspace() as ws, ws.db.read() as conn:
-        events = list(
-            audit.entries(
-                conn,
-                action=action,
-                actor=actor,
-                subject_prefix=subject,
-                since=after,
-                limit=_limit(limit, as_json),
-                newest_first=True,
-            )
-        )
+    where = EventFilter(action=action, actor=actor, subject=subject, since=after)
+    with workspace() as ws:
+        events = AuditLog(ws).events(where, limit=_limit(limit, as_json), newest_first=True)
     if as_json:
         for ev in reversed(events):  # oldest first, as an export reads
             typer.echo(json.dumps(ev.to_dict(), sort_keys=True))

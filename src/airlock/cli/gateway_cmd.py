@@ -229,6 +229,96 @@ def opt_out(
     console.print(f"{user} {state} of {name}" + ("" if changed else " (no change)"))
 
 
+@service_app.command("transcripts")
+@handle_errors
+def transcripts(
+    name: Annotated[str, typer.Argument(help="Service name.")],
+    on: Annotated[
+        bool | None,
+        typer.Option(
+            "--on/--off",
+            help="Keep the service's prompts and answers (PII-redacted) for `airlock feedback "
+            "export`, or stop keeping them (what is kept stays until it expires).",
+        ),
+    ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            help="How long a transcript is kept before it is deleted: 30d, 12h, 1w "
+            "(default: 30d, or the current one)."
+        ),
+    ] = None,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Delete the transcripts older than the retention now.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    as_json: AsJson = False,
+) -> None:
+    """Keep (or stop keeping) a service's prompts and answers, with a retention; show what is kept.
+
+    Without --on/--off/--purge, shows the setting and how many transcripts are stored."""
+    from datetime import UTC, datetime
+
+    from airlock.core.times import parse_duration
+    from airlock.errors import InvalidInput
+    from airlock.services.transcripts import Transcripts
+
+    seconds = parse_duration(retention) if retention is not None else None
+    if seconds is not None and on is None:
+        raise InvalidInput(
+            "--retention goes with --on or --off",
+            hint=f"airlock service transcripts {name} --on --retention {retention}",
+        )
+    purged = None
+    with workspace() as ws:
+        store = Transcripts(ws)
+        who = actor(ws) if on is not None or purge else None
+        if on is not None and who is not None:
+            store.configure(name, enabled=on, retention_s=seconds, actor=who, reason=reason)
+        if purge and who is not None:
+            purged = store.purge_expired(datetime.now(UTC), service=name, actor=who)
+        status = store.status(name)
+    if as_json:
+        out: dict[str, object] = {
+            "service": status.service,
+            "enabled": status.enabled,
+            "retention_s": status.retention_s,
+            "stored": status.stored,
+            "oldest": status.oldest,
+            "newest": status.newest,
+            "next_expiry": status.next_expiry,
+            "all_gone_at": status.all_gone_at,
+        }
+        if purged is not None:
+            out["purged"] = {"transcripts": purged.transcripts, "feedback": purged.feedback}
+        print_json(out)
+        return
+    state = "on" if status.enabled else "off"
+    console.print(f"transcripts of [bold]{name}[/]: {state}, kept {_duration(status.retention_s)}")
+    if purged is not None:
+        console.print(
+            f"purged {purged.transcripts} transcripts and {purged.feedback} scores "
+            "older than the retention"
+        )
+    if status.stored and status.next_expiry and status.all_gone_at:
+        console.print(
+            f"{status.stored} stored; the oldest is deleted at {status.next_expiry:%Y-%m-%d %H:%M} "
+            f"UTC, the last at {status.all_gone_at:%Y-%m-%d %H:%M} UTC"
+            + ("" if status.enabled else " (no new ones are recorded)")
+        )
+    else:
+        console.print("none stored")
+    if status.enabled and on:
+        console.print(f"next: traffic, then `airlock feedback export {name} --out FILE.jsonl`")
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _service_json(v: ServiceView) -> dict[str, object]:
     return {
         "name": v.name,

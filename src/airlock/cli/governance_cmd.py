@@ -35,7 +35,9 @@ policy_app = typer.Typer(
     no_args_is_help=True,
 )
 key_app = typer.Typer(
-    help="Signing keys: generate ed25519 key pairs, trust public keys.", no_args_is_help=True
+    help="Signing keys: generate ed25519 key pairs; trust public keys (ed25519, EC) and CA "
+    "certificates.",
+    no_args_is_help=True,
 )
 
 _REF = "chat@1.2.0, chat@production, chat, or a digest prefix."
@@ -245,10 +247,18 @@ def key_generate(
 @key_app.command("trust")
 @handle_errors
 def key_trust(
-    public_key: Annotated[Path, typer.Argument(help="PEM public key file (e.g. KEY.pub).")],
+    public_key: Annotated[
+        Path,
+        typer.Argument(
+            help="PEM file: an ed25519 or EC public key (KEY.pub), or a CA certificate."
+        ),
+    ],
     name: Annotated[str, typer.Option(help="A name for the key, e.g. release-bot.")],
 ) -> None:
-    """Trust a public key: signatures made with it count for policies (admin)."""
+    """Trust a public key or CA: signatures made with it count for policies (admin).
+
+    EC keys and CA certificates verify OpenSSF model-signing signatures (model.sig).
+    """
     try:
         pem = public_key.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
@@ -274,10 +284,12 @@ def key_ls(as_json: AsJson = False) -> None:
     if not rows:
         console.print("no trusted keys: [bold]airlock key trust KEY.pub --name NAME[/]")
         return
-    t = Table("name", "key id", "added", "by", "state")
+    from airlock.services.openssf_signatures import kind_of
+
+    t = Table("name", "kind", "key id", "added", "by", "state")
     for k in rows:
         state = f"[red]revoked {k.revoked_at:%Y-%m-%d}[/]" if k.revoked_at else "[green]trusted[/]"
-        t.add_row(k.name, k.key_id, k.added_at.strftime("%Y-%m-%d"), k.added_by, state)
+        t.add_row(k.name, kind_of(k), k.key_id, k.added_at.strftime("%Y-%m-%d"), k.added_by, state)
     console.print(t)
 
 
@@ -299,32 +311,69 @@ def key_revoke(
 def sign(
     ref: Annotated[str, typer.Argument(help=_REF)],
     key: Annotated[
-        Path, typer.Option(help="ed25519 private key (PEM), see `airlock key generate`.")
+        Path,
+        typer.Option(
+            help="Private key (PEM): ed25519 (`airlock key generate`), or EC for --format openssf."
+        ),
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Also write the signature bundle (JSON) here.")
+        Path | None,
+        typer.Option(help="Also write the signature bundle (JSON) here, e.g. FOLDER/model.sig."),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="airlock (ed25519, bound to the release digest) or openssf (the model.sig "
+            "that OpenSSF model-signing verifies; EC key or --cert).",
+        ),
+    ] = "airlock",
+    cert: Annotated[
+        Path | None, typer.Option(help="openssf: the signing certificate (PEM) of --key.")
+    ] = None,
+    chain: Annotated[
+        list[Path] | None,
+        typer.Option(help="openssf: intermediate/CA certificates (PEM) of --cert; repeatable."),
     ] = None,
 ) -> None:
-    """Sign REF: an in-toto statement of its files and digest, in a DSSE envelope (ed25519)."""
-    from airlock.services.signatures import load_private_key
-
-    private = load_private_key(key)
+    """Sign REF: an in-toto statement of its files (airlock: ed25519; openssf: model-signing)."""
     from airlock.services.governance import Governance
 
-    with workspace() as ws:
-        result = Governance(ws).sign(ref, private, actor=actor(ws))
+    if fmt not in ("airlock", "openssf"):
+        raise InvalidInput(f"unknown signature format {fmt!r}", hint="use airlock or openssf")
+    if fmt == "airlock" and (cert is not None or chain):
+        raise InvalidInput("--cert and --chain go with --format openssf")
+    if fmt == "openssf":
+        from airlock.services.openssf_signatures import load_signer, sign_release
+
+        signer = load_signer(key, cert, chain or ())
+        with workspace() as ws:
+            gov = Governance(ws)
+            result, checked = sign_release(
+                gov.signatures, gov.registry.resolve(ref), signer, actor=actor(ws)
+            )
+        trusted = checked.valid
+    else:
+        from airlock.services.signatures import load_private_key
+
+        private = load_private_key(key)
+        with workspace() as ws:
+            result = Governance(ws).sign(ref, private, actor=actor(ws))
+        trusted = result.key_name is not None
     who = result.key_name or f"untrusted key {short(result.key_id)}"
     if result.created:
-        console.print(f"signed [bold]{result.ref}[/] with {who}")
+        console.print(f"signed [bold]{result.ref}[/] with {who} ({fmt})")
     else:
         console.print(f"{result.ref} is already signed with {who}")
-    if result.key_name is None:
+    if not trusted:
         err_console.print(
             "[yellow]warning:[/] this key is not trusted: the signature will not count until an "
-            "admin runs `airlock key trust KEY.pub --name NAME`"
+            "admin runs `airlock key trust KEY.pub --name NAME` (or trusts the CA certificate)"
         )
     if out is not None:
-        out.write_text(result.bundle + "\n", encoding="utf-8")
+        out.write_text(
+            result.bundle + "\n" if fmt == "airlock" else result.bundle, encoding="utf-8"
+        )
         console.print(f"wrote {out}")
 
 

@@ -10,9 +10,13 @@ from airlock.cli.alias_cmd import alias_app
 from airlock.cli.audit_cmd import audit_app
 from airlock.cli.demo_cmd import demo
 from airlock.cli.drill_cmd import drill_app
+from airlock.cli.export_cmd import export
+from airlock.cli.feedback_cmd import feedback_app
 from airlock.cli.gc_cmd import gc
+from airlock.cli.import_cmd import import_app
 from airlock.cli.key_cmd import gateway_key_app
 from airlock.cli.token_cmd import token_app
+from airlock.cli.webhook_cmd import webhook_app
 
 app = typer.Typer(
     name="airlock",
@@ -61,6 +65,7 @@ app.add_typer(governance_cmd.key_app, name="key")
 app.add_typer(rollout_cmd.rollout_app, name="rollout")
 app.command("controller")(rollout_cmd.controller)
 app.add_typer(drill_app, name="drill")
+app.add_typer(feedback_app, name="feedback")
 for command_name, command in (
     ("check", governance_cmd.check),
     ("approve", governance_cmd.approve),
@@ -84,6 +89,9 @@ def _register_optional() -> None:
 
 _register_optional()
 app.add_typer(gateway_key_app, name="gateway-key")  # gateway access (issue 10)
+app.add_typer(webhook_app, name="webhook")  # events out (issue 14)
+app.command("export")(export)  # OCI ModelPack (issue 14)
+app.add_typer(import_app, name="import")  # OCI layouts and MLflow (issue 14)
 
 
 def run() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,9 @@ from airlock.cli.common import (
     workspace,
 )
 from airlock.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from airlock.services.workspace import Workspace
 
 
 @handle_errors
@@ -297,10 +300,14 @@ def verify(
         return
     with workspace() as ws, ByteProgress("verify", quiet=quiet) as progress:
         report = Registry(ws).verify(ref, on_start=progress.start, on_bytes=progress.advance)
+        bad_signatures = _signature_lines(ws, ref) if ref is not None else 0
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.checked} blob(s), {human_bytes(report.bytes)} verified"
         )
+        if bad_signatures:
+            err_console.print(f"[bold red]error:[/] {bad_signatures} signature(s) do not verify")
+            raise typer.Exit(code=1)
         return
     t = Table("problem", "blob", "used by")
     for digest, users in report.damaged.items():
@@ -320,6 +327,17 @@ def verify(
         "or restore the store from a backup"
     )
     raise typer.Exit(code=1)
+
+
+def _signature_lines(ws: Workspace, ref: str) -> int:
+    """Re-check REF's recorded signatures (airlock and OpenSSF); print each; count the bad."""
+    from airlock.services.governance import Governance
+
+    checks = Governance(ws).verify_signatures(ref)
+    for c in checks:
+        state = "[green]valid[/]" if c.valid else "[bold red]invalid[/]"
+        console.print(f"signature {state}: {c.key_name or c.key_id}: {c.why}")
+    return sum(not c.valid for c in checks)
 
 
 def _repair(ref: str | None, source: Path) -> None:

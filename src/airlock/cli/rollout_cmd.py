@@ -314,15 +314,12 @@ def controller(
     import asyncio
     import signal
 
-    from airlock.core.roles import Action
-    from airlock.services.access import authorize
+    from airlock.services.access import authorize_controller
     from airlock.services.controller import ControllerSettings, RolloutController
     from airlock.services.rollouts import Rollouts
 
     with workspace() as ws:
-        who = actor(ws)
-        for needed in (Action.ROLLOUT_CONTROL, Action.ROLLOUT_ROLLBACK):
-            authorize(ws.db, who, needed, "the rollout controller")
+        authorize_controller(ws, actor(ws))
         settings = ControllerSettings(tick_seconds=tick, lease_seconds=lease)
         loop_controller = RolloutController(Rollouts(ws), settings=settings, on_event=_event)
 

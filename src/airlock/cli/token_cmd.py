@@ -60,18 +60,21 @@ def create(
 @token_app.command("ls")
 @handle_errors
 def list_tokens(
-    user: Annotated[str | None, typer.Option(help="Only this user's tokens.")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Only this user's tokens (anyone's: admins only).")
+    ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Include revoked and expired tokens.")
     ] = False,
     limit: Limit = 0,
     as_json: AsJson = False,
 ) -> None:
-    """List tokens: id, user, role, state, who created it and when (never the secret)."""
+    """List tokens: id, user, role, state, who created it and when (never the secret).
+    Admins see every token, everyone else their own."""
     from airlock.services.tokens import Tokens
 
     with workspace() as ws:
-        rows = Tokens(ws).list(user=user, include_inactive=all_)
+        rows = Tokens(ws).visible(actor(ws), user=user, include_inactive=all_)
     rows = list(reversed(limited(list(reversed(rows)), limit)))  # the newest `limit`
     if as_json:
         print_json(rows)

@@ -1,1 +1,4 @@
-"""The pure core: values and rules, no I/O."""
+"""The pure core: values and rules, no I/O.
+
+Internal: except the modules ``airlock`` exports from (see ``airlock.__all__``).
+"""

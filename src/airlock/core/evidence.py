@@ -200,8 +200,10 @@ def rate_dispersion(
     the excess ``Σ_g n_g²/n − n/G − 1`` estimates ``Σ_u n_u²/n`` of the heavy
     users, and ``1 + p·user_variation·excess`` is the dispersion if their
     propensities vary with a squared coefficient of variation ``user_variation``
-    (an assumption, until the events themselves can be measured). It is ≈ 1 on
-    independent traffic. Returns 1 where there is nothing to estimate from (no
+    (an assumption, until the events themselves can be measured), capped at
+    ``1 + (1 − p)·excess``: a propensity lies in [0, 1], so ``Var(p_u) ≤ p(1 − p)``
+    whatever the users (the cap binds only for common events, p > 0.2, such as
+    a pairwise judge's wins and losses). It is ≈ 1 on independent traffic. Returns 1 where there is nothing to estimate from (no
     cluster detail, or fewer than two clusters).
     """
     del share  # kept in the signature: the combination below does not need it
@@ -238,7 +240,10 @@ def rate_dispersion(
                 0.0,
             )
             rate_all = np.where(n > 0, b.sum(axis=(-2, -1)) / np.where(n > 0, n, 1.0), 0.0)
-        out.append(1.0 + rate_all * user_variation * np.maximum(excess, 0.0))
+        # Var(p_u)/p = p·CV² cannot exceed 1 − p when each request is pass/fail (a
+        # propensity lies in [0, 1]): the cap keeps the floor a bound, not a guess, at high rates.
+        per_request = np.minimum(rate_all * user_variation, np.maximum(1.0 - rate_all, 0.0))
+        out.append(1.0 + per_request * np.maximum(excess, 0.0))
     return np.asarray(np.maximum.reduce(out), dtype=np.float64)
 
 

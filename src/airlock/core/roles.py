@@ -56,6 +56,7 @@ class Action(StrEnum):
     STORE_GC = "store.gc"  # deletes unused blobs
     GATEWAY_KEY_CREATE = "gateway_key.create"  # clients' keys to the gateway's /v1
     GATEWAY_KEY_REVOKE = "gateway_key.revoke"
+    WEBHOOK_MANAGE = "webhook.manage"  # add, remove, test webhook subscriptions
 
 
 _V, _AU, _AP, _OP, _AD = Role.VIEWER, Role.AUTHOR, Role.APPROVER, Role.OPERATOR, Role.ADMIN
@@ -80,6 +81,7 @@ PERMISSIONS: Mapping[Action, frozenset[Role]] = MappingProxyType(
         Action.STORE_GC: frozenset({_AD}),
         Action.GATEWAY_KEY_CREATE: frozenset({_OP, _AD}),
         Action.GATEWAY_KEY_REVOKE: frozenset({_OP, _AD}),
+        Action.WEBHOOK_MANAGE: frozenset({_AD}),
     }
 )
 

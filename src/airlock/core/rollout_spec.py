@@ -12,6 +12,9 @@
       min_requests: 200
       on_insufficient_data: pause
       metrics: {latency: {tolerance: 0.2}}
+    quality:                          # optional: online scorers, an LLM judge
+      sample: 0.1
+      scorers: {no_refusal: {check: {refusal: false}, tolerance: 0.5}}
 
 Each strategy expands to a :meth:`schedule` of :class:`RolloutStep` values,
 which is all the state machine in :mod:`airlock.core.rollout` looks at:
@@ -51,7 +54,8 @@ from pydantic import (
     model_validator,
 )
 
-from airlock.core.analysis import AnalysisSettings
+from airlock.core.analysis import AnalysisSettings, MetricSettings
+from airlock.core.quality import QualitySettings, merged_custom
 from airlock.errors import InvalidInput
 
 Mirror = Literal["candidate", "stable"] | None
@@ -87,6 +91,25 @@ class _Frozen(BaseModel):
 class _Spec(_Frozen):
     promotes: ClassVar[bool] = True
     analysis: AnalysisSettings = AnalysisSettings()
+    quality: QualitySettings | None = None
+    """Online scorers and an LLM judge on sampled live answers (see :mod:`airlock.core.quality`)."""
+
+    @property
+    def judged_analysis(self) -> AnalysisSettings:
+        """``analysis`` with the quality section's metrics added: what the controller judges."""
+        if self.quality is None or not self.quality.enabled:
+            return self.analysis
+        custom = merged_custom(self.analysis.metrics.custom, self.quality)
+        metrics = MetricSettings.model_validate(
+            {**self.analysis.metrics.model_dump(), "custom": custom}
+        )
+        return self.analysis.model_copy(update={"metrics": metrics})
+
+    @model_validator(mode="after")
+    def _quality_names_are_free(self) -> _Spec:
+        if self.quality is not None:
+            merged_custom(self.analysis.metrics.custom, self.quality)
+        return self
 
     def schedule(self) -> tuple[RolloutStep, ...]:
         raise NotImplementedError

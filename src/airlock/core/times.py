@@ -3,7 +3,8 @@
 ``parse_since(text, now)`` accepts an ISO-8601 date or time (a time without a zone is
 UTC) or a duration back from ``now`` — a number and a unit, ``s``, ``m``, ``h``,
 ``d`` or ``w``, several in a row (``1h30m``) — and refuses anything else with an
-error that shows both forms.
+error that shows both forms. ``parse_duration(text)`` reads the duration form alone
+(``--retention 30d``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ def parse_since(text: str, now: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
+def parse_duration(text: str, what: str = "--retention") -> float:
+    """Seconds in a duration such as ``30d``, ``12h`` or ``1h30m`` (units as ``--since``)."""
+    compact = text.strip().replace(" ", "").lower()
+    if not compact or not _DURATION.match(compact):
+        raise InvalidInput(
+            f"{what} {clip(text)!r} is not a duration",
+            hint="a number and a unit, several in a row: 90s, 30m, 12h, 30d, 1w, 1d12h",
+        )
+    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(compact))
+    if seconds > _MAX_SECONDS:
+        raise InvalidInput(f"{what} {clip(text)!r} is longer than a century")
+    return seconds
+
+
 def since_text(text: str | None, now: datetime) -> str | None:
     """``parse_since`` as the audit log stores times (ISO, UTC, microseconds): comparable as text."""
     if text is None:
@@ -48,4 +63,4 @@ def since_text(text: str | None, now: datetime) -> str | None:
     return parse_since(text, now).isoformat(timespec="microseconds")
 
 
-__all__ = ["parse_since", "since_text"]
+__all__ = ["parse_duration", "parse_since", "since_text"]

@@ -4,6 +4,8 @@
 * :mod:`airlock.demo.scenario` — the example releases, policy and questions;
 * :mod:`airlock.demo.traffic` — simulated customers (:class:`UserTraffic`), on the
   shared open-loop load generator :mod:`airlock.services.load`.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from airlock.demo.lifecycle import Demo, DemoOptions, DemoResult, prepare, run

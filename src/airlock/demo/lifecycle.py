@@ -15,6 +15,8 @@
 
 Everything goes through the same services the CLI, the REST API and the
 dashboard use; the demo is a script over them, not a simulation of them.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ The simulated customers who use the service are :class:`airlock.demo.traffic.Use
 
 Everything here is deterministic: the same corpus gives byte-identical weights,
 so the releases' digests are the same on every machine.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from __future__ import annotations

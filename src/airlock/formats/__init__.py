@@ -1,4 +1,7 @@
-"""Reading model-file headers without loading weights: safetensors, GGUF, pickle."""
+"""Reading model-file headers without loading weights: safetensors, GGUF, pickle.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
+"""
 
 from airlock.formats.inspect import inspect_file, media_type_for
 

@@ -9,7 +9,9 @@ errors that still name the field. Starlette adds only its router.
 =========================  ==========================================================
 ``POST /v1/chat/completions``  OpenAI chat (``stream: true`` -> SSE)
 ``POST /v1/completions``       OpenAI completions (``stream: true`` -> SSE)
+``POST /v1/responses``         OpenAI Responses, text (:mod:`airlock.gateway.responses_wire`)
 ``GET  /v1/models``            services and the ``service@version`` pins they serve
+``GET  /v1/models/{id}``       one of them (an OpenAI-shaped 404 for any other)
 ``POST /v1/feedback``          ``{"id": "<response id>", "score": 0..1, "metrics": {"name": 0..1}}``
 ``GET  /metrics``              Prometheus, per-release labels
 ``GET  /healthz``              served services and their plan generations
@@ -18,7 +20,9 @@ errors that still name the field. Starlette adds only its router.
 Responses name the release that answered in ``X-Airlock-Release`` (and
 ``X-Airlock-Route``: plan, pinned, opt_out or fallback; ``X-Airlock-Fallback-From``;
 ``X-Airlock-Guardrail``: flagged, redacted or blocked). Errors use OpenAI's shape
-``{"error": {"message", "type", "code"}}`` with the status of the Airlock error.
+``{"error": {"message", "type", "param", "code"}}`` with the status of the Airlock error;
+a parameter a release that may answer cannot honour is a 400 naming it, before any
+generation (:mod:`airlock.gateway.parameters`).
 
 Access (:mod:`airlock.gateway.access`): a service with gateway keys needs
 ``Authorization: Bearer ak-...`` (401 with ``WWW-Authenticate: Bearer``; 429 with
@@ -43,8 +47,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airlock.body_limit import BodyLimit, json_render
 from airlock.core.request_limits import loads_json
-from airlock.errors import AirlockError, Forbidden, InvalidInput, RateLimited, Unauthorized
+from airlock.errors import (
+    AirlockError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from airlock.gateway import openai_wire as wire
+from airlock.gateway import responses_wire
 from airlock.gateway.access import TRUSTED, Principal
 from airlock.gateway.engine import Gateway
 from airlock.gateway.feedback import FeedbackPost
@@ -55,6 +67,7 @@ from airlock.gateway.metrics import (
     make_registry,
     render,
 )
+from airlock.gateway.parameters import check_request
 from airlock.runtime.base import RequestKind
 
 log = logging.getLogger("airlock.gateway")
@@ -91,15 +104,29 @@ def create_app(
             return gateway.access.admit(service, auth)
         return gateway.access.authenticate(service, auth)
 
-    async def completion(request: Request, kind: RequestKind) -> Response:
+    async def completion(request: Request, kind: RequestKind | None) -> Response:
+        """``kind`` None: a Responses request, served as a chat completion."""
         try:
-            req = wire.parse_request(await request.body(), kind, limits=limits)
+            asked: object = None
+            if kind is None:
+                asked = loads_json(await request.body(), max_depth=limits.default.max_json_depth)
+                body = wire.dumps(responses_wire.to_chat_body(asked))
+                req = wire.parse_request(body, "chat", limits=limits)
+            else:
+                req = wire.parse_request(await request.body(), kind, limits=limits)
             principal = caller(request, req.service)
+            check_request(gateway, req, request.headers, principal)
             if req.stream:
-                headers, body = await gateway.stream(req, request.headers, principal)
+                headers, stream = await gateway.stream(req, request.headers, principal)
+                if isinstance(asked, dict):
+                    events = responses_wire.ResponseEvents(asked, headers["x-request-id"])
+                    stream = events.translate(stream)
                 headers["cache-control"] = "no-cache"
-                return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+                return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
             answer = await gateway.complete(req, request.headers, principal)
+            if isinstance(asked, dict):
+                out = responses_wire.response_body(asked, answer.body)
+                return Response(out, media_type=_JSON, headers=answer.headers)
             return Response(answer.body, media_type=_JSON, headers=answer.headers)
         except AirlockError as exc:
             return _error(exc)
@@ -113,7 +140,11 @@ def create_app(
     async def completions(request: Request) -> Response:
         return await completion(request, "completion")
 
+    async def responses(request: Request) -> Response:
+        return await completion(request, None)
+
     chat_app, completions_app = in_flight.counted(chat), in_flight.counted(completions)
+    responses_app = in_flight.counted(responses)
 
     async def models(request: Request) -> Response:
         data = gateway.models()
@@ -129,6 +160,21 @@ def create_app(
                 )
             data = shown
         return Response(wire.dumps({"object": "list", "data": data}), media_type=_JSON)
+
+    async def model(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        found = [m for m in gateway.models() if m["id"] == model_id]
+        shown = request.scope.get(TRUSTED_SCOPE_KEY) is True or gateway.access.visible(
+            model_id, request.headers.get("authorization")
+        )
+        if not found or not shown:  # one answer for both: no probing for hidden services
+            return _error(
+                NotFound(
+                    f"the model {model_id[:256]!r} does not exist",
+                    hint="GET /v1/models lists the models this gateway serves to you",
+                )
+            )
+        return Response(wire.dumps(found[0]), media_type=_JSON)
 
     async def feedback(request: Request) -> Response:
         try:
@@ -181,11 +227,15 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", chat_app, methods=["POST"]),
         Route("/v1/completions", completions_app, methods=["POST"]),
+        Route("/v1/responses", responses_app, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model_id}", model, methods=["GET"]),
         Route("/v1/feedback", feedback, methods=["POST"]),
         Route("/chat/completions", chat_app, methods=["POST"]),
         Route("/completions", completions_app, methods=["POST"]),
+        Route("/responses", responses_app, methods=["POST"]),
         Route("/models", models, methods=["GET"]),
+        Route("/models/{model_id}", model, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
     ]

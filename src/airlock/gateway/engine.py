@@ -76,6 +76,7 @@ from airlock.gateway.routing import Route, choose
 from airlock.gateway.shadow import ShadowJob, ShadowRunner
 from airlock.gateway.shaping import Attempt, guard_output, prepare
 from airlock.gateway.telemetry import Key, Telemetry
+from airlock.gateway.transcripts import TranscriptBuffer
 from airlock.runtime.base import Completion, Delta, FinishReason
 from airlock.runtime.loader import LoadedRelease
 
@@ -123,6 +124,7 @@ class Gateway:
             capacity=self.settings.feedback_capacity, max_age_s=self.settings.feedback_max_age_s
         )
         self._response_secret = self.settings.response_secret or secrets.token_bytes(32)
+        self.transcripts = TranscriptBuffer()  # answers of services that keep transcripts
         self.shadow_runner = ShadowRunner(
             self.pool,
             self.telemetry,
@@ -252,6 +254,7 @@ class Gateway:
             ledger.reject("no_scope")
             principal.require("can_feedback", "send feedback")
         previous = ledger.record(response_id, ticket.issued_at, float(score), time.time())
+        self.transcripts.feedback(response_id, ticket, float(score), metrics)
         key: Key = (ticket.service, ticket.release, "live")
         if previous is None:
             self.telemetry.feedback(key, float(score), cluster=ticket.cluster)
@@ -406,6 +409,7 @@ class Gateway:
         cluster: int,
     ) -> None:
         """Send copies to the plan's shadows (counted in the mirrored request's cluster)."""
+        self.transcripts.record(state.plan, release, req, rid, text, cluster)
         for shadow in state.plan.shadows:
             if shadow != release.ref:
                 self.shadows.submit(

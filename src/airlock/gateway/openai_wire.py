@@ -22,23 +22,12 @@ from airlock.core.request_limits import (
     loads_json,
 )
 from airlock.errors import AirlockError, InvalidInput
+from airlock.gateway.parameters import ParameterError, requested_options
 from airlock.gateway.routing import split_model
 from airlock.runtime.base import Completion, RequestKind
 
-# Request fields an upstream OpenAI-compatible server receives as given.
-FORWARDED = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "seed",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "response_format",
-)
-_UNSUPPORTED = ("tools", "functions", "tool_choice", "function_call")
+# Message roles a chat request may use; "developer" (newer OpenAI models) is "system" here.
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 DONE = b"data: [DONE]\n\n"
 
@@ -81,15 +70,10 @@ def parse_request(
     service, pin = split_model(model)
     own = limits.for_service(service)
     check_body_size(len(body), own.max_body_bytes)
-    for name in _UNSUPPORTED:
-        if data.get(name):
-            raise InvalidInput(
-                f"'{name}' is not supported by the Airlock gateway",
-                hint="send plain chat messages; tool calling is not routed yet",
-            )
+    options = requested_options(data, kind)  # refuses unsupported parameters, by name
     n = data.get("n", 1)
-    if n not in (1, None):
-        raise InvalidInput("'n' must be 1: one choice per request")
+    if n not in (1, None) or isinstance(n, bool):
+        raise ParameterError("n", "'n' must be 1: one choice per request")
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise InvalidInput("'stream' must be true or false")
@@ -99,7 +83,6 @@ def parse_request(
     user = data.get("user")
     if user is not None and (not isinstance(user, str) or len(user) > _MAX_NAME):
         raise InvalidInput(f"'user' must be a string of at most {_MAX_NAME} characters")
-    options = {k: data[k] for k in FORWARDED if data.get(k) is not None}
     messages: tuple[dict[str, Any], ...] = ()
     prompt = ""
     if kind == "chat":
@@ -135,7 +118,15 @@ def _messages(raw: Any) -> tuple[dict[str, Any], ...]:
             raise InvalidInput(f"messages[{i}] must be an object")
         role = m.get("role")
         if not isinstance(role, str) or not role:
-            raise InvalidInput(f"messages[{i}].role must be a string")
+            raise ParameterError(f"messages[{i}].role", f"messages[{i}].role must be a string")
+        if role not in ROLES:
+            raise ParameterError(
+                f"messages[{i}].role",
+                f"messages[{i}] has the unknown role {clip(role, 40)!r}",
+                hint="use system, developer, user, assistant or tool",
+            )
+        if role == "developer":
+            role = "system"
         content = m.get("content")
         if isinstance(content, list):
             texts = [p.get("text") for p in content if isinstance(p, dict)]
@@ -178,11 +169,16 @@ def completion_body(
             "index": 0,
             "message": {"role": "assistant", "content": text},
             "finish_reason": c.finish_reason,
-            "logprobs": None,
+            "logprobs": c.logprobs,
         }
         obj = "chat.completion"
     else:
-        choice = {"index": 0, "text": text, "finish_reason": c.finish_reason, "logprobs": None}
+        choice = {
+            "index": 0,
+            "text": text,
+            "finish_reason": c.finish_reason,
+            "logprobs": c.logprobs,
+        }
         obj = "text_completion"
     return _dumps(
         {
@@ -242,7 +238,8 @@ def error_payload(exc: AirlockError, *, status: int | None = None) -> dict[str, 
     code = getattr(exc, "kind", None) or _OPENAI_CODES.get(exc.code, exc.code)
     message = mask_secrets(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
     message = clip(message, 1000)  # never a whole request echoed back
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    param = getattr(exc, "param", None)
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def error_body(exc: AirlockError, *, status: int | None = None) -> bytes:
@@ -259,7 +256,7 @@ def dumps(value: Any) -> bytes:
 
 __all__ = [
     "DONE",
-    "FORWARDED",
+    "ROLES",
     "OpenAIRequest",
     "chunk",
     "completion_body",

@@ -37,8 +37,10 @@ from airlock.core.telemetry import ShadowSample, TelemetryRecord
 from airlock.core.traffic import TrafficPlan
 from airlock.errors import AirlockError, IntegrityError
 from airlock.gateway.engine import Gateway
+from airlock.gateway.transcripts import TranscriptSink
 from airlock.services.gateway_keys import GatewayKeys
 from airlock.services.serving import KEYS_TOPIC, Serving, opt_outs_topic
+from airlock.services.transcripts import Transcripts
 
 log = logging.getLogger("airlock.gateway.sync")
 
@@ -87,6 +89,12 @@ class CatalogSync:
         self.notifications = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.flushes = 0
+        self.transcripts = TranscriptSink(
+            gateway.transcripts,
+            Transcripts(serving.ws),
+            gateway_id=gateway.settings.gateway_id,
+            read_ticket=gateway.response_ticket,
+        )
 
     def _wanted(self, name: str) -> bool:
         return self.only is None or name in self.only
@@ -96,6 +104,7 @@ class CatalogSync:
         self.serving.subscribe(self._on_plan)
         self.gateway.set_response_secret(await asyncio.to_thread(self.keys.response_secret))
         await self.refresh()
+        await self.transcripts.flush()  # which services keep transcripts
         self._task = asyncio.create_task(self._run(), name="airlock-catalog-sync")
         if self.changes is not None:
             self._listener = asyncio.create_task(
@@ -134,6 +143,7 @@ class CatalogSync:
 
     async def flush(self) -> None:
         """Write the telemetry and shadow samples gathered since the last flush."""
+        await self.transcripts.flush()  # answers and scores of services that keep them
         self._records.extend(self.gateway.telemetry.drain())
         self._samples.extend(self.gateway.drain_shadow_samples())
         if not self._records and not self._samples:

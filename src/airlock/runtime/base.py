@@ -20,6 +20,19 @@ prompt template, and caps decoding with the built-in defaults) or ``"messages"``
 
 A request the *client* got wrong (e.g. an upstream's 400) is ``InvalidInput``
 instead: it is not the release's fault and is never retried elsewhere.
+
+Every runtime declares in ``accepts`` the optional OpenAI request parameters it
+honours. The gateway refuses a request that asks for a parameter one of the
+releases that may answer it does not honour (400 naming the parameter), so no
+parameter is ever silently dropped:
+
+====================  ==================================================================
+``builtin``           :data:`DECODING_PARAMETERS` (the n-gram model samples with them)
+``transformers``      :data:`DECODING_PARAMETERS` (``generate``; stop sequences cut)
+``upstream``          :data:`UPSTREAM_PARAMETERS`: forwarded as given, plus the names a
+                      release's ``config.json`` lists in ``extra_params`` (e.g. vLLM's
+                      ``top_k``)
+====================  ==================================================================
 """
 
 from __future__ import annotations
@@ -34,6 +47,27 @@ from airlock.errors import RuntimeFailure, RuntimeTimeout
 RequestKind = Literal["chat", "completion"]
 PromptStyle = Literal["text", "messages"]
 FinishReason = Literal["stop", "length", "content_filter"]
+
+DECODING_PARAMETERS: frozenset[str] = frozenset(
+    {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed"}
+)
+"""What every runtime honours: the decoding parameters of :func:`merge_decoding`."""
+
+UPSTREAM_PARAMETERS: frozenset[str] = DECODING_PARAMETERS | frozenset(
+    {
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "echo",
+        "best_of",
+        "suffix",
+        "reasoning_effort",
+    }
+)
+"""What an OpenAI-compatible upstream receives as given (it refuses what it cannot do)."""
 
 FAILURE_KINDS = (
     "timeout",
@@ -73,6 +107,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason = "stop"
+    # The choice's ``logprobs`` as the back end gave them (upstream, when asked), else None.
+    logprobs: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +126,8 @@ class Runtime(Protocol):
     kind: str
     prompt_style: PromptStyle
     """``"text"``: one prompt string to continue; ``"messages"``: OpenAI chat messages."""
+    accepts: frozenset[str]
+    """The optional OpenAI request parameters this runtime honours (see the module doc)."""
 
     async def generate(self, request: GenerationRequest) -> Completion: ...
 
@@ -116,7 +154,9 @@ def count_tokens(text: str) -> int:
 
 
 __all__ = [
+    "DECODING_PARAMETERS",
     "FAILURE_KINDS",
+    "UPSTREAM_PARAMETERS",
     "Completion",
     "Delta",
     "FinishReason",

@@ -79,6 +79,7 @@ class FaultyRuntime:
         self.spec = spec
         self.kind = inner.kind
         self.prompt_style = inner.prompt_style
+        self.accepts = inner.accepts
         self._rng = random.Random(spec.seed)
 
     async def _before(self) -> bool:

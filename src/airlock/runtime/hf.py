@@ -24,6 +24,7 @@ from typing import Any
 
 from airlock.errors import AirlockError, InvalidInput, ServiceUnavailable
 from airlock.runtime.base import (
+    DECODING_PARAMETERS,
     Completion,
     Delta,
     FinishReason,
@@ -50,6 +51,7 @@ def _import_hf() -> tuple[Any, Any]:
 class TransformersRuntime:
     kind = "transformers"
     prompt_style: PromptStyle = "text"
+    accepts = DECODING_PARAMETERS  # penalties and logprobs are not mapped onto generate()
 
     def __init__(self, model_dir: Path, *, adapter_dir: Path | None = None) -> None:
         torch, transformers = _import_hf()

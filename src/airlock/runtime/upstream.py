@@ -4,7 +4,12 @@ A release's ``config.json`` names the server::
 
     {"runtime": "upstream", "base_url": "http://127.0.0.1:8000/v1", "model": "llama-3-8b",
      "api_key_env": "VLLM_API_KEY", "timeout_s": 30, "connect_timeout_s": 2,
-     "max_connections": 256}
+     "max_connections": 256, "extra_params": ["top_k", "repetition_penalty"]}
+
+The request's OpenAI parameters (:data:`~airlock.runtime.base.UPSTREAM_PARAMETERS`:
+penalties, ``logit_bias``, ``response_format``, ``logprobs``...) are forwarded as
+given, and so are the server's own extensions named in ``extra_params``; the
+choice's ``logprobs`` come back in the :class:`Completion`.
 
 Requests go through one keep-alive connection pool per release: Airlock's lean
 HTTP/1.1 pool by default (:mod:`airlock.runtime.http11`, ~10x less CPU per call
@@ -40,6 +45,7 @@ import httpx
 from airlock.core.masking import mask_secrets, safe_url
 from airlock.errors import InvalidInput
 from airlock.runtime.base import (
+    UPSTREAM_PARAMETERS,
     Completion,
     Delta,
     FinishReason,
@@ -54,6 +60,10 @@ from airlock.runtime.http11 import HTTPError, HTTPPool, HTTPTimeout
 log = logging.getLogger("airlock.runtime.upstream")
 
 _CLIENT_ERRORS = frozenset({400, 413, 422})
+# Fields the gateway itself sets in an upstream request: never a release's extra_params.
+_OWN_FIELDS = frozenset(
+    {"model", "messages", "prompt", "stream", "stream_options", "user", "n", "tools"}
+)
 _SHOWN_MESSAGE = 200  # an upstream's own 4xx message is shown (masked) up to this length
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -74,6 +84,7 @@ class UpstreamConfig:
     connect_timeout_s: float = 5.0
     max_connections: int = 256
     http_client: str = "airlock"
+    extra_params: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(
@@ -110,7 +121,28 @@ class UpstreamConfig:
             raise InvalidInput(
                 f"upstream release: http_client must be airlock or httpx, not {client!r}"
             )
-        return cls(base_url.rstrip("/"), model, api_key, timeout, connect, conns, client)
+        extra = config.get("extra_params", [])
+        if not isinstance(extra, list) or not all(isinstance(p, str) and p for p in extra):
+            raise InvalidInput(
+                "upstream release: extra_params must be a list of parameter names",
+                hint='e.g. "extra_params": ["top_k", "repetition_penalty"]',
+            )
+        own = sorted(_OWN_FIELDS.intersection(extra))
+        if own:
+            raise InvalidInput(
+                f"upstream release: extra_params cannot name {', '.join(own)}: "
+                "the gateway sets those fields itself"
+            )
+        return cls(
+            base_url.rstrip("/"),
+            model,
+            api_key,
+            timeout,
+            connect,
+            conns,
+            client,
+            frozenset(extra),
+        )
 
 
 class _Streamed(Protocol):
@@ -198,6 +230,7 @@ class UpstreamRuntime:
         self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None = None
     ):
         self.config = config
+        self.accepts = UPSTREAM_PARAMETERS | config.extra_params
         self.where = safe_url(config.base_url)  # what logs and messages name
         headers = {"content-type": "application/json"}
         parts = urlsplit(config.base_url)
@@ -261,6 +294,7 @@ class UpstreamRuntime:
             prompt_tokens=int(usage.get("prompt_tokens") or count_tokens(request.prompt)),
             completion_tokens=int(usage.get("completion_tokens") or count_tokens(text)),
             finish_reason=_FINISH.get(str(choice.get("finish_reason")), "stop"),
+            logprobs=logprobs if isinstance(logprobs := choice.get("logprobs"), dict) else None,
         )
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Delta]:

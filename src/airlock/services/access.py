@@ -18,8 +18,12 @@ from airlock.catalog.engine import Database
 from airlock.core.roles import Action, denial_reason
 from airlock.errors import Forbidden
 from airlock.services.identity import Actor
+from airlock.services.workspace import Workspace
 
 DENIED = "access.denied"
+
+CONTROLLER_ACTIONS = (Action.ROLLOUT_CONTROL, Action.ROLLOUT_ROLLBACK)
+"""What a rollout controller does on its own: advance, pause, promote and roll back."""
 
 
 def record_denial(
@@ -60,3 +64,9 @@ def authorize(db: Database, actor: Actor, action: Action, subject: str) -> None:
     with db.write() as conn:
         record_denial(conn, actor, action, subject, reason)
     raise forbidden(actor, action, subject, reason)
+
+
+def authorize_controller(workspace: Workspace, actor: Actor) -> None:
+    """May ``actor`` run a rollout controller: every action in :data:`CONTROLLER_ACTIONS`."""
+    for needed in CONTROLLER_ACTIONS:
+        authorize(workspace.db, actor, needed, "the rollout controller")

@@ -473,7 +473,7 @@ class RolloutController:
         step = view.live_step
         if step is None:
             return None
-        settings = view.spec.analysis
+        settings = view.spec.judged_analysis
         schedule = view.spec.schedule()
         history: list[StepEvidence] = []
         for start, end, index in view.state.strata:

@@ -51,7 +51,7 @@ from airlock.core.manifest import Notes
 from airlock.core.roles import Action
 from airlock.core.rollout import RolloutSpec
 from airlock.core.semver import Version
-from airlock.errors import AirlockError, InvalidInput
+from airlock.errors import AirlockError, Conflict, InvalidInput
 from airlock.services.access import authorize
 from airlock.services.controller import RolloutController
 from airlock.services.identity import Actor
@@ -134,6 +134,18 @@ class Drills:
         """A drill pushes a release and starts a rollout: check both before either."""
         authorize(self.db, actor, Action.RELEASE_PUSH, f"drill release for {service}")
         authorize(self.db, actor, Action.ROLLOUT_START, f"drill of {service}")
+
+    def check_start(self, service: str, actor: Actor) -> None:
+        """May ``actor`` start a drill of ``service`` now: it exists (NotFound), the actor may
+        push and start (Forbidden), and no rollout is in flight (Conflict)."""
+        self.serving.get(service)
+        self.authorize(service, actor)
+        active = self.rollouts.active(service)
+        if active is not None:
+            raise Conflict(
+                f"{service} already has rollout #{active.id} in flight",
+                hint="finish, abort or roll it back first",
+            )
 
     def prepare(self, service: str, faults: Mapping[str, float], *, actor: Actor) -> str:
         """Push the faulty copy of ``service``'s stable release; its reference."""

@@ -31,6 +31,7 @@ from airlock.core.manifest import (
     CodeRef,
     Component,
     Dataset,
+    FileEntry,
     Lineage,
     Manifest,
     Notes,
@@ -282,6 +283,7 @@ class Registry:
         )
         added = list(ingest.new_blobs)
         try:
+            signature = self._pushed_signature(ingest.entries)  # model.sig: refused if bad
             manifest = _build_manifest(
                 name=name,
                 version=version,
@@ -317,6 +319,12 @@ class Registry:
             from airlock.services.repair import record_repair
 
             record_repair(self.ws, actor, repaired, source=f"push {name}@{version}")
+        if signature is not None:
+            from airlock.services.openssf_signatures import record_pushed
+            from airlock.services.signatures import Signatures
+
+            release = self.resolve(f"{name}@{version}")
+            record_pushed(Signatures(self.ws), release, signature, actor=actor)
         existing = manifest if created else self.resolve(f"{name}@{version}").manifest()
         return PushResult(
             ref=existing.ref,
@@ -330,6 +338,18 @@ class Registry:
             manifest=existing,
             repaired=repaired,
         )
+
+    def _pushed_signature(self, entries: Sequence[FileEntry]) -> str | None:
+        """The folder's OpenSSF ``model.sig``, verified against its files (None: there is none)."""
+        from airlock.core.digest import hex_of
+        from airlock.core.openssf_signing import SIGNATURE_FILE
+        from airlock.services.openssf_signatures import pushed_signature
+
+        sig = next((e for e in entries if e.path == SIGNATURE_FILE), None)
+        if sig is None or sig.size > 16 << 20:
+            return None
+        data = self.store.read(sig.digest)
+        return pushed_signature(self.ws, [(e.path, hex_of(e.digest)) for e in entries], data)
 
     def _components(
         self, conn: Connection, rels: set[str], given: dict[str, str]

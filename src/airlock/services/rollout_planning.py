@@ -154,7 +154,9 @@ class RolloutPlanner:
                 f"{lookback.total_seconds():g} s, so nothing can be planned from it",
                 hint="give the expected traffic: --rps 50 --error-rate 0.01",
             )
-        steps = plan_detection(parsed.schedule(), parsed.analysis, baseline, dict(targets or {}))
+        steps = plan_detection(
+            parsed.schedule(), parsed.judged_analysis, baseline, dict(targets or {})
+        )
         return RolloutPlan(service, plan.stable, baseline, tuple(steps))
 
 

@@ -29,7 +29,7 @@ from airlock import audit
 from airlock.catalog import governance as sql
 from airlock.catalog.governance import KeyRow, SignatureRow
 from airlock.catalog.releases import ReleaseRow
-from airlock.core import signing
+from airlock.core import openssf_signing, signing
 from airlock.core.manifest import Manifest
 from airlock.core.names import check_name
 from airlock.core.policy import SignatureFact
@@ -136,7 +136,20 @@ def check_bundle(
     signed_by: str | None = None,
     at: datetime | None = None,
 ) -> SignatureCheck:
-    """Verify one bundle against the trusted keys and the release (or a folder's files)."""
+    """Verify one bundle against the trusted keys and the release (or a folder's files).
+
+    A bundle in the OpenSSF model-signing format (EC key or certificate) is checked
+    against the files only (see :mod:`airlock.services.openssf_signatures`).
+    """
+    if openssf_signing.is_openssf_bundle(bundle):
+        from airlock.services.openssf_signatures import check, release_files
+
+        got = check(
+            bundle,
+            trusted=trusted,
+            files=release_files(manifest, bundle) if manifest is not None else files or {},
+        )
+        return SignatureCheck(got.key_id, got.key_name, signed_by, at, got.valid, got.why)
     try:
         parsed = signing.parse_bundle(bundle)
     except InvalidInput as exc:
@@ -179,9 +192,11 @@ class Signatures:
 
     # -- trusted keys --------------------------------------------------------------------
     def trust(self, public_key: str, *, name: str, actor: Actor) -> KeyRow:
+        from airlock.services.openssf_signatures import trusted_material
+
         check_name(name, "key name")
-        key = load_public_key(public_key)
-        kid = key_id_of(key)
+        material = trusted_material(public_key)  # ed25519 or EC public key, or a CA certificate
+        kid = material.key_id
         authorize(self.db, actor, Action.KEY_TRUST, f"key:{name}")
         now = datetime.now(UTC)
         with self.db.write() as conn:
@@ -198,14 +213,14 @@ class Signatures:
                     f"a key named {name!r} is already trusted", hint="choose another name"
                 )
             sql.insert_key(
-                conn, key_id=kid, name=name, public_key=public_pem(key), at=now, by=actor.name
+                conn, key_id=kid, name=name, public_key=material.pem, at=now, by=actor.name
             )
             audit.append(
                 conn,
                 actor=actor.name,
                 action="key.trust",
                 subject=f"key:{name}",
-                details={"key_id": kid},
+                details={"key_id": kid, "kind": material.kind},
             )
             row = sql.key(conn, kid)
         assert row is not None
@@ -241,24 +256,39 @@ class Signatures:
         payload = signing.statement_payload(signing.statement_for(manifest, release.digest))
         signature = key.sign(signing.pae(signing.PAYLOAD_TYPE, payload))
         bundle = json.dumps(signing.make_bundle(payload, signature, kid), indent=2, sort_keys=True)
+        return self.record(release, kid, bundle, actor=actor)
+
+    def record(
+        self,
+        release: ReleaseRow,
+        kid: str,
+        bundle: str,
+        *,
+        actor: Actor,
+        fmt: str = "airlock",
+        trust: tuple[str | None, bool] | None = None,
+    ) -> SignResult:
+        """Store ``bundle`` (made with key ``kid``) with the release, once per key, audited.
+
+        ``trust`` (key name, trusted) when the signer's trust is not a trusted key of
+        id ``kid`` (a certificate under a trusted CA).
+        """
         with self.db.write() as conn:
             known = sql.key(conn, kid)
+            name, trusted = trust or (
+                known.name if known else None,
+                bool(known and known.revoked_at is None),
+            )
             for existing in sql.signatures_of(conn, release.id):
                 if existing.key_id == kid:
-                    return SignResult(
-                        release.ref, kid, known.name if known else None, False, existing.bundle
-                    )
+                    return SignResult(release.ref, kid, name, False, existing.bundle)
+            details = {"digest": release.digest, "key_id": kid, "key": name, "trusted": trusted}
             event = audit.append(
                 conn,
                 actor=actor.name,
                 action="release.sign",
                 subject=release.ref,
-                details={
-                    "digest": release.digest,
-                    "key_id": kid,
-                    "key": known.name if known else None,
-                    "trusted": bool(known and known.revoked_at is None),
-                },
+                details=details if fmt == "airlock" else {**details, "format": fmt},
             )
             sql.insert_signature(
                 conn,
@@ -270,7 +300,7 @@ class Signatures:
                 at=datetime.now(UTC),
                 event_seq=event.seq,
             )
-        return SignResult(release.ref, kid, known.name if known else None, True, bundle)
+        return SignResult(release.ref, kid, name, True, bundle)
 
     # -- verification ----------------------------------------------------------------------
     def verify(self, release: ReleaseRow) -> list[SignatureCheck]:

@@ -179,6 +179,20 @@ class Tokens:
         )
         return IssuedToken(token_id, user, role.value, secret, expires)
 
+    def visible(
+        self, viewer: Actor, *, user: str | None = None, include_inactive: bool = False
+    ) -> list[TokenInfo]:
+        """The tokens ``viewer`` may see: anyone's (or ``user``'s) for whoever may issue tokens
+        (an admin), only their own for everyone else."""
+        if not viewer.can(Action.TOKEN_CREATE):
+            if user is not None and user != viewer.name:
+                raise Forbidden(
+                    f"{viewer.name} ({viewer.role}) may only list their own tokens, not {user}'s",
+                    hint="leave out --user, or ask an admin",
+                )
+            user = viewer.name
+        return self.list(user=user, include_inactive=include_inactive)
+
     def list(self, *, user: str | None = None, include_inactive: bool = False) -> list[TokenInfo]:
         now = datetime.now(UTC)
         with self.db.read() as conn:

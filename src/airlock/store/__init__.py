@@ -1,4 +1,7 @@
-"""Blob stores: where the bytes live. ``open_store(url)`` picks one from a URL."""
+"""Blob stores: where the bytes live. ``open_store(url)`` picks one from a URL.
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
+"""
 
 from __future__ import annotations
 

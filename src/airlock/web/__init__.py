@@ -1,1 +1,4 @@
-"""The dashboard: server-rendered pages, a stylesheet and a little JavaScript (no build step)."""
+"""The dashboard: server-rendered pages, a stylesheet and a little JavaScript (no build step).
+
+Internal: use the library through ``airlock`` (see ``airlock.__all__``).
+"""

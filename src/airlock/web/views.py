@@ -7,20 +7,19 @@ through the same services the CLI and the REST API call.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airlock import audit
 from airlock.catalog.governance import ApprovalRow, EvalRunRow
-from airlock.core.diff import describe_component
 from airlock.core.digest import short
 from airlock.core.series import ReleaseSeries
 from airlock.core.traffic import BUCKETS, TrafficPlan
 from airlock.errors import AirlockError
+from airlock.services.audit_views import AuditLog, EventFilter
 from airlock.services.governance import Governance
+from airlock.services.lineage import lineage
 from airlock.services.registry import Registry
 from airlock.services.rollouts import Rollouts, RolloutView
 from airlock.services.serving import ServiceView, Serving
@@ -126,35 +125,19 @@ def live(ws: Workspace, serving: Serving, name: str) -> dict[str, Any]:
 
 def lineage_graph(reg: Registry, ref: str) -> dict[str, Any]:
     """Columns for the lineage picture: datasets and code → release → components; parents."""
-    row = reg.resolve(ref)
-    m = row.manifest()
-    datasets = [
-        {"label": d.name, "detail": short(d.digest) if d.digest else (d.uri or "")}
-        for d in m.lineage.datasets
-    ]
-    if m.lineage.code and m.lineage.code.commit:
-        datasets.append({"label": "code", "detail": m.lineage.code.commit[:12]})
-    components = [
-        {"label": role, "detail": comp.ref or describe_component(comp)}
-        for role, comp in sorted(m.components.items())
-    ]
-    parents: list[dict[str, Any]] = []
-    seen = {row.ref}
-    parent = m.lineage.parent
-    while parent and parent not in seen and len(parents) < 6:
-        seen.add(parent)
-        try:
-            prow = reg.resolve(parent)
-        except AirlockError:
-            parents.append({"ref": parent, "digest": "", "missing": True})
-            break
-        parents.append({"ref": prow.ref, "digest": short(prow.digest), "missing": False})
-        parent = prow.manifest().lineage.parent
+    walk = lineage(reg, ref)
+    top = walk.release
+    datasets = [{"label": d.name, "detail": d.detail} for d in top.datasets]
+    if top.code_commit:
+        datasets.append({"label": "code", "detail": top.code_commit[:12]})
     return {
-        "release": {"ref": row.ref, "digest": short(row.digest)},
+        "release": {"ref": top.ref, "digest": short(top.digest)},
         "inputs": datasets,
-        "components": components,
-        "parents": parents,
+        "components": [{"label": p.role, "detail": p.detail} for p in top.parts],
+        "parents": [
+            {"ref": p.ref, "digest": short(p.digest) if p.found else "", "missing": not p.found}
+            for p in walk.parents
+        ],
     }
 
 
@@ -245,23 +228,15 @@ def audit_page(
     limit: int = 50,
 ) -> dict[str, Any]:
     """Newest events first, a page at a time, and the chain's verification."""
-    with ws.db.read() as conn:
-        report = audit.verify(conn)
-        stream = audit.entries(
-            conn,
-            action=action or None,
-            actor=actor or None,
-            subject_prefix=subject or None,
-            newest_first=True,
-        )
-        wanted = (e for e in stream if before_seq is None or e.seq < before_seq)
-        events = list(itertools.islice(wanted, limit + 1))
-    page = events[:limit]
+    log = AuditLog(ws)
+    report = log.verify()
+    where = EventFilter(action=action, actor=actor, subject=subject)
+    page = log.page(where, before_seq=before_seq, limit=limit, newest_first=True)
     return {
         "report": report,
-        "events": page,
-        "more": len(events) > limit,
-        "next_before": page[-1].seq if len(events) > limit and page else None,
+        "events": list(page.events),
+        "more": page.more,
+        "next_before": page.cursor,
         "filters": {"action": action or "", "actor": actor or "", "subject": subject or ""},
     }
 
