@@ -22,7 +22,6 @@ BELOW_THE_SERVICES = ("airlock.catalog", "airlock.audit")
 # Offenders another engineer of issue 11 removes in the same change: strict, so the lead
 # notices (XPASS fails) and deletes the entry once the branches are merged.
 PENDING = {
-    "gateway/sync.py": "engineer gw removes it (LISTEN/NOTIFY move to catalog/notify.py)",
     "api/registry_routes.py": "engineer values removes it (ReleaseRow becomes a value)",
     "api/governance_routes.py": "engineer values removes it (ApprovalRow, ... become values)",
     "cli/render.py": "engineer values removes it (ReleaseRow becomes a value)",
