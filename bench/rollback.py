@@ -1,6 +1,6 @@
 """How long from the controller's rollback decision until every new request is on stable?
 
-One process, like ``airlock serve``: a real workspace (SQLite catalog, local
+One process, wired like ``airlock serve`` (``airlock.assembly.build``): a real workspace (SQLite catalog, local
 blob store), the real gateway app (``create_app``) driven through
 ``httpx.ASGITransport`` by ``--concurrency`` closed-loop clients, its
 ``CatalogSync`` flushing telemetry every second, and the real
@@ -46,21 +46,14 @@ from typing import Any
 
 import httpx
 
+from airlock.assembly import AssemblySettings, build
 from airlock.config import Settings
 from airlock.core.traffic import TrafficPlan
-from airlock.gateway.app import create_app
-from airlock.gateway.core import Gateway
-from airlock.gateway.sync import CatalogSync
+from airlock.gateway.engine import Gateway
+from airlock.gateway.server import gateway_app
 from airlock.runtime.builtin_model import train
-from airlock.services.controller import (
-    ControllerEvent,
-    ControllerSettings,
-    GatewayTelemetry,
-    RolloutController,
-)
+from airlock.services.controller import ControllerEvent, ControllerSettings
 from airlock.services.identity import Actor
-from airlock.services.rollouts import Rollouts
-from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace
 from bench._report import report
 
@@ -129,20 +122,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ws = Workspace.open(Settings(home=root / ".airlock", user="bench"), create=True)
     stable = _push(ws, root / "folders", "1.0.0", None)
     candidate = _push(ws, root / "folders", "1.1.0", {"faults": {"error_rate": args.error_rate}})
-    serving = Serving(ws)
-    serving.create("chat", stable, actor=ADMIN, reason="bench")
-    gateway = Gateway(serving.loader().load)
-    sync = CatalogSync(gateway, serving, interval=1.0)
-    app = create_app(gateway, on_startup=[sync.start], on_shutdown=[sync.stop])
-    rollouts = Rollouts(ws, serving=serving)
     events: asyncio.Queue[ControllerEvent] = asyncio.Queue()
-    controller = RolloutController(
-        rollouts,
-        telemetry=GatewayTelemetry(gateway),
-        gateways=[gateway],
-        settings=ControllerSettings(tick_seconds=args.tick),
+    parts = build(
+        ws,
+        AssemblySettings(
+            controller=ControllerSettings(tick_seconds=args.tick),
+            sync_seconds=1.0,
+            controller_reads="gateway",
+        ),
         on_event=events.put_nowait,
     )
+    parts.serving.create("chat", stable, actor=ADMIN, reason="bench")
+    gateway, rollouts, controller = parts.gateway, parts.rollouts, parts.controller
+    app = gateway_app(parts)
     spec = {
         "strategy": "canary",
         "steps": [{"weight_pct": 50, "bake_seconds": 3600}],

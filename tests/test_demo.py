@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from airlock import audit, scenario
+from airlock import audit
 from airlock.config import Settings
+from airlock.demo import scenario
 from airlock.services.registry import Registry
 from airlock.services.rollouts import CONTROLLER, Rollouts
 from airlock.services.serving import Serving

@@ -41,8 +41,9 @@ The values they take and return (frozen)::
   entries, which of them to read, a page of them, a verification and a recorded point.
 
 The errors (see :mod:`airlock.errors`): ``AirlockError`` and its subclasses
-``Conflict``, ``Forbidden``, ``IntegrityError``, ``InvalidInput``, ``NotFound``,
-``PayloadTooLarge``, ``PolicyViolation``, ``ServiceUnavailable``, ``Unauthorized``,
+``Conflict``, ``ContentBlocked``, ``Forbidden``, ``IntegrityError``, ``InvalidInput``,
+``NotFound``, ``PayloadTooLarge``, ``PolicyViolation``, ``RateLimited``,
+``RuntimeFailure``, ``RuntimeTimeout``, ``ServiceUnavailable``, ``Unauthorized``,
 ``UnsafeArtifact``.
 """
 
@@ -54,12 +55,16 @@ from typing import TYPE_CHECKING, Any
 from airlock.errors import (
     AirlockError,
     Conflict,
+    ContentBlocked,
     Forbidden,
     IntegrityError,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     PolicyViolation,
+    RateLimited,
+    RuntimeFailure,
+    RuntimeTimeout,
     ServiceUnavailable,
     Unauthorized,
     UnsafeArtifact,
@@ -140,6 +145,7 @@ __all__ = [
     "Checkpoint",
     "Client",
     "Conflict",
+    "ContentBlocked",
     "Evals",
     "Event",
     "EventFilter",
@@ -155,11 +161,14 @@ __all__ = [
     "Policy",
     "PolicyViolation",
     "PushResult",
+    "RateLimited",
     "Registry",
     "ReleaseRef",
     "ReleaseView",
     "RolloutView",
     "Rollouts",
+    "RuntimeFailure",
+    "RuntimeTimeout",
     "ServiceUnavailable",
     "ServiceView",
     "Serving",

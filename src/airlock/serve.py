@@ -14,10 +14,11 @@
       CatalogSync          plans in, telemetry out, every second
       RolloutController    judges every live rollout each tick and acts
 
-The three apps share one :class:`~airlock.services.serving.Serving` object, so a
-rollback made through the API or the dashboard reaches the in-process gateway
-the moment its transaction commits; the controller swaps the gateway's plan
-directly.
+Every part is wired by :func:`airlock.assembly.build`. The three apps share one
+:class:`~airlock.services.serving.Serving` object, so a rollback made through the
+API or the dashboard reaches the in-process gateway the moment its transaction
+commits (``Serving.publish`` -> ``CatalogSync``); the controller swaps the
+gateway's plan directly and publishes nothing more (one route per change).
 
 Shutdown (SIGINT/SIGTERM): uvicorn stops accepting connections and lets the
 requests in flight finish (up to ``graceful_seconds``); then the controller
@@ -41,14 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airlock.assembly import AssemblySettings, build
 from airlock.errors import AirlockError, ServiceUnavailable
-from airlock.gateway.core import Gateway, GatewaySettings
-from airlock.gateway.sync import CatalogSync
+from airlock.gateway.engine import GatewaySettings
 from airlock.services.checkpoints import CheckpointPublisher
-from airlock.services.controller import ControllerSettings, RolloutController
+from airlock.services.controller import ControllerSettings
 from airlock.services.identity import Actor
-from airlock.services.rollouts import Rollouts
-from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace
 
 log = logging.getLogger("airlock.serve")
@@ -82,6 +81,15 @@ class ServeSettings:
     checkpoint_key: Path | None = None
     """The key that signs checkpoints (default: the workspace's audit key)."""
 
+    def assembly(self) -> AssemblySettings:
+        """What :func:`airlock.assembly.build` wires for this server."""
+        return AssemblySettings(
+            gateway=self.gateway,
+            controller=self.controller,
+            sync_seconds=self.sync_seconds,
+            retry_failed_seconds=self.retry_failed_seconds,
+        )
+
 
 class AirlockApp:
     """The one ASGI app of ``airlock serve`` (see the module docstring)."""
@@ -94,18 +102,12 @@ class AirlockApp:
 
         self.ws = workspace
         self.settings = settings or ServeSettings()
-        self.serving = Serving(workspace)
-        self.gateway = Gateway(self.serving.loader().load, self.settings.gateway)
-        self.sync = CatalogSync(
-            self.gateway,
-            self.serving,
-            interval=self.settings.sync_seconds,
-            retry_failed=self.settings.retry_failed_seconds,
-        )
-        self.rollouts = Rollouts(workspace, serving=self.serving)
-        self.controller = RolloutController(
-            self.rollouts, gateways=[self.gateway], settings=self.settings.controller
-        )
+        self.parts = build(workspace, self.settings.assembly())
+        self.serving = self.parts.serving
+        self.gateway = self.parts.gateway
+        self.sync = self.parts.sync
+        self.rollouts = self.parts.rollouts
+        self.controller = self.parts.controller
         authenticate = token_authenticator(workspace)
         self.api = create_api(workspace, authenticate=authenticate)
         self.api.state.serving = self.serving
@@ -215,13 +217,13 @@ class AirlockApp:
             import httpx
 
             from airlock.gateway.app import trusted
-            from airlock.services.drills import Drills, DrillSettings, run_drill
+            from airlock.services.drills import DrillSettings, run_drill
 
             transport = httpx.ASGITransport(app=trusted(self.gateway_app))
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
                 try:
                     await run_drill(
-                        Drills(self.ws, rollouts=self.rollouts),
+                        self.parts.drills,
                         service,
                         faults,
                         actor=actor,

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from api_support import ROLES, Lumen
 
-from airlock import scenario
 from airlock.api.app import create_app
 from airlock.api.auth import token_authenticator
+from airlock.demo import scenario
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 from airlock.services.serving import Serving

@@ -15,9 +15,9 @@ import schemathesis
 from api_support import Lumen
 from hypothesis import HealthCheck, given, settings
 
-from airlock import scenario
 from airlock.api.app import create_app
 from airlock.api.auth import token_authenticator
+from airlock.demo import scenario
 from airlock.services.governance import Governance
 from airlock.services.identity import Actor
 

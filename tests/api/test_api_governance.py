@@ -6,7 +6,7 @@ import httpx
 import pytest
 from api_support import Lumen
 
-from airlock import scenario
+from airlock.demo import scenario
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from airlock.core.traffic import TrafficPlan
 from airlock.gateway.app import create_app
-from airlock.gateway.core import Gateway, GatewaySettings
+from airlock.gateway.engine import Gateway, GatewaySettings
 from airlock.runtime.builtin_model import train
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry

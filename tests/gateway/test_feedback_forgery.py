@@ -12,7 +12,7 @@ import pytest
 
 from airlock.core.gateway_keys import KeyScopes
 from airlock.core.response_ids import ResponseTicket, issue_response_id, read_response_id
-from airlock.gateway.core import Gateway
+from airlock.gateway.engine import Gateway
 from airlock.gateway.feedback import FeedbackLedger
 from airlock.gateway.server import workspace_app
 from airlock.gateway.telemetry import Telemetry

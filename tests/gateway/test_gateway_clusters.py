@@ -9,7 +9,7 @@ from typing import Any
 
 from airlock.core.traffic import TrafficPlan, WeightedRelease, bucket_of
 from airlock.core.window import CELLS, ReleaseWindow, cluster_of
-from airlock.gateway.core import GatewaySettings
+from airlock.gateway.engine import GatewaySettings
 from gateway.support import COOKING, MOON, Releases, Server, chat, post, serve_gateway
 
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from airlock.core.traffic import TrafficPlan, WeightedRelease
-from airlock.gateway.core import GatewaySettings
+from airlock.gateway.engine import GatewaySettings
 from gateway.support import MOON, Releases, Server, chat, get, post, serve_gateway
 
 

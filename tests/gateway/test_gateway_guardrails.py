@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from airlock.core.traffic import TrafficPlan
-from airlock.gateway.core import GatewaySettings
+from airlock.gateway.engine import GatewaySettings
 from gateway.support import Releases, Server, chat, serve_gateway
 
 POLICY = {

@@ -15,17 +15,15 @@ import pytest
 from airlock.core.gateway_keys import (
     GatewayKey,
     KeyScopes,
-    RateLimited,
-    Unauthenticated,
     hash_secret,
     is_loopback,
     new_key,
     parse_expiry,
 )
 from airlock.core.rate_limit import TokenBucket
-from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound
+from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
 from airlock.gateway.access import OPEN, KeyRing
-from airlock.gateway.core import GatewaySettings
+from airlock.gateway.engine import GatewaySettings
 from airlock.gateway.server import workspace_app
 from airlock.services.gateway_keys import GatewayKeys, IssuedKey
 from airlock.services.identity import Actor
@@ -300,9 +298,9 @@ def test_key_ring_decisions() -> None:
     live, secret = _key(rpm=2)
     old, old_secret = _key(expires_at=datetime.now(UTC) - timedelta(seconds=1))
     ring.load([live, old])
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(Unauthorized):
         ring.authenticate("chat", None)
-    with pytest.raises(Unauthenticated, match="expired"):
+    with pytest.raises(Unauthorized, match="expired"):
         ring.authenticate("chat", f"Bearer {old_secret}")
     assert ring.admit("chat", f"Bearer {secret}").key_id == live.id
     ring.admit("chat", f"bearer {secret}")

@@ -7,7 +7,7 @@ import pytest
 
 from airlock.core.traffic import TrafficPlan, WeightedRelease
 from airlock.errors import Conflict
-from airlock.gateway.core import Gateway
+from airlock.gateway.engine import Gateway
 from airlock.runtime.loader import LoadedRelease
 from gateway.support import COOKING, MOON, Releases, Server, plan, serve_gateway
 

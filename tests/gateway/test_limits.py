@@ -22,7 +22,7 @@ from airlock.core.request_limits import (
     parse_size,
 )
 from airlock.errors import InvalidInput, PayloadTooLarge
-from airlock.gateway.core import GatewaySettings
+from airlock.gateway.engine import GatewaySettings
 from airlock.runtime.base import count_tokens
 from gateway.support import Releases, chat, plan, post, serve_gateway
 

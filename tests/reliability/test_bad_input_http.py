@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from airlock import scenario
+from airlock.demo import scenario
 from airlock.serve import AirlockApp, RunningServer, ServeSettings
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry

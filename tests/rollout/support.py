@@ -18,7 +18,7 @@ import httpx
 from airlock.core.analysis import LATENCY_HISTOGRAM_SIZE, latency_bucket
 from airlock.core.telemetry import TelemetryRecord, Traffic
 from airlock.core.window import CELLS, CLUSTERS, latency_cell
-from airlock.gateway.core import Gateway
+from airlock.gateway.engine import Gateway
 from airlock.gateway.sync import CatalogSync
 from airlock.services.controller import ControllerSettings, RolloutController
 from airlock.services.identity import Actor

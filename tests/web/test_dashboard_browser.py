@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airlock import scenario
-from airlock.demo import Demo, prepare
+from airlock.demo import Demo, prepare, scenario
+from airlock.demo.traffic import UserTraffic
 from airlock.serve import AirlockApp, RunningServer, ServeSettings
 from airlock.services.controller import ControllerSettings
 from airlock.services.rollouts import Rollouts
@@ -50,7 +50,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 class Stage:
     demo: Demo
     server: RunningServer
-    traffic: scenario.UserTraffic
+    traffic: UserTraffic
 
     @property
     def url(self) -> str:
@@ -65,7 +65,7 @@ def stage(tmp_path: Path) -> Iterator[Stage]:
         port=0, sync_seconds=0.5, controller=ControllerSettings(tick_seconds=0.5)
     )
     server = RunningServer(AirlockApp(demo.ws, settings)).start()
-    traffic = scenario.UserTraffic(server.url, rps=40).start()
+    traffic = UserTraffic(server.url, rps=40).start()
     try:
         server.wait_ready()
         Rollouts(demo.ws).start(

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from airlock import scenario
-from airlock.demo import Demo, prepare
+from airlock.demo import Demo, prepare, scenario
 from airlock.serve import AirlockApp, RunningServer, ServeSettings
 from airlock.services.registry import Registry
 from airlock.services.rollouts import Rollouts

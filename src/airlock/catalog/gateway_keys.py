@@ -3,8 +3,9 @@
 ``gateway_sync_versions`` holds one counter per topic (``keys``,
 ``opt_outs:<service>``); a change bumps its topic in the same transaction, and
 every gateway polls the small table each tick (and, on PostgreSQL, is woken by
-a NOTIFY on the plan channel), so a revoked key or a new opt-out reaches every
-replica within one sync period.
+a NOTIFY on the plan channel: :mod:`airlock.catalog.notify`, which also names the
+topics), so a revoked key or a new opt-out reaches every replica within one sync
+period.
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, text, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from airlock.catalog.notify import KEYS_TOPIC, notify, opt_outs_topic
 from airlock.catalog.schema import gateway_keys, gateway_secrets, gateway_sync_versions
-from airlock.catalog.serving import PLAN_CHANNEL
 from airlock.core.gateway_keys import GatewayKey, KeyScopes
-
-KEYS_TOPIC = "keys"
 
 _COLUMNS = (
     gateway_keys.c.id,
@@ -45,10 +44,6 @@ def _upsert(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return pg_insert(table)
     return sqlite_insert(table)
-
-
-def opt_outs_topic(service: str) -> str:
-    return f"opt_outs:{service}"
 
 
 def _key(r: Any) -> GatewayKey:
@@ -147,11 +142,7 @@ def bump(conn: Connection, topic: str) -> None:
     conn.execute(
         stmt.on_conflict_do_update(index_elements=["topic"], set_={"version": t.c.version + 1})
     )
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": PLAN_CHANNEL, "payload": topic[:7000]},
-        )
+    notify(conn, topic)  # wakes listening gateways (catalog.notify)
 
 
 def versions(conn: Connection) -> dict[str, int]:

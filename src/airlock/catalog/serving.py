@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, null, select, text, update
+from sqlalchemy import Connection, delete, insert, null, select, update
 
+from airlock.catalog.notify import notify_plan
 from airlock.catalog.schema import (
     release_telemetry,
     service_opt_outs,
@@ -136,18 +137,6 @@ def record_plan(
         )
     )
     notify_plan(conn, plan)
-
-
-PLAN_CHANNEL = "airlock_plans"
-
-
-def notify_plan(conn: Connection, plan: TrafficPlan) -> None:
-    """Tell every listening gateway (PostgreSQL LISTEN/NOTIFY; delivered at commit)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": PLAN_CHANNEL, "payload": f"{plan.service}:{plan.generation}"},
-        )
 
 
 def plan_history(conn: Connection, service_id: int, name: str) -> list[PlanChange]:

@@ -113,54 +113,47 @@ def _run(
 
     import httpx
 
+    from airlock.assembly import Assembly, AssemblySettings, build
     from airlock.gateway.app import trusted
-    from airlock.gateway.server import workspace_app
-    from airlock.services.controller import ControllerSettings, RolloutController
-    from airlock.services.drills import Drills, run_drill
-    from airlock.services.rollouts import Rollouts
+    from airlock.gateway.server import gateway_app
+    from airlock.services.controller import ControllerSettings
+    from airlock.services.drills import run_drill
 
     control = ControllerSettings(tick_seconds=tick)
 
+    async def drill(parts: Assembly, client: httpx.AsyncClient) -> DrillView:
+        return await run_drill(
+            parts.drills,
+            service,
+            faults,
+            actor=who,
+            client=client,
+            controller=parts.controller,
+            spec=spec,
+            settings=settings,
+            on_progress=say,
+        )
+
     async def remote(base: str) -> DrillView:
-        rollouts = Rollouts(ws)
-        controller = RolloutController(rollouts, settings=control)
+        parts = build(ws, AssemblySettings(controller=control, local_gateway=False))
         import os
 
         key = os.environ.get("AIRLOCK_GATEWAY_KEY", "").strip()  # a keyed gateway: --can-pin
         headers = {"authorization": f"Bearer {key}"} if key else {}
         async with httpx.AsyncClient(base_url=base, headers=headers) as client:
-            return await run_drill(
-                Drills(ws, rollouts=rollouts),
-                service,
-                faults,
-                actor=who,
-                client=client,
-                controller=controller,
-                spec=spec,
-                settings=settings,
-                on_progress=say,
-            )
+            return await drill(parts, client)
 
     async def local() -> DrillView:
-        app, gateway, catalog_sync = workspace_app(ws, interval=sync, services=(service,))
-        rollouts = Rollouts(ws, serving=catalog_sync.serving)
-        controller = RolloutController(rollouts, gateways=[gateway], settings=control)
+        parts = build(
+            ws, AssemblySettings(controller=control, sync_seconds=sync, services=(service,))
+        )
+        app = gateway_app(parts)
         transport = httpx.ASGITransport(app=trusted(app))  # in-process: past the key check
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(transport=transport, base_url="http://airlock") as client,
         ):
-            return await run_drill(
-                Drills(ws, rollouts=rollouts),
-                service,
-                faults,
-                actor=who,
-                client=client,
-                controller=controller,
-                spec=spec,
-                settings=settings,
-                on_progress=say,
-            )
+            return await drill(parts, client)
 
     if url:
         base = url.rstrip("/").removesuffix("/v1")

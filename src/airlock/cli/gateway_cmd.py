@@ -74,7 +74,7 @@ def gateway(
 
     Services with gateway keys need one (`airlock gateway-key create`); services without
     keys are open on 127.0.0.1 only, unless --insecure-open."""
-    from airlock.gateway.core import GatewaySettings
+    from airlock.gateway.engine import GatewaySettings
     from airlock.gateway.server import run
     from airlock.services.gateway_keys import GatewayKeys
 

@@ -54,7 +54,7 @@ def serve(
     """Serve the REST API, the dashboard, the OpenAI-compatible gateway and the rollout
     controller on one port (creates ./.airlock on first use)."""
     from airlock.cli.token_cmd import init_owner_token
-    from airlock.gateway.core import GatewaySettings
+    from airlock.gateway.engine import GatewaySettings
     from airlock.serve import ServeSettings
     from airlock.serve import serve as run
     from airlock.services.controller import ControllerSettings

@@ -11,8 +11,9 @@ which release answered), ``can_opt_out`` (``X-Airlock-Opt-Out``) and
 ``can_feedback`` (``POST /v1/feedback``), plus optional limits in requests and
 tokens per minute.
 
-The errors of the gateway's door live here too: :class:`Unauthenticated` (401,
-``WWW-Authenticate: Bearer``) and :class:`RateLimited` (429, ``Retry-After``).
+The errors of the gateway's door are in the one error tree (:mod:`airlock.errors`):
+``Unauthorized`` (401, ``WWW-Authenticate: Bearer``) and ``RateLimited`` (429,
+``Retry-After``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from airlock.errors import AirlockError, Forbidden, InvalidInput
+from airlock.errors import InvalidInput
 
 KEY_PREFIX = "ak"
 _KEY_RE = re.compile(r"^ak-([0-9a-f]{12})-([A-Za-z0-9_-]{43})$")
@@ -36,32 +37,6 @@ MAX_LIMIT = 1_000_000_000
 
 KeyState = Literal["active", "expired", "revoked"]
 Scope = Literal["can_pin", "can_opt_out", "can_feedback"]
-
-
-class Unauthenticated(Forbidden):
-    """No key, or a key that is not (or no longer) valid: HTTP 401 with ``WWW-Authenticate``."""
-
-    status = 401
-    code = "invalid_api_key"
-    default_hint = (
-        "send 'Authorization: Bearer ak-...'; keys come from `airlock gateway-key create`"
-    )
-
-
-class RateLimited(AirlockError):
-    """A key went over its requests or tokens per minute: HTTP 429 with ``Retry-After``."""
-
-    status = 429
-    code = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.retry_after = retry_after
-
-    @property
-    def retry_after_header(self) -> str:
-        """Whole seconds, rounded up, at least 1 (what ``Retry-After`` carries)."""
-        return str(max(1, int(-(-self.retry_after // 1))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,9 +168,7 @@ __all__ = [
     "GatewayKey",
     "KeyScopes",
     "KeyState",
-    "RateLimited",
     "Scope",
-    "Unauthenticated",
     "check_key_id",
     "check_limit",
     "hash_secret",

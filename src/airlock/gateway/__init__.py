@@ -7,7 +7,7 @@ Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
 
 from airlock.gateway.app import create_app
-from airlock.gateway.core import Answer, ContentBlocked, Gateway, GatewaySettings, ServiceState
+from airlock.gateway.engine import Answer, ContentBlocked, Gateway, GatewaySettings, ServiceState
 from airlock.gateway.sync import CatalogSync
 from airlock.gateway.telemetry import Telemetry, TelemetryMark
 

@@ -31,14 +31,12 @@ from airlock.core.gateway_keys import (
     ALL_SCOPES,
     GatewayKey,
     KeyScopes,
-    RateLimited,
     Scope,
-    Unauthenticated,
     hash_secret,
     key_id_of,
 )
 from airlock.core.rate_limit import TokenBucket
-from airlock.errors import Forbidden
+from airlock.errors import Forbidden, RateLimited, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +140,7 @@ class KeyRing:
             return OPEN  # open service: an SDK's placeholder key (sk-...) changes nothing
         if secret is None:
             self._reject(service, None, "missing")
-            raise Unauthenticated(
+            raise Unauthorized(
                 f"service {service} needs a gateway key: send 'Authorization: Bearer ak-...'"
                 if service in self._closed
                 else f"service {service} has no gateway key yet, and this gateway is not open",
@@ -151,14 +149,14 @@ class KeyRing:
             )
         if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(secret)):
             self._reject(service, None, "invalid")
-            raise Unauthenticated(
+            raise Unauthorized(
                 "unknown gateway key", hint="check the key; keys look like ak-<12 hex>-<secret>"
             )
         state = key.state(self._now())
         if state != "active":
             self._reject(service, key, state)
             when = key.revoked_at if state == "revoked" else key.expires_at
-            raise Unauthenticated(
+            raise Unauthorized(
                 f"gateway key {key.label} was {state}"
                 + (f" on {when:%Y-%m-%d %H:%M} UTC" if when else ""),
                 hint="ask an operator for a new key",

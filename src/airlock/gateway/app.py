@@ -46,13 +46,19 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airlock.body_limit import BodyLimit, json_render
-from airlock.core.gateway_keys import RateLimited, Unauthenticated
 from airlock.core.request_limits import loads_json
-from airlock.errors import AirlockError, Forbidden, InvalidInput, NotFound
+from airlock.errors import (
+    AirlockError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+)
 from airlock.gateway import openai_wire as wire
 from airlock.gateway import responses_wire
 from airlock.gateway.access import TRUSTED, Principal
-from airlock.gateway.core import Gateway
+from airlock.gateway.engine import Gateway
 from airlock.gateway.feedback import FeedbackPost
 from airlock.gateway.metrics import (
     CONTENT_TYPE,
@@ -147,7 +153,7 @@ def create_app(
             shown = [m for m in data if gateway.access.visible(m["id"], auth)]
             if not shown and data:
                 return _error(
-                    Unauthenticated(
+                    Unauthorized(
                         "no service of this gateway is open to a caller without a valid key",
                         hint="send 'Authorization: Bearer ak-...' (`airlock gateway-key create`)",
                     )
@@ -181,7 +187,7 @@ def create_app(
             ticket = gateway.response_ticket(post.response_id)
             try:
                 principal = caller(request, ticket.service, admit=False)
-            except Unauthenticated:
+            except Unauthorized:
                 gateway.feedback_ledger.reject("unauthenticated")
                 raise
             except Forbidden:
@@ -270,7 +276,7 @@ class _Counted:
 
 def _error(exc: AirlockError) -> Response:
     headers = {}
-    if isinstance(exc, Unauthenticated):
+    if isinstance(exc, Unauthorized):
         headers["www-authenticate"] = 'Bearer realm="airlock-gateway"'
     elif isinstance(exc, RateLimited):
         headers["retry-after"] = exc.retry_after_header

@@ -227,12 +227,15 @@ def chunk(
     return b"data: " + _dumps(payload).encode() + b"\n\n"
 
 
+_OPENAI_CODES = {"unauthorized": "invalid_api_key"}  # what OpenAI's SDKs expect for a 401
+
+
 def error_payload(exc: AirlockError, *, status: int | None = None) -> dict[str, Any]:
     status = status or exc.status
     kind = "invalid_request_error" if status < 500 else "server_error"
     if status == 404:
         kind = "not_found_error"
-    code = getattr(exc, "kind", None) or exc.code
+    code = getattr(exc, "kind", None) or _OPENAI_CODES.get(exc.code, exc.code)
     message = mask_secrets(exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
     message = clip(message, 1000)  # never a whole request echoed back
     param = getattr(exc, "param", None)

@@ -49,7 +49,7 @@ from airlock.runtime.base import DECODING_PARAMETERS, RequestKind
 
 if TYPE_CHECKING:
     from airlock.gateway.access import Principal
-    from airlock.gateway.core import Gateway
+    from airlock.gateway.engine import Gateway
     from airlock.gateway.openai_wire import OpenAIRequest
     from airlock.runtime.loader import LoadedRelease
 

@@ -6,10 +6,10 @@ import gc
 
 from starlette.applications import Starlette
 
+from airlock.assembly import Assembly, AssemblySettings, build
 from airlock.gateway.app import create_app
-from airlock.gateway.core import Gateway, GatewaySettings
+from airlock.gateway.engine import Gateway, GatewaySettings
 from airlock.gateway.sync import CatalogSync
-from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace
 
 
@@ -21,12 +21,20 @@ def workspace_app(
     interval: float = 1.0,
 ) -> tuple[Starlette, Gateway, CatalogSync]:
     """An ASGI app serving the workspace's services, synced with its catalog every ``interval``."""
-    serving = Serving(workspace)
-    gateway = Gateway(serving.loader().load, settings)
-    sync = CatalogSync(gateway, serving, interval=interval, services=services)
-    app = create_app(gateway, on_startup=[sync.start], on_shutdown=[sync.stop])
-    app.state.sync = sync
-    return app, gateway, sync
+    parts = build(
+        workspace,
+        AssemblySettings(
+            gateway=settings or GatewaySettings(), sync_seconds=interval, services=services
+        ),
+    )
+    return gateway_app(parts), parts.gateway, parts.sync
+
+
+def gateway_app(parts: Assembly) -> Starlette:
+    """The ASGI app of ``parts.gateway``; its lifespan runs the catalog sync beside it."""
+    app = create_app(parts.gateway, on_startup=[parts.sync.start], on_shutdown=[parts.sync.stop])
+    app.state.sync = parts.sync
+    return app
 
 
 def settle_heap() -> None:
@@ -67,4 +75,4 @@ def run(
     )
 
 
-__all__ = ["run", "settle_heap", "workspace_app"]
+__all__ = ["gateway_app", "run", "settle_heap", "workspace_app"]

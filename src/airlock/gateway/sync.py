@@ -11,11 +11,12 @@
   Catalog work runs in worker threads, never on the event loop;
 * a plan change made through the same :class:`Serving` object in this process
   is applied at once, without waiting for the tick;
-* on PostgreSQL it also LISTENs on the plan channel, so a plan committed by
-  another process (the controller, another replica's API) is applied as soon
-  as it commits, not at the next tick; the tick stays as the safety net;
+* given a change listener (on PostgreSQL, ``Serving.change_listener()``: the
+  catalog's LISTEN, :mod:`airlock.catalog.notify`), a plan committed by another
+  process (the controller, another replica's API) is applied as soon as it
+  commits, not at the next tick; the tick stays as the safety net;
 * each tick it also polls the sync versions of gateway keys and of every
-  service's opt-out list (:mod:`airlock.catalog.gateway_keys`): a created or
+  service's opt-out list (``GatewayKeys.versions()``): a created or
   revoked key, or a user opted out or back in, reaches the gateway within one
   tick, without a plan change. At start it takes the fleet's response-id secret.
 
@@ -29,19 +30,25 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from airlock.catalog.gateway_keys import KEYS_TOPIC, opt_outs_topic
-from airlock.catalog.serving import PLAN_CHANNEL
 from airlock.core.telemetry import ShadowSample, TelemetryRecord
 from airlock.core.traffic import TrafficPlan
 from airlock.errors import AirlockError, IntegrityError
-from airlock.gateway.core import Gateway
+from airlock.gateway.engine import Gateway
 from airlock.gateway.transcripts import TranscriptSink
 from airlock.services.gateway_keys import GatewayKeys
-from airlock.services.serving import Serving
+from airlock.services.serving import KEYS_TOPIC, Serving, opt_outs_topic
 from airlock.services.transcripts import Transcripts
 
 log = logging.getLogger("airlock.gateway.sync")
+
+
+class ChangeFeed(Protocol):
+    """Notices of changes committed by other processes (``catalog.notify.ChangeListener``)."""
+
+    async def listen(self, on_change: Callable[[str], Awaitable[None]]) -> None: ...
 
 
 class CatalogSync:
@@ -55,10 +62,15 @@ class CatalogSync:
         backlog: int = 10_000,
         keys: GatewayKeys | None = None,
         retry_failed: float = 30.0,
+        changes: ChangeFeed | None = None,
     ) -> None:
         self.gateway = gateway
         self.serving = serving
         self.keys = keys or GatewayKeys(serving.ws)
+        # Where notices of other processes' commits come from (the composition root
+        # passes the catalog's listener; by default what the Serving service offers:
+        # None on SQLite, where the tick alone polls).
+        self.changes = changes if changes is not None else serving.change_listener()
         self._versions: dict[str, int | None] = {}
         self.interval = interval
         self.only = set(services) if services else None
@@ -94,8 +106,10 @@ class CatalogSync:
         await self.refresh()
         await self.transcripts.flush()  # which services keep transcripts
         self._task = asyncio.create_task(self._run(), name="airlock-catalog-sync")
-        if self.serving.db.dialect == "postgresql":
-            self._listener = asyncio.create_task(self._listen(), name="airlock-plan-listener")
+        if self.changes is not None:
+            self._listener = asyncio.create_task(
+                self.changes.listen(self._on_change), name="airlock-plan-listener"
+            )
 
     async def stop(self) -> None:
         for task in (self._listener, self._task):
@@ -106,30 +120,10 @@ class CatalogSync:
         self._task = self._listener = None
         await self.flush()
 
-    async def _listen(self) -> None:
-        """Refresh the moment another process commits a plan (PostgreSQL LISTEN/NOTIFY)."""
-        import psycopg
-
-        url = self.serving.db.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
-        delay = 0.5
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
-                async with conn:
-                    await conn.execute(f"LISTEN {PLAN_CHANNEL}")
-                    delay = 0.5
-                    async for _ in conn.notifies():
-                        self.notifications += 1
-                        await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any connection failure: back off, the tick still polls
-                log.warning(
-                    "plan listener lost its connection (%s); retrying in %.1f s", exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+    async def _on_change(self, payload: str) -> None:
+        """Another process committed a change: refresh now, not at the next tick."""
+        self.notifications += 1
+        await self.refresh()
 
     async def _run(self) -> None:
         while True:
@@ -200,6 +194,10 @@ class CatalogSync:
             self._versions[opt_outs_topic(view.name)] = versions.get(opt_outs_topic(view.name), 0)
 
     async def _refresh_plans(self, generations: dict[str, int]) -> None:
+        served = self.gateway.plans()
+        for name, gen in generations.items():  # a plan that reached the gateway another way
+            if name in self._known and name in served and served[name].generation == gen:
+                self._known[name] = gen
         changed = [
             name
             for name, gen in generations.items()
@@ -233,9 +231,7 @@ class CatalogSync:
             return
 
         def schedule() -> None:
-            task = loop.create_task(self._apply(plan))
-            self.gateway._tasks.add(task)
-            task.add_done_callback(self.gateway._tasks.discard)
+            self.gateway.spawn(self._apply(plan), name=f"airlock-plan-{plan.service}")
 
         try:
             running = asyncio.get_running_loop()

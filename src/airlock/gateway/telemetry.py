@@ -159,9 +159,10 @@ class Counters:
 
     def cluster_rows(self) -> dict[str, tuple[float, ...]]:
         """Per-cluster rows of every counted field, canonical (see :mod:`airlock.core.telemetry`)."""
-        return canonical_clusters(self._rows())
+        return canonical_clusters(self.rows())
 
-    def _rows(self) -> dict[str, list[float]]:
+    def rows(self) -> dict[str, list[float]]:
+        """Per-cluster rows of every counted field, as counted (``cluster_rows`` canonicalises)."""
         rows: dict[str, list[float]] = {
             "requests": self.by_requests,
             "errors": self.by_errors,
@@ -197,9 +198,9 @@ class Counters:
         """What was counted after ``before`` (a copy of these counters taken earlier)."""
         requests = self.requests - before.requests
         feedback_count = self.feedback_count - before.feedback_count
-        earlier = before._rows()
+        earlier = before.rows()
         rows = {}
-        for name, row in self._rows().items():
+        for name, row in self.rows().items():
             old = earlier.get(name)
             rows[name] = row if old is None else [x - y for x, y in zip(row, old, strict=True)]
         custom = {}

@@ -4,13 +4,19 @@ A :class:`Runtime` answers a :class:`GenerationRequest` whole (``generate``) or
 piece by piece (``stream``: :class:`Delta` values, the last one carrying the
 finished :class:`Completion`). The gateway owns timeouts, fallback, guardrails
 and telemetry; a runtime only generates, and reports failures as
-:class:`RuntimeFailure` with a ``kind`` the telemetry counts by::
+:class:`~airlock.errors.RuntimeFailure` (kept in the one error tree of
+:mod:`airlock.errors`, re-exported here) with a ``kind`` the telemetry counts by::
 
-    ServiceUnavailable (errors.py)
+    ServiceUnavailable
      └── RuntimeFailure        502  the release could not answer (kind: upstream_5xx,
           │                         upstream_4xx, connect, bad_response, model_error,
           │                         injected, stream_interrupted)
           └── RuntimeTimeout   504  no answer within the release's timeout (kind: timeout)
+
+A runtime also says which prompt it takes (``prompt_style``): ``"text"`` (it
+continues one string: the gateway renders chat messages through the release's
+prompt template, and caps decoding with the built-in defaults) or ``"messages"``
+(an OpenAI-compatible server that applies its own chat template and caps).
 
 A request the *client* got wrong (e.g. an upstream's 400) is ``InvalidInput``
 instead: it is not the release's fault and is never retried elsewhere.
@@ -36,9 +42,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from airlock.core.prompting import DecodingParams
-from airlock.errors import ServiceUnavailable
+from airlock.errors import RuntimeFailure, RuntimeTimeout
 
 RequestKind = Literal["chat", "completion"]
+PromptStyle = Literal["text", "messages"]
 FinishReason = Literal["stop", "length", "content_filter"]
 
 DECODING_PARAMETERS: frozenset[str] = frozenset(
@@ -72,25 +79,6 @@ FAILURE_KINDS = (
     "injected",
     "stream_interrupted",
 )
-
-
-class RuntimeFailure(ServiceUnavailable):
-    """A release failed to answer; ``kind`` says how (one of ``FAILURE_KINDS``)."""
-
-    status = 502
-    code = "runtime_failure"
-
-    def __init__(self, message: str, *, kind: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.kind = kind
-
-
-class RuntimeTimeout(RuntimeFailure):
-    status = 504
-    code = "runtime_timeout"
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message, kind="timeout", hint=hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +124,8 @@ class Runtime(Protocol):
     """A loaded model that answers requests. One instance serves many requests at once."""
 
     kind: str
+    prompt_style: PromptStyle
+    """``"text"``: one prompt string to continue; ``"messages"``: OpenAI chat messages."""
     accepts: frozenset[str]
     """The optional OpenAI request parameters this runtime honours (see the module doc)."""
 
@@ -171,6 +161,7 @@ __all__ = [
     "Delta",
     "FinishReason",
     "GenerationRequest",
+    "PromptStyle",
     "RequestKind",
     "Runtime",
     "RuntimeFailure",

@@ -20,6 +20,7 @@ from airlock.runtime.base import (
     Completion,
     Delta,
     GenerationRequest,
+    PromptStyle,
     RuntimeFailure,
 )
 from airlock.runtime.builtin_model import BuiltinModel, Generation
@@ -27,6 +28,7 @@ from airlock.runtime.builtin_model import BuiltinModel, Generation
 
 class BuiltinRuntime:
     kind = "builtin"
+    prompt_style: PromptStyle = "text"
     accepts = DECODING_PARAMETERS  # no logprobs, penalties, bias; JSON is not guaranteed
 
     def __init__(self, model: BuiltinModel) -> None:

@@ -78,6 +78,7 @@ class FaultyRuntime:
         self.inner = inner
         self.spec = spec
         self.kind = inner.kind
+        self.prompt_style = inner.prompt_style
         self.accepts = inner.accepts
         self._rng = random.Random(spec.seed)
 

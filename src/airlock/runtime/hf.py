@@ -29,6 +29,7 @@ from airlock.runtime.base import (
     Delta,
     FinishReason,
     GenerationRequest,
+    PromptStyle,
     RuntimeFailure,
 )
 
@@ -49,6 +50,7 @@ def _import_hf() -> tuple[Any, Any]:
 
 class TransformersRuntime:
     kind = "transformers"
+    prompt_style: PromptStyle = "text"
     accepts = DECODING_PARAMETERS  # penalties and logprobs are not mapped onto generate()
 
     def __init__(self, model_dir: Path, *, adapter_dir: Path | None = None) -> None:

@@ -79,6 +79,12 @@ class LoadedRelease:
     config: Mapping[str, Any] = field(default_factory=dict)
     _scratch: Path | None = None
 
+    def take_scratch(self) -> Path | None:
+        """Hand this release's scratch folder to a release built on it (which then owns
+        and removes it); this one no longer does."""
+        scratch, self._scratch = self._scratch, None
+        return scratch
+
     async def aclose(self) -> None:
         try:
             await self.runtime.aclose()
@@ -196,7 +202,7 @@ class ReleaseLoader:
                     inherited = self._load(base.ref, depth=depth + 1)
                     runtime = inherited.runtime
                     kind = inherited.runtime_kind
-                    scratch, inherited._scratch = inherited._scratch, None
+                    scratch = inherited.take_scratch()
                     config = {**inherited.config, **config}
             faults = FaultSpec.from_config(config)
             if faults.active:

@@ -50,6 +50,7 @@ from airlock.runtime.base import (
     Delta,
     FinishReason,
     GenerationRequest,
+    PromptStyle,
     RuntimeFailure,
     RuntimeTimeout,
     count_tokens,
@@ -223,6 +224,7 @@ class _HttpxClient:
 
 class UpstreamRuntime:
     kind = "upstream"
+    prompt_style: PromptStyle = "messages"
 
     def __init__(
         self, config: UpstreamConfig, *, transport: httpx.AsyncBaseTransport | None = None

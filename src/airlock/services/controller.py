@@ -430,6 +430,7 @@ class RolloutController:
                 verdict,
                 actor=self.actor,
                 now=now,
+                publish=not self.gateways,  # one route: our gateways get it from us (below)
             )
         except AirlockError:
             if ahead is not None and swap_only is not None:

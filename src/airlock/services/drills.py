@@ -55,6 +55,7 @@ from airlock.errors import AirlockError, Conflict, InvalidInput
 from airlock.services.access import authorize
 from airlock.services.controller import RolloutController
 from airlock.services.identity import Actor
+from airlock.services.load import drive
 from airlock.services.rollouts import Rollouts
 from airlock.services.workspace import Workspace
 
@@ -342,52 +343,25 @@ async def _drive(
     out: list[Observation],
     stop: asyncio.Event,
 ) -> None:
-    """Send ``rps`` requests a second (open loop, capped at ``concurrency`` in flight)."""
-    loop = asyncio.get_running_loop()
-    slots = asyncio.Semaphore(settings.concurrency)
-    tasks: set[asyncio.Task[None]] = set()
-    interval, due, n = 1.0 / settings.rps, loop.time(), 0
+    """Send ``rps`` requests a second, each from a new user (:func:`airlock.services.load.drive`)."""
 
-    async def one(user: str) -> None:
-        body = {
+    def body(n: int) -> dict[str, Any]:
+        return {
             "model": service,
             "messages": [{"role": "user", "content": settings.prompt}],
             "max_tokens": settings.max_tokens,
-            "user": user,
+            "user": f"drill-user-{n}",
         }
-        sent, began = time.time(), loop.time()
-        try:
-            r = await client.post("/v1/chat/completions", json=body, timeout=60)
-            routed = r.headers.get("x-airlock-fallback-from") or r.headers.get(
-                "x-airlock-release", ""
-            )
-            obs = Observation(
-                sent,
-                routed,
-                r.status_code,
-                "x-airlock-fallback-from" in r.headers,
-                r.headers.get("x-airlock-guardrail"),
-                loop.time() - began,
-            )
-        except Exception:  # a lost connection or timeout is what this user saw
-            obs = Observation(sent, "", 0, False, None, loop.time() - began)
-        finally:
-            slots.release()
-        out.append(obs)
 
-    while not stop.is_set():
-        await slots.acquire()
-        n += 1
-        task = asyncio.create_task(one(f"drill-user-{n}"))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        due += interval
-        delay = due - loop.time()
-        if delay > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await drive(
+        client,
+        body,
+        out.append,
+        stop,
+        rps=lambda: settings.rps,
+        concurrency=settings.concurrency,
+        timeout=60,
+    )
 
 
 def _catalog_counts(drills: Drills, service: str, release: str, since: float) -> dict[str, int]:

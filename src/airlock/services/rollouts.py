@@ -376,8 +376,12 @@ class Rollouts:
         *,
         actor: Actor = CONTROLLER,
         now: float | None = None,
+        publish: bool = True,
     ) -> Transition:
         """Apply a decision the controller took on version ``expected_version`` of the rollout.
+
+        ``publish=False``: the caller serves the new plan on this process's gateways
+        itself (a controller given gateways), so Serving's listeners are not told too.
 
         ``Conflict`` when the rollout moved meanwhile (a manual action, another
         controller): nothing is written and the next tick decides again. A
@@ -400,7 +404,8 @@ class Rollouts:
                 conn, view, new_state, action, reason, actor, verdict, at, on_blocked="pause"
             )
         assert isinstance(outcome, Transition)
-        self._notify(outcome.plan)
+        if publish:
+            self._notify(outcome.plan)
         return outcome
 
     def note_verdict(
@@ -570,7 +575,7 @@ class Rollouts:
     def _notify(self, plan: TrafficPlan | None) -> None:
         # Serving's listeners (a CatalogSync in this process) apply the plan at once.
         if plan is not None:
-            self.serving._notify(plan)
+            self.serving.publish(plan)
 
 
 # -- helpers ------------------------------------------------------------------------------------

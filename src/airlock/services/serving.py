@@ -7,8 +7,9 @@ derived from a stale one is refused with ``Conflict``), a row in the plan
 history and an audit event. The releases a plan names are resolved and stored
 as exact ``name@version`` references, so an alias moving later never changes
 what a plan serves. After the commit, in-process listeners (a gateway in the
-same process) get the new plan; gateways elsewhere see it by polling
-``generations()`` every second.
+same process) get the new plan (:meth:`Serving.publish`); gateways elsewhere see
+it by polling ``generations()`` every second and, on PostgreSQL, through the
+catalog's change notices (:meth:`Serving.change_listener`, :mod:`airlock.catalog.notify`).
 
 Telemetry flushes are measurements, not decisions: they are written without an
 audit event (one a second per gateway would drown the log in noise).
@@ -28,6 +29,7 @@ from airlock.catalog import aliases as alias_sql
 from airlock.catalog import gateway_keys as sync_versions
 from airlock.catalog import releases as release_sql
 from airlock.catalog import serving as sql
+from airlock.catalog.notify import KEYS_TOPIC, ChangeListener, change_listener, opt_outs_topic
 from airlock.core.analysis import ReleaseWindow
 from airlock.core.digest import Digest
 from airlock.core.names import check_name
@@ -68,9 +70,15 @@ class Serving:
         """Call ``listener(plan)`` after every committed plan change made through this object."""
         self._listeners.append(listener)
 
-    def _notify(self, plan: TrafficPlan) -> None:
+    def publish(self, plan: TrafficPlan) -> None:
+        """Give ``plan``, just committed, to every listener (the one in-process route)."""
         for listener in list(self._listeners):
             listener(plan)
+
+    def change_listener(self) -> ChangeListener | None:
+        """What hears plans, keys and opt-outs committed by other processes (PostgreSQL
+        LISTEN); None on a catalog without notices (SQLite: gateways poll)."""
+        return change_listener(self.db)
 
     # -- reading ------------------------------------------------------------------------
     def get(self, name: str) -> ServiceView:
@@ -107,7 +115,7 @@ class Serving:
                     f"service {name!r} already exists",
                     hint=f"see it with `airlock service show {name}`",
                 )
-            stable_row = self.registry._resolve(conn, stable)
+            stable_row = self.registry.resolve_in(conn, stable)
             stable_ref = stable_row.ref
             plan = TrafficPlan.all_stable(name, stable_ref)
             now = datetime.now(UTC)
@@ -129,14 +137,14 @@ class Serving:
                 at=now,
                 event_seq=event.seq,
             )
-        self._notify(plan)
+        self.publish(plan)
         return self.get(name)
 
     def set_plan(self, plan: TrafficPlan, *, actor: Actor, reason: str) -> TrafficPlan:
         """Store ``plan`` (generation = stored + 1), audit it and tell listeners."""
         with self.db.write() as conn:
             stored = apply_plan(conn, self.registry, plan, actor=actor, reason=reason)
-        self._notify(stored)
+        self.publish(stored)
         return stored
 
     def set_opt_out(self, name: str, user: str, *, actor: Actor, opted_out: bool = True) -> bool:
@@ -149,7 +157,7 @@ class Serving:
                 conn, row.id, user, opted_out=opted_out, actor=actor.name, at=datetime.now(UTC)
             )
             if changed:
-                sync_versions.bump(conn, sync_versions.opt_outs_topic(name))  # gateways re-read
+                sync_versions.bump(conn, opt_outs_topic(name))  # gateways re-read
                 audit.append(
                     conn,
                     actor=actor.name,
@@ -240,7 +248,7 @@ def apply_plan(
         )
 
     def exact(ref: str) -> str:
-        return registry._resolve(conn, ref).ref
+        return registry.resolve_in(conn, ref).ref
 
     stored = TrafficPlan(
         service=plan.service,
@@ -302,4 +310,12 @@ def _view(row: sql.StoredService, users: list[str]) -> ServiceView:
     )
 
 
-__all__ = ["PlanListener", "ServiceView", "Serving", "apply_plan"]
+__all__ = [
+    "KEYS_TOPIC",
+    "ChangeListener",
+    "PlanListener",
+    "ServiceView",
+    "Serving",
+    "apply_plan",
+    "opt_outs_topic",
+]

@@ -1,7 +1,7 @@
 """``airlock demo``: the whole lifecycle of a model release, narrated, in a fresh folder.
 
 1. **Build** — three releases of the Lumen support assistant (see
-   :mod:`airlock.scenario`): trained, pushed with lineage and notes.
+   :mod:`airlock.demo.scenario`): trained, pushed with lineage and notes.
 2. **Gate** — a promotion policy, evaluations against the example suites with
    a paired comparison, the policy check, approvals by two people (and the
    author's own approval refused).
@@ -33,11 +33,12 @@ from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.table import Table
 
-from airlock import scenario
 from airlock.cli.render import verdict_table
 from airlock.config import Settings
 from airlock.core.digest import short
 from airlock.core.verdict import VerdictReport
+from airlock.demo import scenario
+from airlock.demo.traffic import UserTraffic
 from airlock.errors import AirlockError, Forbidden
 from airlock.services.identity import Actor
 from airlock.services.workspace import Workspace
@@ -309,7 +310,7 @@ class Demo:
         self.done(
             f"airlock serve on {server.url}: dashboard /, REST /api/v1, gateway /v1 (OpenAI API)"
         )
-        traffic = scenario.UserTraffic(server.url, rps=self.options.rps).start()
+        traffic = UserTraffic(server.url, rps=self.options.rps).start()
         self.traffic = traffic
         self.say(
             f"{self.options.rps:g} requests/s from 500 simulated customers (30 % leave feedback)"

@@ -14,6 +14,8 @@ version     corpus            what it is
                               some answers leak contact details the guardrails flag
 ==========  ================  ===================================================
 
+The simulated customers who use the service are :class:`airlock.demo.traffic.UserTraffic`.
+
 Everything here is deterministic: the same corpus gives byte-identical weights,
 so the releases' digests are the same on every machine.
 
@@ -191,131 +193,9 @@ __all__ = [
     "SERVICE",
     "SUITES",
     "ReleasePlan",
-    "UserTraffic",
     "build_folder",
     "corpus_text",
     "datasets_of",
     "example_path",
     "user_request",
 ]
-
-
-# -- simulated users -------------------------------------------------------------------------
-
-
-class UserTraffic:
-    """Lumen customers asking questions at ``rps`` requests a second, in a background thread.
-
-    Open loop (requests are sent on schedule whether or not earlier ones have
-    answered, at most ``concurrency`` in flight), each from one of ``users``
-    sticky customers, through real HTTP to a gateway. A share of the answers
-    gets user feedback: 1 for a clean answer, 0 for one the guardrails had to
-    touch. Every request is kept as a :class:`~airlock.core.drill.Observation`
-    (which release answered, status, fallback, guardrail, duration).
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        rps: float = 40.0,
-        users: int = 500,
-        concurrency: int = 32,
-        feedback_share: float = 0.3,
-        seed: int = 0,
-    ) -> None:
-        import threading
-
-        from airlock.core.drill import Observation
-
-        self.base_url = base_url.rstrip("/")
-        self.rps = rps
-        self.users = users
-        self.concurrency = concurrency
-        self.feedback_share = feedback_share
-        self.rng = random.Random(seed)
-        self.observations: list[Observation] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def set_rate(self, rps: float) -> None:
-        self.rps = rps
-
-    def start(self) -> UserTraffic:
-        import asyncio
-        import threading
-
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._run()), name="airlock-demo-traffic", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-
-    def snapshot(self) -> list[Any]:
-        with self._lock:
-            return list(self.observations)
-
-    def count_by_release(self, since: float = 0.0) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for o in self.snapshot():
-            if o.sent_at >= since and o.routed:
-                out[o.routed] = out.get(o.routed, 0) + 1
-        return out
-
-    async def _run(self) -> None:
-        import asyncio
-        import time
-
-        import httpx
-
-        from airlock.core.drill import Observation
-
-        slots = asyncio.Semaphore(self.concurrency)
-        tasks: set[asyncio.Task[None]] = set()
-        limits = httpx.Limits(max_connections=self.concurrency)
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=30, limits=limits) as client:
-
-            async def one(body: dict[str, Any]) -> None:
-                sent, began = time.time(), time.perf_counter()
-                try:
-                    r = await client.post("/v1/chat/completions", json=body)
-                    fallback_from = r.headers.get("x-airlock-fallback-from")
-                    obs = Observation(
-                        sent,
-                        fallback_from or r.headers.get("x-airlock-release", ""),
-                        r.status_code,
-                        fallback_from is not None,
-                        r.headers.get("x-airlock-guardrail"),
-                        time.perf_counter() - began,
-                    )
-                    if r.status_code == 200 and self.rng.random() < self.feedback_share:
-                        score = 0.0 if obs.guardrail else 1.0
-                        await client.post(
-                            "/v1/feedback", json={"id": r.json()["id"], "score": score}
-                        )
-                except (httpx.HTTPError, ValueError, KeyError):
-                    obs = Observation(sent, "", 0, False, None, time.perf_counter() - began)
-                finally:
-                    slots.release()
-                with self._lock:
-                    self.observations.append(obs)
-
-            due = time.perf_counter()
-            while not self._stop.is_set():
-                await slots.acquire()
-                body = user_request(self.rng, self.rng.randrange(self.users))
-                task = asyncio.create_task(one(body))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                due += 1.0 / max(self.rps, 0.1)
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
