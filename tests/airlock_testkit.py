@@ -55,3 +55,29 @@ class Cli:
                 f"airlock {' '.join(args)} exited {result.exit_code}:\n{result.output}"
             )
         return result
+
+
+def failing_errors_metric() -> Any:
+    """A stored ``error_rate`` verdict that failed, with an unbounded upper bound."""
+    import math
+
+    from airlock.core.verdict import MetricVerdict
+
+    return MetricVerdict(
+        metric="error_rate",
+        outcome="fail",
+        candidate_value=0.12,
+        stable_value=0.01,
+        effect=9.5,
+        ci_low=3.2,
+        ci_high=math.inf,
+        threshold=1.2,
+        n_candidate=400,
+        n_stable=3600,
+        effect_label="error rate",
+        reason="error rate is at least 3.20×",
+        evidence=812.0,
+        evidence_needed=200.0,
+        mde=1.5,
+        required=True,
+    )

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import io
-import math
 
 from rich.console import Console
 
 from airlock.cli.render import verdict_table
-from airlock.core.verdict import MetricVerdict, SrmReport, VerdictReport
+from airlock.core.verdict import SrmReport, VerdictReport
+from airlock_testkit import failing_errors_metric
 
-ERRORS = MetricVerdict(
-    metric="error_rate",
-    outcome="fail",
-    candidate_value=0.12,
-    stable_value=0.01,
-    effect=9.5,
-    ci_low=3.2,
-    ci_high=math.inf,
-    threshold=1.2,
-    n_candidate=400,
-    n_stable=3600,
-    effect_label="error rate",
-    reason="error rate is at least 3.20×",
-    evidence=812.0,
-    evidence_needed=200.0,
-    mde=1.5,
-)
+ERRORS = failing_errors_metric()
 REPORT = VerdictReport(
     "fail", 400, 3600, "error rate rose", (ERRORS,), SrmReport(False, 0.1, 0.1, 1.0, 1e4)
 )

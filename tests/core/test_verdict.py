@@ -9,25 +9,9 @@ from airlock.core.analysis import AnalysisVerdict
 from airlock.core.srm import SrmCheck
 from airlock.core.verdict import MetricVerdict, VerdictReport
 from airlock.core.verdict_text import counts, detectable, headline, metric_row, sample_ratio
+from airlock_testkit import failing_errors_metric
 
-ERRORS = MetricVerdict(
-    metric="error_rate",
-    outcome="fail",
-    candidate_value=0.12,
-    stable_value=0.01,
-    effect=9.5,
-    ci_low=3.2,
-    ci_high=math.inf,
-    threshold=1.2,
-    n_candidate=400,
-    n_stable=3600,
-    effect_label="error rate",
-    reason="error rate is at least 3.20×",
-    evidence=812.0,
-    evidence_needed=200.0,
-    mde=1.5,
-    required=True,
-)
+ERRORS = failing_errors_metric()
 LATENCY = MetricVerdict(
     metric="latency",
     outcome="pass",
