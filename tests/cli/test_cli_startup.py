@@ -1,25 +1,137 @@
-"""The CLI starts fast: building the command tree imports no heavy library.
+"""The CLI starts fast: it imports only what the command being run needs.
 
 Heavy imports (SQLAlchemy, numpy, scipy, FastAPI, uvicorn, httpx, safetensors)
 belong inside the command that needs them; `airlock --help` and the parsing of
-every command's options must not pay for them.
+every command's options must not pay for them. The root group is lazy
+(cli/main.py ``COMMANDS``): `airlock --help` imports no command module at all,
+and `airlock ls` only what listing releases needs. Timings live in bench/cli.py;
+these tests check what is imported, which is what makes the time.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import typer
+from typer import _click as click
+
+from airlock.cli.main import COMMANDS, LazyGroup, app, load_command
 
 HEAVY = ("sqlalchemy", "numpy", "scipy", "fastapi", "uvicorn", "httpx", "safetensors", "alembic")
+NOT_FOR_LS = (
+    "numpy",
+    "scipy",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "boto3",
+    "botocore",
+    "safetensors",
+    "alembic",
+    "yaml",
+    "airlock.gateway",
+    "airlock.runtime",
+    "airlock.api",
+    "airlock.web",
+    "airlock.services.ingest",
+    "airlock.core.policy",
+)
 
 
-def test_building_the_cli_imports_no_heavy_library() -> None:
+def _imported_by(args: list[str], watched: tuple[str, ...], env: dict[str, str]) -> list[str]:
+    """Run the real ``airlock ARGS`` in a fresh interpreter; which ``watched`` got imported."""
+    code = (
+        "import atexit, json, sys\n"
+        f"watched = {watched!r}\n"
+        "def report():\n"
+        "    found = sorted({w for w in watched for m in sys.modules"
+        " if m == w or m.startswith(w + '.')})\n"
+        "    cli = sorted(m for m in sys.modules if m.startswith('airlock.cli.'))\n"
+        "    sys.__stderr__.write('\\nIMPORTED ' + json.dumps([found, cli]) + '\\n')\n"
+        "atexit.register(report)\n"
+        f"sys.argv = ['airlock', *{args!r}]\n"
+        "from airlock.cli.main import run\n"
+        "run()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AIRLOCK_NO_PROGRESS": "1", **env},
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    line = out.stderr.rsplit("IMPORTED ", 1)[1]
+    found, cli_modules = json.loads(line)
+    return [*found, *cli_modules]
+
+
+def test_building_every_command_imports_no_heavy_library() -> None:
     code = (
         "import sys, json, typer\n"
+        "from typer import _click as click\n"
         "from airlock.cli.main import app\n"
-        "typer.main.get_command(app)\n"
+        "root = typer.main.get_command(app)\n"
+        "ctx = click.Context(root, info_name='airlock')\n"
+        "built = [root.get_command(ctx, n) for n in root.list_commands(ctx)]\n"
+        "assert all(c is not None for c in built)\n"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_help_imports_no_command_module(tmp_path: Path) -> None:
+    imported = _imported_by(["--help"], HEAVY, {"AIRLOCK_HOME": str(tmp_path / ".airlock")})
+    assert imported == ["airlock.cli.main"]
+
+
+def test_ls_imports_only_what_listing_needs(tmp_path: Path) -> None:
+    env = {"AIRLOCK_HOME": str(tmp_path / ".airlock"), "AIRLOCK_USER": "alice"}
+    subprocess.run(
+        [sys.executable, "-c", "from airlock.cli.main import run; run()", "init"],
+        env={**os.environ, **env},
+        capture_output=True,
+        check=True,
+    )
+    imported = _imported_by(["ls"], NOT_FOR_LS, env)
+    assert [m for m in imported if not m.startswith("airlock.cli.")] == []
+    assert {m for m in imported if m.startswith("airlock.cli.")} <= {
+        "airlock.cli.main",
+        "airlock.cli.common",
+        "airlock.cli.registry_cmds",
+        "airlock.cli.render",
+    }
+
+
+def test_the_lazy_table_says_what_each_command_says() -> None:
+    """Each COMMANDS line names a real command and lists its own first help paragraph."""
+    for name, entry in COMMANDS.items():
+        command = load_command(name, entry)
+        assert command.name == name
+        first = command.short_help or inspect.cleandoc(command.help or "").split("\n\n")[0]
+        assert entry.help == first, f"update COMMANDS[{name!r}].help in cli/main.py"
+        assert not command.hidden and not command.deprecated
+
+
+def test_an_unknown_command_suggests_from_every_command() -> None:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["rolout"])
+    assert result.exit_code == 2
+    assert "No such command 'rolout'. Did you mean 'rollout'?" in result.output
+
+
+def test_the_root_lists_every_command_in_typers_order() -> None:
+    root = typer.main.get_command(app)
+    assert isinstance(root, LazyGroup)
+    ctx = click.Context(root, info_name="airlock")
+    names = root.list_commands(ctx)
+    assert names == list(COMMANDS)
+    assert names.index("export") < names.index("alias")  # commands first, then groups

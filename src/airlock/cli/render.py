@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -12,9 +12,11 @@ from rich.text import Text
 from airlock.cli.common import human_bytes, human_count
 from airlock.core.diff import ManifestDiff, describe_component
 from airlock.core.digest import short
-from airlock.core.records import Release
-from airlock.core.verdict import VerdictReport
-from airlock.services.registry import ReleaseView
+
+if TYPE_CHECKING:
+    from airlock.core.records import Release
+    from airlock.core.verdict import VerdictReport
+    from airlock.services.registry import ReleaseView
 
 
 def _fmt(value: Any) -> str:
@@ -184,7 +186,7 @@ def verdict_table(verdict: VerdictReport, *, brief: bool = False) -> RenderableT
     ``brief`` keeps the columns a narrated run needs and leaves out the borders and the
     sample-ratio line.
     """
-    from airlock.core.verdict_text import METRIC_COLUMNS, metric_row, sample_ratio
+    from airlock.core.verdict_text import METRIC_COLUMNS, in_words, metric_row, sample_ratio
 
     columns = _BRIEF if brief else METRIC_COLUMNS
     table = Table(*(_VERDICT_HEADERS[c] for c in columns), box=None if brief else Table().box)
@@ -195,5 +197,12 @@ def verdict_table(verdict: VerdictReport, *, brief: bool = False) -> RenderableT
         if brief:
             row["metric"] = f"    {row['metric']}"
         table.add_row(*(row[c] for c in columns))
-    share = None if brief else sample_ratio(verdict)
-    return table if share is None else Group(table, share)
+    if brief:
+        return table
+    parts: list[RenderableType] = [table]
+    share = sample_ratio(verdict)
+    if share is not None:
+        parts.append(share)
+    # θ is not self-explanatory: say what the latency numbers mean in words.
+    parts.extend(Text(words) for m in verdict.per_metric if (words := in_words(m)) is not None)
+    return table if len(parts) == 1 else Group(*parts)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from airlock.core.limits import check_json_value
@@ -25,6 +24,8 @@ def load_mapping(
     """YAML (a superset of JSON) text, bytes or a mapping → a plain dict."""
     if isinstance(data, Mapping):
         return dict(data)
+    import yaml  # on first parse: reading a stored manifest (JSON) does not need it
+
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         value = yaml.safe_load(text)

@@ -50,7 +50,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from airlock.core import evalstats
 from airlock.core.diff import ManifestDiff, diff_manifests
 from airlock.core.digest import canonical_json, digest_bytes
 from airlock.core.documents import load_mapping, validation_message
@@ -622,6 +621,8 @@ def _regression(
         assert run.baseline_scores is not None
         cand, base = run.scores, run.baseline_scores
         delta = run.mean_score - math.fsum(run.baseline_scores) / max(1, len(run.baseline_scores))
+    from airlock.core import evalstats  # numpy: only when an eval gate is judged
+
     low = evalstats.lower_bound(req.metric, cand, base, req.confidence)
     ok = low >= -req.max_regression - 1e-12
     label = "pass rate" if req.metric == "pass_rate" else "mean score"

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.core.digest import Digest
 from airlock.core.manifest import Manifest, manifest_from_json
-from airlock.core.policy import ApprovalFact
+
+if TYPE_CHECKING:
+    from airlock.core.policy import ApprovalFact
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class Approval:
 
     def fact(self) -> ApprovalFact:
         """The decision as the policy weighs it."""
+        from airlock.core.policy import ApprovalFact  # pydantic models: only when judged
+
         return ApprovalFact(
             actor=self.actor,
             role=self.role,

@@ -13,6 +13,7 @@ would expect to catch, in the same units.
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -89,19 +90,61 @@ def metric_row(m: MetricVerdict) -> dict[str, str]:
 def explain(m: MetricVerdict) -> str:
     """One sentence on what a metric's verdict means, for a person."""
     row = metric_row(m)
-    if is_theta(m.metric):
-        what = "latency" if m.metric == "latency" else "time to first token"
-        return (
-            f"{what}: a random candidate request is slower than a random stable one by more "
-            f"than the tolerance with probability {theta(m.effect)} "
-            f"(½ = exactly the tolerated slow-down); the data so far could catch "
-            f"{theta(m.mde)} or more"
-        )
+    words = in_words(m)
+    if words is not None:
+        return f"{words}; the data so far could catch θ {theta(m.mde)} or more"
     return (
         f"{m.metric}: the candidate's rate is {row['effect']} stable's "
         f"(anytime-valid interval {row['interval']}); the data so far could catch "
         f"{row['mde']} or more"
     )
+
+
+_TOLERATED = re.compile(r"> ([0-9.eE+-]+) × stable")
+
+
+def tolerance(m: MetricVerdict) -> float | None:
+    """The tolerated slow-down of a θ metric (``0.1`` for 10 %), read from its effect label
+    (``P(candidate latency > 1.1 × stable's)``); None when the label does not say."""
+    found = _TOLERATED.search(m.effect_label)
+    if found is None:
+        return None
+    try:
+        factor = float(found.group(1))
+    except ValueError:
+        return None
+    return factor - 1.0 if math.isfinite(factor) and factor >= 1.0 else None
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.0f} %"
+
+
+def in_words(m: MetricVerdict) -> str | None:
+    """A θ verdict said in plain words, or None for a rate metric (its ratio reads as is).
+
+    θ is the chance that a random candidate request takes more than ``1 + tol`` times
+    as long as a random stable one: the share of (candidate, stable) request pairs in
+    which the candidate is slower by more than the tolerance. Above ½ is harm::
+
+        latency: the candidate is more than 10 % slower than stable in 58 % of request
+        pairs (θ = 0.580; harm above 0.500, i.e. in more than half of the pairs)
+    """
+    if not is_theta(m.metric):
+        return None
+    what = "latency" if m.metric == "latency" else "time to first token"
+    tol = tolerance(m)
+    slower = f"more than {_pct(tol)} slower" if tol else "slower"
+    harm = f"harm above {theta(m.threshold)}, i.e. in more than half of the pairs"
+    if m.n_candidate <= 0 or m.n_stable <= 0:
+        return f"{what}: no request pairs to compare yet ({harm})"
+    text = (
+        f"{what}: the candidate is {slower} than stable in {_pct(m.effect)} of request pairs "
+        f"(θ = {theta(m.effect)}; {harm})"
+    )
+    if math.isfinite(m.ci_low) and math.isfinite(m.ci_high):
+        text += f"; anytime-valid range {_pct(m.ci_low)} to {_pct(m.ci_high)}"
+    return text
 
 
 def headline(v: VerdictReport) -> str:
@@ -142,10 +185,12 @@ __all__ = [
     "evidence",
     "explain",
     "headline",
+    "in_words",
     "is_theta",
     "metric_row",
     "ratio",
     "sample_ratio",
     "theta",
+    "tolerance",
     "value",
 ]

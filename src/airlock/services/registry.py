@@ -41,21 +41,12 @@ from airlock.core.roles import Action
 from airlock.core.semver import Version
 from airlock.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from airlock.services.access import authorize
-from airlock.services.hashcache import HashCache
 from airlock.services.identity import Actor
-from airlock.services.ingest import (
-    SourceFile,
-    check_sources,
-    inspect_formats,
-    repair_damaged,
-    scan_folder,
-    store_files,
-)
-from airlock.services.push_inputs import WELL_KNOWN_COMPONENTS
 from airlock.services.release_checks import checked_manifest, release_problem
 from airlock.services.workspace import Workspace
 
 if TYPE_CHECKING:
+    from airlock.services.ingest import SourceFile
     from airlock.services.promotion import AliasResult
 
 ProgressFn = Callable[[int], None]
@@ -246,6 +237,16 @@ class Registry:
         with ``repair``, or when the push repeats an existing release (the
         "nothing to do" case, where the user may be re-pushing to repair).
         """
+        # Imported here: reading commands (`airlock ls`, `show`) need none of the ingest path.
+        from airlock.services.hashcache import HashCache
+        from airlock.services.ingest import (
+            check_sources,
+            inspect_formats,
+            repair_damaged,
+            scan_folder,
+            store_files,
+        )
+
         started = time.perf_counter()
         check_name(name)
         version = str(Version.parse(version))
@@ -343,6 +344,8 @@ class Registry:
     def _components(
         self, conn: Connection, rels: set[str], given: dict[str, str]
     ) -> dict[str, Component]:
+        from airlock.services.push_inputs import WELL_KNOWN_COMPONENTS
+
         comps: dict[str, Component] = {
             role: Component(path=rel)
             for rel, role in WELL_KNOWN_COMPONENTS.items()
