@@ -1,0 +1,128 @@
+"""CLI start-up benchmark: wall time of quick commands, each a fresh process, vs ``python -c pass``.
+
+In a temporary workspace holding a few releases, runs each command N times
+(``--runs``, after one warm-up run that fills the bytecode and page caches) and
+reports the median and the fastest wall time, and the median minus the
+interpreter's own start-up (``python -c pass``): what Airlock adds.
+
+Targets (issue 14): ``airlock --help`` ≤ 0.15 s and ``airlock ls`` ≤ 0.3 s wall.
+``--airlock PATH`` times another installation's ``airlock``; ``--before PATH`` also
+times a second installation (e.g. the main checkout's ``.venv/bin/airlock``) in the
+same interleaved runs, so a before/after table shares one machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench._report import report
+
+AIRLOCK = str(Path(sys.executable).with_name("airlock"))
+TARGETS = {"airlock --help": 0.15, "airlock ls": 0.3}
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    return wall
+
+
+def _workspace(airlock: str, env: dict[str, str], root: Path, releases: int) -> str:
+    """``airlock init`` and ``releases`` small releases of ``chat``; returns the last ref."""
+    _run([airlock, "init"], env, root)
+    folder = root / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architecture": "bench"}')
+    ref = ""
+    for i in range(releases):
+        (folder / "weights.txt").write_text(f"weights {i}\n" * 100)
+        ref = f"chat@1.0.{i}"
+        _run([airlock, "push", str(folder), "--name", "chat", "--version", f"1.0.{i}"], env, root)
+    return ref
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench cli", description=__doc__)
+    parser.add_argument("--runs", type=int, default=15, help="Runs per command (median).")
+    parser.add_argument("--releases", type=int, default=5, help="Releases in the workspace.")
+    parser.add_argument("--airlock", default=AIRLOCK, help="The airlock executable to time.")
+    parser.add_argument("--before", help="Another airlock executable to time alongside.")
+    args = parser.parse_args(argv)
+    airlock = shutil.which(args.airlock) or args.airlock
+    python = str(Path(airlock).with_name("python"))
+    before = (shutil.which(args.before) or args.before) if args.before else None
+    root = Path(tempfile.mkdtemp(prefix="airlock-bench-cli-"))
+    env = {
+        **os.environ,
+        "AIRLOCK_HOME": str(root / ".airlock"),
+        "AIRLOCK_USER": "alice",
+        "AIRLOCK_NO_PROGRESS": "1",
+        "COLUMNS": "120",
+    }
+    env.pop("AIRLOCK_URL", None)  # a local workspace: no remote transport
+    try:
+        ref = _workspace(airlock, env, root, args.releases)
+        quick = [["--version"], ["--help"], ["ls"], ["ls", "chat"], ["show", ref]]
+        commands = {"python -c pass": [python, "-c", "pass"]}
+        for label, exe in (("before: ", before), ("", airlock)):
+            if exe is not None:
+                commands.update({f"{label}airlock {' '.join(q)}": [exe, *q] for q in quick})
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        for cmd in commands.values():
+            _run(cmd, env, root)  # warm-up: bytecode and page caches
+        for _ in range(args.runs):  # interleaved, so a burst of load hits every command alike
+            for name, cmd in commands.items():
+                walls[name].append(_run(cmd, env, root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    base = statistics.median(walls["python -c pass"])
+    rows: list[list[object]] = []
+    results: dict[str, dict[str, float | bool | None]] = {}
+    ok = True
+    for name, times in walls.items():
+        median = statistics.median(times)
+        target = TARGETS.get(name)  # the "before: " rows are for comparison only
+        passed = None if target is None else median <= target
+        ok = ok and passed is not False
+        results[name] = {
+            "median_s": median,
+            "min_s": min(times),
+            "over_python_s": median - base,
+            "target_s": target,
+            "pass": passed,
+        }
+        rows.append(
+            [
+                name,
+                f"{median:.3f}",
+                f"{min(times):.3f}",
+                "—" if name == "python -c pass" else f"{median - base:+.3f}",
+                "—" if target is None else f"≤ {target:g}",
+                "—" if passed is None else ("pass" if passed else "FAIL"),
+            ]
+        )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    report(
+        "cli",
+        ["command", "median s", "min s", "over python", "target", "result"],
+        rows,
+        {"runs": args.runs, "airlock": airlock, "load_average_1m": load, "results": results},
+    )
+    if load is not None and load > (os.cpu_count() or 1):
+        print(f"note: load average {load:.1f} on {os.cpu_count()} cores: times are inflated")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
