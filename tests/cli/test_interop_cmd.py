@@ -29,10 +29,13 @@ def test_export_then_import_into_another_workspace(
     other = Cli(tmp_path / "other" / ".airlock", {})
     other("init")
     imported = other("import", "--oci", out).output
-    assert "imported chat@1.0.0" in imported and "same content as the exported" in imported
+    assert "imported chat@1.0.0" in imported
+    assert "the same release as the exported chat@1.0.0 (same digest)" in imported
     mine = json.loads(cli("show", "chat@1.0.0", "--json").output)
     theirs = json.loads(other("show", "chat@1.0.0", "--json").output)
-    assert theirs["files"] == mine["files"] and theirs["metrics"] == {"acc": 0.7}
+    assert theirs == mine  # the same manifest, author and time included, and the same digest
+    renamed = other("import", "--oci", out, "--version", "1.0.1").output
+    assert "imported chat@1.0.1" in renamed and "a new release digest" in renamed
 
 
 def test_import_needs_a_source_and_names_bad_input(cli: Cli, tmp_path: Path) -> None:

@@ -124,6 +124,7 @@ def test_export_is_a_modelpack_layout_skopeo_reads_and_copies(
     import_oci(other_ws, out, actor=bob, tag="1.0.0")
     there = import_oci(other_ws, copy, actor=bob)
     assert there.created and there.source_digest == release.row.digest
+    assert there.digest == release.row.digest and there.same_release  # the same release
     theirs = Registry(other_ws).show("chat@1.1.0").manifest
     assert theirs.content_key() == release.manifest.content_key()
     assert theirs.files == release.manifest.files

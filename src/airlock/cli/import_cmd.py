@@ -95,10 +95,19 @@ def import_oci(
             f"imported [bold]{result.ref}[/] {short(result.digest)}: {result.files} file(s), "
             f"{human_bytes(result.bytes_total)}, every blob verified"
         )
-    if result.source_digest is not None and not result.same_release:
+    if result.source_digest is None:
+        return
+    if result.same_release:
+        if result.created:
+            console.print(
+                f"  the same release as the exported {result.source_ref} (same digest): "
+                f"its author stays {result.author}; the audit log records this import as yours"
+            )
+    else:
         console.print(
             f"  same content as the exported {result.source_ref} {short(result.source_digest)}; "
-            "a new release digest (it records who pushed it here, and when)"
+            "a new release digest (a new name or version, or this version already held "
+            "the content: made here)"
         )
 
 

@@ -11,12 +11,15 @@ the file's digest. Blobs are written to a temporary file beside their final
 name, fsynced and renamed; ``index.json`` is replaced last, so an interrupted
 export leaves a layout that does not list a half-written image.
 
-Import verifies every blob it reads against its digest and size, then
-re-creates the release through ``Registry.push`` (the one way a release comes
-to be): the same files, components, lineage, metrics and notes, so the same
-content key. The release digest also covers who pushed it and when, so it is
-the original's when the release is already in this workspace (the import is a
-no-op) and a new one, of identical content, in another workspace.
+Import verifies every blob it reads against its digest and size. A layout
+``airlock export`` wrote carries the release's canonical manifest (its digest is
+the release digest): the release is stored as it is through
+``Registry.import_release``, which checks every file against that manifest, so
+another workspace gets the SAME release — same release digest, same author and
+time (who made it) — and the ``release.import`` audit event records who
+imported it, and when (as git keeps an author and a committer). Given another
+``--name`` or ``--version``, or a layout from another tool, the import is a new
+release made here, through ``Registry.push`` (the importer is its author).
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class ImportResult:
     source_ref: str | None  # the release the layout was exported from (Airlock layouts)
     source_digest: Digest | None
     image_digest: Digest
+    author: str = ""  # the release's author (kept from the export when it is the same release)
 
     @property
     def same_release(self) -> bool:
@@ -246,7 +250,7 @@ def import_oci(
     chosen = mp.pick_manifest(entries, tag)
     image = mp.parse_image_manifest(_read_blob(src, chosen.digest, chosen.size, "image manifest"))
     mp.check_layers(image)
-    original = _airlock_manifest(src, image)
+    original, original_json = _airlock_manifest(src, image)
     described = _described(src, image)
     name, version = _name_and_version(name, version, original, described, image)
     files = image.file_layers
@@ -265,7 +269,17 @@ def import_oci(
     staging = ws.cache_dir / "oci-import" / hex_of(chosen.digest)
     try:
         sources = _link_sources(src, staging, files)
-        if original is not None:
+        if original is not None and (name, version) == (original.name, original.version):
+            result = reg.import_release(
+                original_json,
+                sources,
+                actor=actor,
+                expected_digest=image.airlock_layer.digest if image.airlock_layer else None,
+                source=str(src),
+                allow_pickle=allow_pickle,
+                on_bytes=on_bytes,
+            )
+        elif original is not None:  # renamed: a new release of the same content
             result = reg.push(
                 sources,
                 name=name,
@@ -304,13 +318,15 @@ def import_oci(
         source_ref=original.ref if original is not None else None,
         source_digest=original.digest() if original is not None else None,
         image_digest=chosen.digest,
+        author=result.manifest.author,
     )
 
 
-def _airlock_manifest(src: Path, image: mp.ParsedImage) -> Manifest | None:
+def _airlock_manifest(src: Path, image: mp.ParsedImage) -> tuple[Manifest | None, bytes]:
+    """The exported release's manifest and its exact bytes (None, b"": not an Airlock layout)."""
     layer = image.airlock_layer
     if layer is None:
-        return None
+        return None, b""
     data = _read_blob(src, layer.digest, layer.size, "Airlock manifest layer")
     manifest = manifest_from_json(data)
     if manifest.canonical() != data:
@@ -318,7 +334,7 @@ def _airlock_manifest(src: Path, image: mp.ParsedImage) -> Manifest | None:
             "the Airlock manifest layer is not a canonical manifest: it was edited",
             hint="export the release again",
         )
-    return manifest
+    return manifest, data
 
 
 def _described(src: Path, image: mp.ParsedImage) -> mp.ModelDescriptor:

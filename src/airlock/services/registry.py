@@ -33,6 +33,7 @@ from airlock.core.manifest import (
     Lineage,
     Manifest,
     Notes,
+    manifest_from_json,
 )
 from airlock.core.names import check_name
 from airlock.core.records import Alias, AliasMove, ModelSummary, Release
@@ -329,6 +330,144 @@ class Registry:
             repaired=repaired,
         )
 
+    def import_release(
+        self,
+        manifest_json: bytes,
+        files: Sequence[SourceFile],
+        *,
+        actor: Actor,
+        expected_digest: Digest | None = None,
+        source: str = "",
+        allow_pickle: bool = False,
+        on_bytes: ProgressFn | None = None,
+    ) -> PushResult:
+        """Store a release made elsewhere exactly as its manifest says: the same release digest.
+
+        ``push`` makes a release: it stamps the pushing actor as the manifest's
+        ``author`` and the time as its ``created_at``. An import brings an existing
+        release here: the manifest is stored byte for byte, so it keeps its
+        original author and time (who made the release, like git's author) while
+        the ``release.import`` audit event records who brought it into this
+        workspace and when (like git's committer), with ``source`` (e.g. the
+        layout's path).
+
+        Checked before anything is recorded, all or nothing: the manifest is
+        canonical and hashes to ``expected_digest`` (when given); the files given
+        are exactly the manifest's paths and sizes, and each hashes, as it is
+        stored, to its listed digest; the parent and component releases it names
+        are in this workspace. Pickle-based files need ``allow_pickle``. A version
+        already holding this release is a no-op (``created`` False); one holding
+        the same content pushed here separately is kept (its own digest is
+        returned); other content is a ``Conflict``.
+        """
+        from airlock.services.ingest import check_sources, inspect_formats, store_files
+
+        started = time.perf_counter()
+        manifest = _imported_manifest(manifest_json, expected_digest)
+        authorize(self.db, actor, Action.RELEASE_PUSH, manifest.ref)
+        listed = {f.path: f for f in manifest.files}
+        given = {f.rel: f for f in files}
+        odd = sorted(set(listed) ^ set(given)) or sorted(
+            p for p, f in given.items() if f.size != listed[p].size
+        )
+        if odd:
+            raise IntegrityError(
+                f"the files to import are not those of {manifest.ref}: "
+                f"{', '.join(quoted(p, 60) for p in odd[:5])} (missing, extra or another size)",
+                hint="the copy was changed or is incomplete: export the release again",
+            )
+        files = list(files)
+        check_sources(files)
+        if manifest.has_pickle and not allow_pickle:
+            from airlock.errors import UnsafeArtifact
+
+            raise UnsafeArtifact(f"{manifest.ref} contains pickle-based files")
+        formats = inspect_formats(files, allow_pickle=allow_pickle)
+        with self.db.read() as conn:
+            self._check_references(conn, manifest)
+        ingest = store_files(
+            self.store,
+            files,
+            formats,
+            workers=self.ws.settings.worker_count,
+            on_bytes=on_bytes,
+            discard=self._discard,
+        )
+        added = list(ingest.new_blobs)
+        try:
+            wrong = [
+                e.path
+                for e in ingest.entries
+                if (e.digest, e.size) != (listed[e.path].digest, listed[e.path].size)
+            ]
+            if wrong:
+                raise IntegrityError(
+                    f"{len(wrong)} file(s) do not hash to the digest {manifest.ref} lists: "
+                    f"{', '.join(quoted(p, 60) for p in wrong[:5])}",
+                    hint="the copy was changed or damaged: export the release again",
+                )
+            signature = self._pushed_signature(manifest.files)  # model.sig: refused if bad
+            manifest_blob, manifest_new = self.store.ingest(_bytes_stream(manifest_json))
+            if manifest_new:
+                added.append(manifest_blob)
+            created = self._record_push(
+                manifest,
+                manifest_json.decode("utf-8"),
+                actor,
+                action="release.import",
+                details={
+                    "author": manifest.author,
+                    "created_at": manifest.created_at.isoformat(),
+                    "source": source,
+                },
+            )
+        except BaseException:
+            self._discard(added)
+            raise
+        if not created:
+            self._discard(added)
+        elif signature is not None:
+            from airlock.services.openssf_signatures import record_pushed
+            from airlock.services.signatures import Signatures
+
+            release = self.resolve(manifest.ref)
+            record_pushed(Signatures(self.ws), release, signature, actor=actor)
+        existing = manifest if created else self.resolve(manifest.ref).manifest()
+        return PushResult(
+            ref=existing.ref,
+            digest=existing.digest(),
+            created=created,
+            files=len(ingest.entries),
+            bytes_total=ingest.bytes_total,
+            bytes_read=ingest.bytes_read,
+            bytes_new=ingest.bytes_new,
+            seconds=time.perf_counter() - started,
+            manifest=existing,
+        )
+
+    def _check_references(self, conn: Connection, manifest: Manifest) -> None:
+        """The releases and blobs an imported manifest names must be here already."""
+        named = [("parent", manifest.lineage.parent)] + [
+            (f"component {role}", c.ref) for role, c in manifest.components.items()
+        ]
+        for what, ref in named:
+            if ref is None:
+                continue
+            try:
+                self._resolve(conn, ref)
+            except NotFound:
+                raise NotFound(
+                    f"{manifest.ref} names {ref} as its {what}, and {ref} is not in this workspace",
+                    hint=f"import {ref} first (`airlock export {ref} --oci DIR` where it lives)",
+                ) from None
+        for role, c in manifest.components.items():
+            if c.digest is not None and not self.store.has(c.digest):
+                raise NotFound(
+                    f"{manifest.ref} names blob {short(c.digest)} as its component {role}, "
+                    "and the store does not hold it",
+                    hint="push that blob here first",
+                )
+
     def _pushed_signature(self, entries: Sequence[FileEntry]) -> str | None:
         """The folder's OpenSSF ``model.sig``, verified against its files (None: there is none)."""
         from airlock.core.digest import hex_of
@@ -374,7 +513,16 @@ class Registry:
                     ) from exc
         return comps
 
-    def _record_push(self, manifest: Manifest, manifest_json: str, actor: Actor) -> bool:
+    def _record_push(
+        self,
+        manifest: Manifest,
+        manifest_json: str,
+        actor: Actor,
+        *,
+        action: str = "release.push",
+        details: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Insert the release row and its audit event (``release.push`` or ``release.import``)."""
         with self.db.write() as conn:
             # Under the audit lock (which garbage collection takes too), make sure
             # every blob this release names is still there: an old orphan reused by
@@ -403,7 +551,7 @@ class Registry:
             audit.append(
                 conn,
                 actor=actor.name,
-                action="release.push",
+                action=action,
                 subject=manifest.ref,
                 details={
                     "digest": manifest.digest(),
@@ -412,6 +560,7 @@ class Registry:
                     "parameters": manifest.parameters,
                     "has_pickle": manifest.has_pickle,
                     "parent": manifest.lineage.parent,
+                    **(details or {}),
                 },
             )
         return True
@@ -523,6 +672,23 @@ class Registry:
                 f"{exc.message}; refusing to materialise {target.name}",
                 hint="run `airlock verify` to see which releases use the damaged blob",
             ) from exc
+
+
+def _imported_manifest(manifest_json: bytes, expected: Digest | None) -> Manifest:
+    """The manifest of an imported release, if it is canonical and hashes to ``expected``."""
+    manifest = manifest_from_json(manifest_json)
+    if manifest.canonical() != manifest_json:
+        raise IntegrityError(
+            f"the manifest of {manifest.ref} is not in canonical form: it was edited",
+            hint="export the release again",
+        )
+    if expected is not None and manifest.digest() != expected:
+        raise IntegrityError(
+            f"the manifest of {manifest.ref} hashes to {short(manifest.digest())}, "
+            f"not to the release digest {short(expected)}: it was changed",
+            hint="export the release again",
+        )
+    return manifest
 
 
 def _build_manifest(**fields: Any) -> Manifest:

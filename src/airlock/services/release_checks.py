@@ -20,15 +20,19 @@ from airlock.core.manifest import Manifest, manifest_from_json
 from airlock.core.records import Release
 from airlock.errors import AirlockError, IntegrityError
 
+RECORDING_ACTIONS = ("release.push", "release.import")
+"""The audit events that bring a release into the catalog (made here, or imported as is)."""
+
 
 def pushed_digest(conn: Connection, ref: str) -> str | None:
-    """The digest the newest ``release.push`` event of ``ref`` recorded."""
-    found: str | None = None
-    for event in audit.entries(conn, action="release.push", subject_prefix=ref):
-        if event.subject == ref:
-            digest = event.details.get("digest")
-            found = digest if isinstance(digest, str) else None
-    return found
+    """The digest the newest ``release.push`` or ``release.import`` event of ``ref`` recorded."""
+    found: tuple[int, str | None] | None = None
+    for action in RECORDING_ACTIONS:
+        for event in audit.entries(conn, action=action, subject_prefix=ref):
+            if event.subject == ref and (found is None or event.seq > found[0]):
+                digest = event.details.get("digest")
+                found = (event.seq, digest if isinstance(digest, str) else None)
+    return found[1] if found is not None else None
 
 
 def release_problem(conn: Connection, row: Release) -> str | None:
@@ -47,7 +51,10 @@ def release_problem(conn: Connection, row: Release) -> str | None:
         return f"its manifest is the one of {manifest.ref}: the manifest row was swapped"
     pushed = pushed_digest(conn, row.ref)
     if pushed is None:
-        return "no release.push event on the audit chain records it: it was added to the catalog"
+        return (
+            "no release.push or release.import event on the audit chain records it: "
+            "it was added to the catalog"
+        )
     if pushed != row.digest:
         return (
             f"its digest {short(row.digest)} is not the one recorded when it was pushed "
