@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from airlock.services.controller import ControllerEvent
-    from airlock.services.rollouts import RolloutRecord, RolloutView, Transition
+    from airlock.services.rollouts import RolloutRecord, Rollouts, RolloutView, Transition
 
 rollout_app = typer.Typer(
     help="Roll a candidate out to a service step by step; watch, pause, promote, roll back.",
@@ -171,10 +171,29 @@ def _print_plan(result: Any) -> None:
 
 @rollout_app.command("status")
 @handle_errors
-def status(service: Service, as_json: AsJson = False) -> None:
+def status(
+    service: Service,
+    as_json: AsJson = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Keep watching until the rollout ends: exit 0 when promoted or completed, "
+            "1 when rolled back or aborted. Redraws on a terminal; one line per change "
+            "when piped (one JSON object per line with --json).",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between two looks with --watch.", min=0.01)
+    ] = 1.0,
+) -> None:
     """Where the service's rollout is: step, weights, and the latest analysis per metric."""
     from airlock.services.rollouts import Rollouts
 
+    if watch:
+        with workspace() as ws:
+            code = _watch(Rollouts(ws), service, interval=interval, as_json=as_json)
+        raise typer.Exit(code)
     with workspace() as ws:
         view = Rollouts(ws).status(service)
     if as_json:
@@ -182,6 +201,46 @@ def status(service: Service, as_json: AsJson = False) -> None:
         return
     for part in _status(view):
         console.print(part)
+
+
+ENDED_WELL = frozenset({"promoted", "completed"})
+
+
+def _watch(rollouts: Rollouts, service: str, *, interval: float, as_json: bool) -> int:
+    """Follow the service's rollout until it ends; its exit code (0 went well, 1 did not)."""
+    import time
+
+    from rich.console import Group
+    from rich.live import Live
+
+    def ended(view: RolloutView) -> int:
+        return 0 if view.phase in ENDED_WELL else 1
+
+    view = rollouts.status(service)
+    try:
+        if console.is_terminal and not as_json:
+            with Live(Group(*_status(view)), console=console, auto_refresh=False) as live:
+                while view.live:
+                    time.sleep(interval)
+                    view = rollouts.status(service)
+                    live.update(Group(*_status(view)), refresh=True)
+            return ended(view)
+        last: tuple[Any, ...] | None = None
+        while True:
+            key = _change_key(view)
+            if key != last:
+                last = key
+                if as_json:
+                    typer.echo(json.dumps(view.to_dict(), sort_keys=True))
+                else:
+                    console.print(_status_line(view), soft_wrap=True)
+            if not view.live:
+                return ended(view)
+            time.sleep(interval)
+            view = rollouts.status(service)
+    except KeyboardInterrupt:
+        console.print("stopped watching; the rollout goes on (`airlock rollout status` to look)")
+        return 130
 
 
 @rollout_app.command("pause")
@@ -382,6 +441,32 @@ def _where(view: RolloutView) -> str:
     return (
         f"step {view.state.step_index + 1}/{len(view.steps)}: "
         f"{view.candidate_weight / 100:g} % of users on the candidate{mirror}{waiting}"
+    )
+
+
+def _change_key(view: RolloutView) -> tuple[Any, ...]:
+    """What a watcher is told about: a new rollout, phase, step, weight, verdict or reason."""
+    verdict = view.last_verdict.outcome if view.last_verdict else None
+    return (
+        view.id,
+        view.phase,
+        view.state.step_index,
+        view.state.awaiting_approval,
+        view.candidate_weight,
+        verdict,
+        view.reason,
+    )
+
+
+def _status_line(view: RolloutView) -> str:
+    """One line of ``rollout status --watch`` when piped: when, which, where, the analysis."""
+    from airlock.core.verdict_text import counts
+
+    when = datetime.now(UTC).strftime("%H:%M:%S")
+    analysis = f"; analysis {counts(view.last_verdict)}" if view.last_verdict else ""
+    return (
+        f"{when} rollout #{view.id} of {view.service} ({view.candidate}): "
+        f"{_phase(view.phase)} — {_where(view)}{analysis}"
     )
 
 
