@@ -426,7 +426,11 @@ class Registry:
             raise
         if not created:
             self._discard(added)
-        elif signature is not None:
+        if ingest.repaired:  # a damaged stored blob replaced from the imported file
+            from airlock.services.repair import record_repair
+
+            record_repair(self.ws, actor, ingest.repaired, source=f"import {manifest.ref}")
+        if created and signature is not None:
             from airlock.services.openssf_signatures import record_pushed
             from airlock.services.signatures import Signatures
 
@@ -443,6 +447,7 @@ class Registry:
             bytes_new=ingest.bytes_new,
             seconds=time.perf_counter() - started,
             manifest=existing,
+            repaired=ingest.repaired,
         )
 
     def _check_references(self, conn: Connection, manifest: Manifest) -> None:
