@@ -2,7 +2,8 @@
 
 In a temporary workspace holding a few releases, runs each command N times
 (``--runs``, after one warm-up run that fills the bytecode and page caches) and
-reports the median and the fastest wall time, and the median minus the
+reports the median and the fastest wall time, the median CPU time (user + system:
+less sensitive than wall time to a loaded machine), and the median minus the
 interpreter's own start-up (``python -c pass``): what Airlock adds.
 
 Targets (issue 14): ``airlock --help`` ≤ 0.15 s and ``airlock ls`` ≤ 0.3 s wall.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -29,12 +31,21 @@ AIRLOCK = str(Path(sys.executable).with_name("airlock"))
 TARGETS = {"airlock --help": 0.15, "airlock ls": 0.3}
 
 
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _run(cmd: list[str], env: dict[str, str], cwd: Path, cpu: list[float] | None = None) -> float:
+    """The command's wall time; its CPU time (user + system) is appended to ``cpu``."""
+    cpu_before = _cpu()
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    if cpu is not None:
+        cpu.append(_cpu() - cpu_before)
     return wall
 
 
@@ -79,11 +90,12 @@ def main(argv: list[str]) -> int:
             if exe is not None:
                 commands.update({f"{label}airlock {' '.join(q)}": [exe, *q] for q in quick})
         walls: dict[str, list[float]] = {name: [] for name in commands}
+        cpus: dict[str, list[float]] = {name: [] for name in commands}
         for cmd in commands.values():
             _run(cmd, env, root)  # warm-up: bytecode and page caches
         for _ in range(args.runs):  # interleaved, so a burst of load hits every command alike
             for name, cmd in commands.items():
-                walls[name].append(_run(cmd, env, root))
+                walls[name].append(_run(cmd, env, root, cpus[name]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     base = statistics.median(walls["python -c pass"])
@@ -98,6 +110,7 @@ def main(argv: list[str]) -> int:
         results[name] = {
             "median_s": median,
             "min_s": min(times),
+            "cpu_median_s": statistics.median(cpus[name]),
             "over_python_s": median - base,
             "target_s": target,
             "pass": passed,
@@ -107,6 +120,7 @@ def main(argv: list[str]) -> int:
                 name,
                 f"{median:.3f}",
                 f"{min(times):.3f}",
+                f"{statistics.median(cpus[name]):.3f}",
                 "—" if name == "python -c pass" else f"{median - base:+.3f}",
                 "—" if target is None else f"≤ {target:g}",
                 "—" if passed is None else ("pass" if passed else "FAIL"),
@@ -115,7 +129,7 @@ def main(argv: list[str]) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report(
         "cli",
-        ["command", "median s", "min s", "over python", "target", "result"],
+        ["command", "median s", "min s", "cpu s", "over python", "target", "result"],
         rows,
         {"runs": args.runs, "airlock": airlock, "load_average_1m": load, "results": results},
     )
