@@ -26,7 +26,7 @@ RANGES: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
 }
 MAX_POINTS = 120
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 600, 180, 58, 20, 8
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 340, 170, 50, 16, 8
 
 
 def parse_range(text: str | None) -> timedelta | None:
@@ -168,6 +168,15 @@ def side_series(series: Sequence[ReleaseSeries], release: str) -> ReleaseSeries 
     return live if live is not None and live.totals.requests else shadow or live
 
 
+def _values(s: ReleaseSeries | None, metric: Metric, step: float) -> list[float | None]:
+    """One value per step; none after the release's last request (a flush not in yet, or
+    no traffic since), so a line ends where the data ends instead of dropping to zero."""
+    if s is None:
+        return []
+    last = max((i for i, p in enumerate(s.points) if p.requests), default=-1)
+    return [metric.value(p, step) if i <= last else None for i, p in enumerate(s.points)]
+
+
 def _path(values: Sequence[float | None], ax: Axis) -> str:
     n = max(len(values) - 1, 1)
     parts, pen = [], False
@@ -198,10 +207,7 @@ def charts(
     chosen = [(role, release, side_series(series, release)) for role, release in sides]
     out = []
     for metric in METRICS:
-        values = {
-            release: [metric.value(p, step) for p in s.points] if s else []
-            for _, release, s in chosen
-        }
+        values = {release: _values(s, metric, step) for _, release, s in chosen}
         ax = axis(
             [v for vs in values.values() for v in vs],
             floor=metric.floor,
