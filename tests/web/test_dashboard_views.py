@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from airlock.core.telemetry import TelemetryRecord
 from airlock.errors import InvalidInput, NotFound
 from airlock.services.health import Health
 from airlock.services.rollouts import Rollouts
+from airlock.services.timeline import Timeline
 from airlock.services.workspace import Workspace
 from airlock.web import views
 from airlock.web.charts import MAX_POINTS, axis, chart_window, parse_range
@@ -72,6 +74,44 @@ def test_a_small_error_rate_gets_an_axis_of_its_own_size() -> None:
     big = axis([412.0], floor=1.0, unit=" ms")
     assert big.top == 600 and [t.label for t in big.ticks] == ["0 ms", "200 ms", "400 ms", "600 ms"]
     assert big.y(0) > big.y(600)  # higher values are drawn higher
+
+
+# -- adding up in the database --------------------------------------------------------------------
+
+
+def test_steps_added_up_in_sql_equal_the_records_added_up_one_by_one(
+    lab: Lab, chat: tuple[str, str]
+) -> None:
+    stable, candidate = chat
+    since = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    records = [
+        record("chat", stable, "live", since + timedelta(seconds=s), requests=7, errors=s % 3)
+        for s in range(-5, 125)  # some before the window, one on every step boundary
+    ]
+    records += [
+        record("chat", candidate, "shadow", since + timedelta(seconds=s, milliseconds=250),
+               requests=3, flags=1, latency_ms=50 + s)
+        for s in range(40, 90)
+    ]  # fmt: skip
+    records.append(  # an empty histogram and feedback only: added up all the same
+        TelemetryRecord("chat", candidate, "live", since + timedelta(seconds=61),
+                        since + timedelta(seconds=62), feedback_sum=4.0, feedback_count=2)
+    )  # fmt: skip
+    lab.serving.flush(records, gateway="g1")
+    lab.serving.flush(records[:20], gateway="g2")  # a second gateway's records add up too
+    w = chart_window(since, since + timedelta(minutes=2))
+    assert w.step == timedelta(seconds=1)
+    for step in (1, 8, 30):
+        coarse = type(w)(w.since, w.until, timedelta(seconds=step))
+        fast, slow = Timeline(lab.ws).steps("chat", coarse), Timeline(lab.ws).series("chat", coarse)
+        assert fast == slow
+        assert [(s.release, s.traffic) for s in fast] == [
+            (stable, "live"),
+            (candidate, "shadow"),
+            (candidate, "live"),
+        ]
+    with pytest.raises(NotFound):
+        Timeline(lab.ws).steps("nope", w)
 
 
 # -- health figures -------------------------------------------------------------------------------

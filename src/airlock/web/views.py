@@ -121,12 +121,13 @@ def live(
     now = datetime.now(UTC)
     if span is not None:
         w = chart_window(now - span, now)
+        series = Timeline(ws).steps(name, w)
     else:
         since = now - LIVE_SPAN
         if current is not None:  # zoom in on a recent rollout: from a little before it started
             since = max(since, current.created_at - timedelta(seconds=20))
         w = window(since, now, step_seconds=2.0 if now - since <= timedelta(minutes=2) else 5.0)
-    series = Timeline(ws).series(name, w)
+        series = Timeline(ws).series(name, w)
     return {
         "service": name,
         "stable": view.plan.stable,
@@ -163,7 +164,7 @@ def rollout_page(
     else:
         since = min(view.created_at - ROLLOUT_MARGIN, end - timedelta(minutes=1))
     w = chart_window(since, end)
-    series = Timeline(ws).series(view.service, w)
+    series = Timeline(ws).steps(view.service, w)
     sides = [("stable", view.stable), ("candidate", view.candidate)]
     verdict = view.last_verdict
     return {
