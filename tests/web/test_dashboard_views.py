@@ -269,6 +269,39 @@ def test_an_unknown_rollout_is_not_found(lab: Lab, chat: tuple[str, str]) -> Non
         views.rollout_page(lab.ws, lab.serving, 41)
 
 
+def test_holds_that_repeat_the_one_before_are_folded_unless_asked() -> None:
+    from airlock.core.rollout_view import RolloutRecord
+    from airlock.core.verdict import VerdictReport
+    from airlock.services.rollout_views import decisions
+
+    def entry(action: str, step: int, outcome: str | None) -> RolloutRecord:
+        verdict = VerdictReport(outcome, 10, 10, "r") if outcome else None  # type: ignore[arg-type]
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        return RolloutRecord(1, at, action, "x", "progressing", step, 0, "", verdict, None, None)
+
+    history = [
+        entry("start", 0, None),
+        entry("hold", 0, "inconclusive"),
+        entry("hold", 0, "inconclusive"),  # says nothing new
+        entry("hold", 0, "pass"),
+        entry("hold", 0, "pass"),  # nothing new
+        entry("advance", 1, "pass"),
+        entry("hold", 1, "pass"),  # the first hold of a step
+        entry("rollback", 1, "fail"),
+    ]
+    folded = decisions(history, every_hold=False)
+    assert [(d.record.action, d.outcome) for d in folded] == [
+        ("start", None),
+        ("hold", "inconclusive"),
+        ("hold", "pass"),
+        ("advance", "pass"),
+        ("hold", "pass"),
+        ("rollback", "fail"),
+    ]
+    assert [(d.from_step, d.to_step) for d in folded if d.record.action == "advance"] == [(1, 2)]
+    assert len(decisions(history)) == len(history)
+
+
 # -- the list of rollouts ------------------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ and per release serving it (stable, candidate or shadow, with its weight):
 requests per second, error rate and p95 latency. ``Health(ws).placements(ref)``
 says where one release is serving. Both hand out frozen values.
 
+The telemetry is added up inside the database (:mod:`airlock.catalog.telemetry_steps`).
 Requests per second divide by the time the figures cover: the span, or less when
-the first record in it is younger (a service that started a minute ago shows its
+the first record in it is younger (to 5 s) (a service that started a minute ago shows its
 real rate, not a fifth of it).
 """
 
@@ -18,14 +19,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from airlock.catalog import serving as sql
-from airlock.core.telemetry import TelemetryRecord
+from airlock.catalog import telemetry_steps
+from airlock.core.series import ReleaseSeries, SeriesPoint
 from airlock.core.traffic import BUCKETS, TrafficPlan
-from airlock.core.window import latency_quantile
 from airlock.errors import InvalidInput
 from airlock.services.registry import Registry
 from airlock.services.workspace import Workspace
 
 HEALTH_SPAN = timedelta(minutes=5)
+STEPS = 60  # the span is added up in the catalog in this many steps (to see when data starts)
 Role = Literal["stable", "candidate", "shadow"]
 
 
@@ -80,17 +82,11 @@ def _pct(bp: int) -> float:
 
 
 def _figures(
-    records: list[TelemetryRecord], *, seconds: float
+    s: SeriesPoint | None, *, seconds: float
 ) -> tuple[int, int, float, float | None, float | None]:
-    requests = sum(r.requests for r in records)
-    errors = sum(r.errors for r in records)
-    histogram: tuple[int, ...] = ()
-    for r in records:
-        h = r.latency_histogram
-        histogram = tuple(a + b for a, b in zip(histogram, h, strict=True)) if histogram else h
-    p95 = latency_quantile(histogram, 0.95) if histogram and any(histogram) else None
-    rate = errors / requests if requests else None
-    return requests, errors, requests / seconds if seconds > 0 else 0.0, rate, p95
+    if s is None or not s.requests:
+        return 0, 0, 0.0, None, None
+    return s.requests, s.errors, s.requests / seconds, s.error_rate, s.quantile(0.95)
 
 
 class Health:
@@ -106,10 +102,13 @@ class Health:
         until = now or datetime.now(UTC)
         since = until - span
         out = []
+        step = max(span / STEPS, timedelta(seconds=1))
         with self.ws.db.read() as conn:
             for stored in sql.all_services(conn):
-                records = sql.telemetry(conn, stored.name, since=since, until=until, detail=False)
-                out.append(_service_health(stored.plan(), records, since, until))
+                series = telemetry_steps.steps(
+                    conn, stored.name, since=since, until=until, step=step
+                )
+                out.append(_service_health(stored.plan(), series, since, until))
         return sorted(out, key=lambda s: s.service)
 
     def placements(self, ref: str) -> list[Placement]:
@@ -122,20 +121,37 @@ class Health:
 
 
 def _service_health(
-    plan: TrafficPlan, records: list[TelemetryRecord], since: datetime, until: datetime
+    plan: TrafficPlan, series: list[ReleaseSeries], since: datetime, until: datetime
 ) -> ServiceHealth:
-    records = [r for r in records if since <= r.window_start < until]
-    first = min((r.window_start for r in records), default=until)
+    busy = [p.t for s in series for p in s.points if p.requests]
+    first = min(busy, default=until)
     seconds = max((until - max(since, first)).total_seconds(), 1.0)
     releases = []
     for place in placements_of(plan):
         traffic = "shadow" if place.role == "shadow" else "live"
-        mine = [r for r in records if r.release == place.release and r.traffic == traffic]
-        requests, errors, rps, rate, p95 = _figures(mine, seconds=seconds)
+        mine = next(
+            (s for s in series if s.release == place.release and s.traffic == traffic), None
+        )
+        requests, errors, rps, rate, p95 = _figures(mine.totals if mine else None, seconds=seconds)
         releases.append(ReleaseHealth(place, requests, errors, rps, rate, p95))
-    live = [r for r in records if r.traffic == "live"]
+    live = SeriesPoint(since)
+    for s in series:
+        if s.traffic == "live":
+            live = _plus(live, s.totals)
     _, _, rps, rate, p95 = _figures(live, seconds=seconds)
     return ServiceHealth(plan.service, since, until, tuple(releases), rps, rate, p95)
+
+
+def _plus(a: SeriesPoint, b: SeriesPoint) -> SeriesPoint:
+    ha, hb = a.latency_histogram, b.latency_histogram
+    return SeriesPoint(
+        a.t,
+        a.requests + b.requests,
+        a.errors + b.errors,
+        latency_histogram=tuple(x + y for x, y in zip(ha, hb, strict=True))
+        if ha and hb
+        else ha or hb,
+    )
 
 
 __all__ = [

@@ -169,14 +169,28 @@ class Decision:
         return self.record.verdict.outcome if self.record.verdict else None
 
 
-def decisions(history: list[RolloutRecord]) -> tuple[Decision, ...]:
-    """The history oldest first, each entry with the step before and after it (pure)."""
+def decisions(history: list[RolloutRecord], *, every_hold: bool = True) -> tuple[Decision, ...]:
+    """The history oldest first, each entry with the step before and after it (pure).
+
+    The controller notes a ``hold`` every 30 seconds while a step bakes; without
+    ``every_hold`` only the holds that say something new are kept: the first of a step
+    and each whose verdict outcome differs from the hold before it.
+    """
     out = []
     previous: int | None = None
+    last_hold: tuple[int, str | None] | None = None
     for r in history:
         before = r.step_index if previous is None else previous
-        out.append(Decision(r, before + 1, r.step_index + 1))
         previous = r.step_index
+        if r.action == "hold":
+            said = (r.step_index, r.verdict.outcome if r.verdict else None)
+            repeat = said == last_hold
+            last_hold = said
+            if repeat and not every_hold:
+                continue
+        else:
+            last_hold = None
+        out.append(Decision(r, before + 1, r.step_index + 1))
     return tuple(out)
 
 

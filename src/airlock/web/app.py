@@ -13,7 +13,8 @@
                                     (``?before=ID``: keyset; ``?service=NAME``)
 ``GET  /rollouts/{id}``             one rollout, in flight or past: steps with bake
                                     progress, decisions, verdict in words, charts
-                                    (``?range=15m|1h|24h``; default: its own span)
+                                    (``?range=15m|1h|24h``; default: its own span;
+                                    ``?holds=all``: every 30-second hold too)
 ``POST /services/{name}/rollout/{verb}``  pause, resume, promote, rollback, abort
 ``GET  /models/{name}``             a model's releases and alias moves
 ``GET  /releases/{ref}``            manifest, lineage graph, evaluations, approvals,
@@ -284,7 +285,12 @@ def create_dashboard(
         rollout_id = _rollout_id(request.path_params["id"])
         chosen = request.query_params.get("range") or ""
         span = parse_range(chosen)
-        data = await _thread(lambda: views.rollout_page(workspace, serving, rollout_id, span=span))
+        every_hold = request.query_params.get("holds") == "all"
+        data = await _thread(
+            lambda: views.rollout_page(
+                workspace, serving, rollout_id, span=span, every_hold=every_hold
+            )
+        )
         return render(request, who, "rollout.html", chosen_range=chosen, **data)
 
     async def control(request: Request, who: Actor) -> Response:

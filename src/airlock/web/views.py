@@ -150,9 +150,11 @@ def rollout_page(
     *,
     span: timedelta | None = None,
     now: datetime | None = None,
+    every_hold: bool = False,
 ) -> dict[str, Any]:
-    """One rollout, in flight or past: its steps with bake progress, every decision, the newest
-    verdict in words, and charts of stable and candidate over its time (or ``span`` up to its end).
+    """One rollout, in flight or past: its steps with bake progress, its decisions (holds that
+    repeat the one before only with ``every_hold``), the newest verdict in words, and charts of
+    stable and candidate over its time (or ``span`` up to its end).
     """
     rollouts = Rollouts(ws, serving=serving)
     view = rollouts.get(rollout_id)
@@ -167,10 +169,12 @@ def rollout_page(
     series = Timeline(ws).steps(view.service, w)
     sides = [("stable", view.stable), ("candidate", view.candidate)]
     verdict = view.last_verdict
+    shown = decisions(history, every_hold=every_hold)
     return {
         "rollout": view,
         "steps": step_progress(view, now.timestamp()),
-        "decisions": decisions(history),
+        "decisions": shown,
+        "hidden_holds": len(history) - len(shown),
         "verdict": verdict,
         "verdict_headline": headline(verdict) if verdict else None,
         "verdict_rows": [(metric_row(m), explain(m)) for m in verdict.per_metric]
