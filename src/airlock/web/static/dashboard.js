@@ -125,7 +125,7 @@
     const r = data.rollout;
     const first = data.series[0];
     const secs = first ? (first.points.length * (Date.parse(first.points[1] ? first.points[1].t : first.points[0].t) - Date.parse(first.points[0].t))) / 1000 : 0;
-    const span = secs >= 120 ? "−" + Math.round(secs / 60) + " min" : secs > 0 ? "−" + Math.round(secs) + " s" : "";
+    const span = secs >= 7200 ? "−" + Math.round(secs / 3600) + " h" : secs >= 120 ? "−" + Math.round(secs / 60) + " min" : secs > 0 ? "−" + Math.round(secs) + " s" : "";
     document.querySelectorAll("[data-chart]").forEach((s) => { s.dataset.span = span; });
     const sides = [{ role: "stable", release: r ? r.stable : data.stable }];
     if (r && r.candidate !== sides[0].release) sides.push({ role: "candidate", release: r.candidate });
