@@ -4,7 +4,6 @@ A rollout spec (or a service's defaults) may carry a ``quality`` section::
 
     quality:
       sample: 0.1                  # share of answers scored, the same on both arms
-      queue: 512                   # bounded scoring queue; drops are counted per arm
       scorers:
         no_refusal: {check: {refusal: false}, tolerance: 0.5}
         valid_json: {check: {json: true, required_keys: [answer]}, weight: 2}
@@ -111,8 +110,6 @@ class JudgeSpec(_Frozen):
 
 class QualitySettings(_Frozen):
     sample: float = Field(default=0.1, ge=0.0, le=1.0)
-    queue: int = Field(default=512, ge=1, le=100_000)
-    workers: int = Field(default=2, ge=1, le=32)
     scorers: dict[str, OnlineScorer] = Field(default_factory=dict)
     judge: JudgeSpec | None = None
 
