@@ -197,6 +197,8 @@ def test_judge_failures_never_count_against_the_candidate_and_drops_are_counted(
             n for (_, _, outcome), n in tight.quality.samples.items() if outcome == "dropped"
         )
         assert dropped > 0  # a slow judge fills the bounded queue: samples are dropped, counted
+        windows = tight.telemetry.windows()
+        assert sum(w.count("quality_dropped") for w in windows.values()) == dropped
         _drain(server, tight)
         scored = sum(
             n for (_, _, outcome), n in tight.quality.samples.items() if outcome == "scored"

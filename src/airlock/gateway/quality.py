@@ -133,6 +133,8 @@ class OnlineQuality:
 
     def _dropped(self, job: QualityJob) -> None:
         self.samples[(job.service, job.release, "dropped")] += 1
+        key: Key = (job.service, job.release, job.traffic)
+        self.telemetry.count(key, "quality_dropped", job.cluster)  # per arm, in the catalog
 
     # -- scoring ------------------------------------------------------------------------
     async def score(self, job: QualityJob) -> None:
