@@ -148,6 +148,7 @@ class Gateway:
             read_prompt=self.settings.read_judge_prompt,
         )
         self.shadow_runner.quality = self.quality
+        self.quality.on_scored = self.transcripts.scored
         self.started_at = time.time()
         # Readiness: releases that failed to load (verification) and services that cannot
         # serve because of it (answered 503 with the reason, not 404).

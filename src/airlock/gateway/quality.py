@@ -103,6 +103,9 @@ class OnlineQuality:
         self.samples: Counter[tuple[str, str, str]] = Counter()  # (service, release, outcome)
         self.judge_calls: Counter[tuple[str, str]] = Counter()  # (judge release, outcome)
         self.judge_cost = JudgeCost()
+        # (service, response id, scores, judge release) of each scored answer: the
+        # transcripts keep them, where people's labels can be compared with the judge's
+        self.on_scored: Callable[[str, str, dict[str, float], str | None], None] | None = None
 
     # -- what to score ---------------------------------------------------------------
     def settings_for(self, plan: TrafficPlan) -> QualitySettings | None:
@@ -140,10 +143,12 @@ class OnlineQuality:
     async def score(self, job: QualityJob) -> None:
         key: Key = (job.service, job.release, job.traffic)
         settings = job.settings
+        named: dict[str, float] = {}
         if settings.scorers:
             results = await asyncio.to_thread(self._checks, job)
             for name, passed in results.items():
                 self.telemetry.custom(key, scorer_metric(name), passed, job.cluster)
+                named[scorer_metric(name)] = passed
         judge = settings.judge
         if judge is not None:
             if judge.mode == "pointwise":
@@ -151,6 +156,7 @@ class OnlineQuality:
                 if score is not None:
                     passed = 1.0 if score >= judge.threshold else 0.0
                     self.telemetry.custom(key, JUDGE_METRIC, passed, job.cluster)
+                    named[JUDGE_METRIC] = score
             elif job.stable_answer is not None and job.stable_release is not None:
                 outcome = await self._ask_pairwise(job)
                 if outcome is not None:
@@ -159,6 +165,8 @@ class OnlineQuality:
                     stable_key: Key = (job.service, job.stable_release, "live")
                     self.telemetry.custom(stable_key, PAIRWISE_METRIC, stab, job.cluster)
         self.samples[(job.service, job.release, "scored")] += 1
+        if named and job.traffic == "live" and self.on_scored is not None:
+            self.on_scored(job.service, job.request_id, named, judge.release if judge else None)
 
     def _checks(self, job: QualityJob) -> dict[str, float]:
         case = Case(id=job.request_id, prompt=job.prompt)
