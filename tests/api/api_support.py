@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from airlock.services.workspace import Workspace
+from airlock_testkit import Server
+
+__all__ = ["ROLES", "BodyCounter", "Lumen", "Server"]
 
 ROLES = {
     "alice": "admin",
@@ -24,36 +26,6 @@ class Lumen:
 
     def auth(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
-
-
-class Server:
-    """A real uvicorn server on a free loopback port, run in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            self.thread.join(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    @property
-    def url(self) -> str:
-        sock = self.server.servers[0].sockets[0]
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 class BodyCounter:
