@@ -4,7 +4,6 @@ may have its own ``conftest``, so ``from conftest import ...`` would be ambiguou
 from __future__ import annotations
 
 import threading
-
 from pathlib import Path
 from typing import Any
 
