@@ -137,10 +137,11 @@ def blob_batch(body: BatchIn, ws: WorkspaceDep, who: ActorDep) -> BatchOut:
             stored = None
         if stored == item.size:
             present.append(digest)
-        else:
-            missing.append(
-                BlobState(digest=digest, size=item.size, received=uploads.received(digest))
-            )
+            continue
+        presign = getattr(ws.store, "presign_upload", None)
+        url = presign(digest, item.size) if presign is not None else None
+        received = 0 if url else uploads.received(digest)
+        missing.append(BlobState(digest=digest, size=item.size, received=received, upload_url=url))
     return BatchOut(missing=missing, present=present)
 
 
@@ -219,6 +220,24 @@ async def upload_blob(
     finally:
         upload.close()
     return UploadOut.of(state)
+
+
+@router.post("/blobs/{digest}/complete", response_model=UploadOut)
+def complete_upload(digest: str, ws: WorkspaceDep, who: ActorDep) -> UploadOut:
+    """After a PUT to a pre-signed URL: hash what arrived in the bucket; keep it only if it matches."""
+    d = _digest(digest)
+    authorize(ws.db, who, Action.RELEASE_PUSH, short(d))
+    complete = getattr(ws.store, "complete_upload", None)
+    if complete is None or not complete(d):
+        if ws.store.has(d):
+            size = ws.store.size(d)
+            return UploadOut(digest=d, size=size, received=size, complete=True)
+        raise NotFound(
+            f"no upload of blob {short(d)} to complete",
+            hint="PUT the bytes to the upload_url the batch answer gave, then complete",
+        )
+    size = ws.store.size(d)
+    return UploadOut(digest=d, size=size, received=size, complete=True)
 
 
 _GET_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
