@@ -253,6 +253,7 @@ def remote(args: argparse.Namespace) -> int:
             f.write(np.random.default_rng(1).bytes(4096))
         repush_wall, _, repush_sent, repush_stored = push("1.0.1")
         pull_wall, _ = timed([AIRLOCK, "pull", "bench@1.0.1", str(root / "pulled")], laptop)
+        startup_wall, _ = timed([AIRLOCK, "ls"], laptop)  # a remote command's floor
         size = sum(p.stat().st_size for p in shards)
 
         def mib(n: int) -> str:
@@ -263,6 +264,7 @@ def remote(args: argparse.Namespace) -> int:
             ["remote push (hash + upload + server verify)", f"{push_wall:.2f}", f"{push_wall / ref_wall:.2f}×", f"{size / push_wall / 2**20:.0f}", push_sent, mib(push_stored)],
             ["remote push again (nothing missing)", f"{again_wall:.2f}", f"{again_wall / ref_wall:.2f}×", "—", "0 B", mib(again_stored)],
             ["remote push, 1 shard changed", f"{repush_wall:.2f}", f"{repush_wall / push_wall:.2f}× push", "—", repush_sent, mib(repush_stored)],
+            ["remote airlock ls (start-up + one call)", f"{startup_wall:.2f}", "—", "—", "—", "—"],
             ["remote pull (stream + verify)", f"{pull_wall:.2f}", f"{pull_wall / ref_wall:.2f}×", f"{size / pull_wall / 2**20:.0f}", "—", "—"],
         ]  # fmt: skip
         report(
@@ -278,6 +280,7 @@ def remote(args: argparse.Namespace) -> int:
                 "repush_ratio": repush_wall / push_wall,
                 "repush_stored_bytes": repush_stored,
                 "again_stored_bytes": again_stored,
+                "startup_seconds": startup_wall,
             },
         )
         ok = repush_stored <= victim.stat().st_size + (1 << 20) and again_stored == 0
