@@ -16,6 +16,8 @@ from airlock.api.auth import token_authenticator
 from airlock.client import Client
 from airlock.core.digest import digest_bytes
 from airlock.errors import Forbidden, IntegrityError, NotFound
+from airlock.services.gc import plan_gc
+from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 
 MiB = 1 << 20
@@ -76,26 +78,57 @@ def test_interrupted_upload_resumes(
     (folder / "weights.txt").write_bytes(data)
     digest = digest_bytes(data)
     host, port = server.url.removeprefix("http://").split(":")
-    half = len(data) // 2
-    with socket.create_connection((host, int(port))) as sock:  # the connection drops mid-PUT
+    sent = 4 * MiB + 1000
+    with (  # the connection drops mid-PUT, once the server has taken in 4 MiB
+        socket.create_connection((host, int(port))) as sock,
+        Client(server.url, lumen.tokens["carol"]) as api,
+    ):
         sock.sendall(
             f"PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: x\r\n"
             f"Authorization: Bearer {lumen.tokens['carol']}\r\n"
             f"Content-Length: {len(data)}\r\n\r\n".encode()
         )
-        sock.sendall(data[:half])
-    with Client(server.url, lumen.tokens["carol"]) as api:
+        sock.sendall(data[:sent])
         deadline = time.monotonic() + 10
-        while api.upload_offset(digest) < half and time.monotonic() < deadline:
+        while api.upload_offset(digest) < 4 * MiB and time.monotonic() < deadline:
             time.sleep(0.05)
+    with Client(server.url, lumen.tokens["carol"]) as api:
         kept = api.upload_offset(digest)
-        assert 0 < kept <= half
+        assert 4 * MiB <= kept <= sent
         assert not lumen.ws.store.has(digest)  # a partial upload is not a blob
         before = counter.upload_bytes
         result = api.push(folder, name="big", version="1.0.0")
     assert result.bytes_new == len(data) - kept
     assert counter.upload_bytes - before == len(data) - kept
     assert lumen.ws.store.read(digest) == data
+
+
+def test_gc_removes_an_abandoned_upload(
+    served: tuple[Server, BodyCounter], lumen: Lumen, tmp_path: Path
+) -> None:
+    server, _ = served
+    data = b"x" * (5 * MiB)
+    digest = digest_bytes(data)
+    host, port = server.url.removeprefix("http://").split(":")
+    with (
+        socket.create_connection((host, int(port))) as sock,
+        Client(server.url, lumen.tokens["carol"]) as api,
+    ):
+        sock.sendall(
+            f"PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {lumen.tokens['carol']}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+        )
+        sock.sendall(data[: 4 * MiB + 1000])
+        deadline = time.monotonic() + 10
+        while api.upload_offset(digest) < 4 * MiB and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server writes what it took in 4 MiB steps
+    with Client(server.url, lumen.tokens["carol"]) as api:
+        assert api.upload_offset(digest) >= 4 * MiB
+        plan = plan_gc(lumen.ws, staging_min_age=0)
+        assert [f.name for f in plan.staging] == [f"upload-{digest.removeprefix('sha256:')}"]
+        plan.execute(lumen.ws, Actor("alice", "admin"))
+        assert api.upload_offset(digest) == 0
 
 
 def test_tampered_upload_is_refused(served: tuple[Server, BodyCounter], lumen: Lumen) -> None:
