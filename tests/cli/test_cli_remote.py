@@ -95,6 +95,10 @@ def test_remote_errors_match_local(
         "push", make_model("v2", seed=9), "--name", "chat", "--version", "1.0.0", ok=False
     )
     assert clash.exit_code == 1 and "a version number is never reused" in clash.output
+    # a command with no remote form yet says so, and does not pretend to be the server
+    audit = laptop("audit", "log", ok=False)
+    assert audit.exit_code == 1
+    assert "works on the local workspace" in audit.output and "no Airlock workspace" in audit.output
     # an author may not move aliases, remotely either
     denied = laptop("alias", "set", "production", "chat@1.0.0", "--reason", "x", ok=False)
     assert denied.exit_code == 1
