@@ -9,7 +9,11 @@
         rollout = api.start_rollout("chat", candidate="chat@1.1.0", spec={...})
         api.rollback("chat", reason="users complain")
 
-Every method returns the JSON the API answers (dicts and lists; release notes
+``push(folder, name=..., version=...)`` and ``pull(ref, dest)`` move releases
+content-addressed (docs/remote.md): only blobs the server lacks are uploaded,
+streamed and resumable, each verified by the server; a pull verifies every byte.
+They return the same values as the local registry (``PushResult``, ``PullResult``).
+Every other method returns the JSON the API answers (dicts and lists; release notes
 are text). An error answer is raised as the matching class of Airlock's error
 tree — ``NotFound``, ``Forbidden``, ``PolicyViolation`` … — with the server's
 message and hint, so ``except airlock.PolicyViolation`` works the same against
