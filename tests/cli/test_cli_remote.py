@@ -57,6 +57,7 @@ def test_remote_commands_match_local(
     m2 = make_model("v2", seed=2)
     laptop("push", m2, "--name", "chat", "--version", "1.1.0", "--parent", "chat@1.0.0")
     local("alias", "set", "stable", "chat@1.0.0", "--reason", "first")
+    local("service", "create", "chat", "--stable", "chat@1.0.0", "--reason", "launch")
 
     for args in (
         ("ls",),
@@ -68,6 +69,8 @@ def test_remote_commands_match_local(
         ("diff", "chat@1.0.0", "chat@1.1.0", "--markdown"),
         ("verify", "chat@1.1.0"),
         ("alias", "history", "chat"),
+        ("service", "ls"),
+        ("service", "ls", "--json"),
     ):
         assert laptop(*args).output == local(*args).output, args
 

@@ -9,7 +9,7 @@ frozen values, and errors come back as the same ``AirlockError`` classes with th
 same messages, so a command renders either one identically.
 
 Commands that work remotely: push, pull, ls, show, diff, verify (without
-``--repair``), alias set / history. ``show`` and ``diff`` leave out the approvals and
+``--repair``), alias set / history, service ls. ``show`` and ``diff`` leave out the approvals and
 evaluation tables remotely, and ``verify REF`` the signature checks, for now.
 """
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from airlock.services.ingest import SourceFile
     from airlock.services.promotion import AliasResult
     from airlock.services.registry import PullResult, PushResult, ReleaseView, VerifyReport
+    from airlock.services.serving import ServiceView
     from airlock.services.workspace import Workspace
 
 URL_ENV = "AIRLOCK_URL"
@@ -98,6 +99,8 @@ class Backend(Protocol):
     def alias_history(self, model: str | None, alias: str | None) -> list[AliasMove]: ...
 
     def set_alias(self, alias: str, ref: str, *, reason: str) -> AliasResult: ...
+
+    def services(self) -> list[ServiceView]: ...
 
 
 # -- choosing -----------------------------------------------------------------------------
@@ -266,6 +269,11 @@ class LocalBackend:
 
         return self.registry.set_alias(alias, ref, actor=actor(self.ws), reason=reason)
 
+    def services(self) -> list[ServiceView]:
+        from airlock.services.serving import Serving
+
+        return Serving(self.ws).all()
+
 
 # -- remote --------------------------------------------------------------------------------
 
@@ -402,6 +410,30 @@ class RemoteBackend:
         out = self.client.set_alias(model, alias, ref, reason=reason)
         result: AliasResult = _value(AliasResult, out)
         return result
+
+    def services(self) -> list[ServiceView]:
+        from airlock.core.traffic import TrafficPlan
+        from airlock.services.serving import ServiceView
+
+        fields = ("service", "stable", "candidates", "shadows", "generation")
+        views = []
+        for out in self.client.services():
+            plan = dict(out["plan"])
+            plan["candidates"] = [
+                {"release": c["release"], "weight": c["weight"]} for c in plan.get("candidates", [])
+            ]
+            views.append(
+                ServiceView(
+                    name=out["name"],
+                    plan=TrafficPlan.from_dict({k: plan[k] for k in fields if k in plan}),
+                    opt_outs=tuple(out["opt_outs"]),
+                    created_at=datetime.fromisoformat(out["created_at"]),
+                    created_by=out["created_by"],
+                    updated_at=datetime.fromisoformat(out["updated_at"]),
+                    updated_by=out["updated_by"],
+                )
+            )
+        return views
 
 
 def _manifest(data: Mapping[str, Any], digest: str) -> Manifest:
