@@ -71,6 +71,9 @@ def test_remote_commands_match_local(
         ("alias", "history", "chat"),
         ("service", "ls"),
         ("service", "ls", "--json"),
+        ("audit", "log"),
+        ("audit", "log", "--json", "--action", "release."),
+        ("audit", "log", "--limit", "2", "--subject", "chat@"),
     ):
         assert laptop(*args).output == local(*args).output, args
 
@@ -99,7 +102,7 @@ def test_remote_errors_match_local(
     )
     assert clash.exit_code == 1 and "a version number is never reused" in clash.output
     # a command with no remote form yet says so, and does not pretend to be the server
-    audit = laptop("audit", "log", ok=False)
+    audit = laptop("audit", "verify", ok=False)
     assert audit.exit_code == 1
     assert "works on the local workspace" in audit.output and "no Airlock workspace" in audit.output
     # an author may not move aliases, remotely either

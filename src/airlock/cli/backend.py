@@ -9,7 +9,7 @@ frozen values, and errors come back as the same ``AirlockError`` classes with th
 same messages, so a command renders either one identically.
 
 Commands that work remotely: push, pull, ls, show, diff, verify (without
-``--repair``), alias set / history, service ls. ``show`` and ``diff`` leave out the approvals and
+``--repair``), alias set / history, service ls, audit log. ``show`` and ``diff`` leave out the approvals and
 evaluation tables remotely, and ``verify REF`` the signature checks, for now.
 """
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from airlock.core.diff import ManifestDiff
     from airlock.core.manifest import Manifest
     from airlock.core.records import AliasMove
+    from airlock.services.audit_views import Event, EventFilter
     from airlock.services.ingest import SourceFile
     from airlock.services.promotion import AliasResult
     from airlock.services.registry import PullResult, PushResult, ReleaseView, VerifyReport
@@ -101,6 +102,10 @@ class Backend(Protocol):
     def set_alias(self, alias: str, ref: str, *, reason: str) -> AliasResult: ...
 
     def services(self) -> list[ServiceView]: ...
+
+    def audit_events(self, where: EventFilter, *, limit: int | None) -> tuple[Event, ...]:
+        """Matching audit events, newest first, at most ``limit`` (None: all)."""
+        ...
 
 
 # -- choosing -----------------------------------------------------------------------------
@@ -274,6 +279,11 @@ class LocalBackend:
 
         return Serving(self.ws).all()
 
+    def audit_events(self, where: EventFilter, *, limit: int | None) -> tuple[Event, ...]:
+        from airlock.services.audit_views import AuditLog
+
+        return AuditLog(self.ws).events(where, limit=limit, newest_first=True)
+
 
 # -- remote --------------------------------------------------------------------------------
 
@@ -434,6 +444,28 @@ class RemoteBackend:
                 )
             )
         return views
+
+    def audit_events(self, where: EventFilter, *, limit: int | None) -> tuple[Event, ...]:
+        from airlock.services.audit_views import Event
+
+        found: list[Event] = []
+        cursor = 0
+        while True:  # pages oldest first; the newest `limit` are kept
+            page = self.client.events(
+                action=where.action,
+                actor=where.actor,
+                subject=where.subject,
+                since=where.since,
+                after_seq=cursor,
+                limit=1000,
+            )
+            found.extend(_value(Event, e) for e in page["events"])
+            if limit is not None:
+                del found[:-limit]
+            if page.get("next_after_seq") is None or not page["events"]:
+                break
+            cursor = int(page["next_after_seq"])
+        return tuple(reversed(found))
 
 
 def _manifest(data: Mapping[str, Any], digest: str) -> Manifest:
