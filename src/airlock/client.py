@@ -27,6 +27,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -254,9 +255,8 @@ class Client:
         check_sources(files)
         inspect_formats(files, allow_pickle=allow_pickle)  # refused here, before any upload
         cache = HashCache(cache_dir() / "hashes.json")
-        digests = hash_files(files, workers=os.cpu_count() or 1, cache=cache)
+        digests, hashed = hash_files(files, workers=os.cpu_count() or 1, cache=cache)
         cache.save()
-        hashed = sum(f.size for f in files)
         wanted: dict[str, SourceFile] = dict(zip(digests, files, strict=True))
         batch = self._post(
             "/api/v1/blobs/batch",
@@ -268,9 +268,11 @@ class Client:
         if on_start is not None:
             on_start(to_send)
         sent = [0]
+        counting = threading.Lock()
 
         def count(n: int) -> None:
-            sent[0] += n
+            with counting:
+                sent[0] += n
             if on_bytes is not None:
                 on_bytes(n)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -38,6 +39,9 @@ def model(folder: Path, shards: int = 3, size: int = MiB) -> Path:
     for i in range(shards):
         (folder / f"shard-{i}.bin.txt").write_bytes(bytes([i + 1]) * size + b"%d" % i)
     (folder / "config.json").write_text('{"arch": "tiny"}')
+    old = time.time() - 60  # older than the hash cache's racy window
+    for p in folder.iterdir():
+        os.utime(p, (old, old))
     return folder
 
 
@@ -54,10 +58,12 @@ def test_push_twice_then_one_changed_file(
         again = api.push(folder, name="tiny", version="1.0.0")
         assert not again.created and again.digest == first.digest
         assert again.bytes_new == 0 and counter.upload_bytes == total  # nothing travelled
+        assert again.bytes_read == 0  # the client's hash cache knew every file
         changed = folder / "shard-1.bin.txt"
         changed.write_bytes(b"new weights" * 1000)
         second = api.push(folder, name="tiny", version="1.0.1", parent="tiny@1.0.0")
         assert second.bytes_new == changed.stat().st_size
+        assert second.bytes_read == changed.stat().st_size  # only it was hashed again
         assert counter.upload_bytes == total + changed.stat().st_size
         pulled = api.pull("tiny@1.0.1", tmp_path / "out")
     assert pulled.files == 4

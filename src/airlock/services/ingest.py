@@ -350,9 +350,12 @@ def hash_files(
     workers: int,
     cache: HashCache | None = None,
     on_bytes: Callable[[int], None] | None = None,
-) -> list[Digest]:
-    """The sha256 of each file (in parallel), from ``cache`` when its stat is unchanged."""
+) -> tuple[list[Digest], int]:
+    """The sha256 of each file (in parallel), from ``cache`` when its stat is unchanged;
+    and how many bytes were read (the cache misses)."""
     import hashlib
+
+    read: list[int] = []  # list.append is atomic: shared by the worker threads
 
     def one(f: SourceFile) -> Digest:
         digest = cache.get(f.path, f.stat) if cache is not None else None
@@ -364,6 +367,7 @@ def hash_files(
                     if on_bytes is not None:
                         on_bytes(len(chunk))
             digest = Digest(f"sha256:{h.hexdigest()}")
+            read.append(f.size)
             if cache is not None:
                 cache.put(f.path, f.stat, digest)
         elif on_bytes is not None:
@@ -371,9 +375,11 @@ def hash_files(
         return digest
 
     if workers <= 1 or len(files) <= 1:
-        return [one(f) for f in files]
-    with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
-        return list(pool.map(one, files))
+        digests = [one(f) for f in files]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
+            digests = list(pool.map(one, files))
+    return digests, sum(read)
 
 
 def check_pull_dest(dest: Path) -> None:
