@@ -69,6 +69,8 @@ def test_remote_commands_match_local(
         ("diff", "chat@1.0.0", "chat@1.1.0", "--markdown"),
         ("verify", "chat@1.1.0"),
         ("alias", "history", "chat"),
+        ("alias", "ls"),
+        ("alias", "ls", "chat", "--json"),
         ("service", "ls"),
         ("service", "ls", "--json"),
         ("audit", "log"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -13,7 +14,6 @@ from airlock.cli.common import (
     handle_errors,
     limited,
     print_json,
-    workspace,
 )
 from airlock.core.names import check_name
 
@@ -121,12 +121,14 @@ def list_aliases(
     """List aliases and the versions they point at."""
     from rich.table import Table
 
-    from airlock.services.registry import Registry
+    from airlock.cli.backend import open_backend
 
-    with workspace() as ws:
-        rows = Registry(ws).aliases(model)
-    if as_json:
-        print_json(rows)
+    with open_backend() as backend:
+        rows = backend.aliases(model)
+    if as_json:  # the catalog's row id is left out, as the API leaves it out
+        print_json(
+            [{k: v for k, v in dataclasses.asdict(a).items() if k != "release_id"} for a in rows]
+        )
         return
     t = Table("alias", "version", "moved at", "by")
     for a in rows:

@@ -9,7 +9,7 @@ frozen values, and errors come back as the same ``AirlockError`` classes with th
 same messages, so a command renders either one identically.
 
 Commands that work remotely: push, pull, ls, show, diff, verify (without
-``--repair``), alias set / history, service ls, audit log. ``show`` and ``diff`` leave out the approvals and
+``--repair``), alias set / ls / history, service ls, audit log. ``show`` and ``diff`` leave out the approvals and
 evaluation tables remotely, and ``verify REF`` the signature checks, for now.
 """
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from airlock.client import Client
     from airlock.core.diff import ManifestDiff
     from airlock.core.manifest import Manifest
-    from airlock.core.records import AliasMove
+    from airlock.core.records import Alias, AliasMove
     from airlock.services.audit_views import Event, EventFilter
     from airlock.services.ingest import SourceFile
     from airlock.services.promotion import AliasResult
@@ -96,6 +96,10 @@ class Backend(Protocol):
     def verify(
         self, ref: str | None, *, on_start: ProgressFn | None, on_bytes: ProgressFn | None
     ) -> VerifyReport: ...
+
+    def aliases(self, model: str | None) -> list[Alias]:
+        """Aliases (of one model, or all); ``release_id`` is 0 remotely (the API omits it)."""
+        ...
 
     def alias_history(self, model: str | None, alias: str | None) -> list[AliasMove]: ...
 
@@ -266,6 +270,9 @@ class LocalBackend:
     ) -> VerifyReport:
         return self.registry.verify(ref, on_start=on_start, on_bytes=on_bytes)
 
+    def aliases(self, model: str | None) -> list[Alias]:
+        return self.registry.aliases(model)
+
     def alias_history(self, model: str | None, alias: str | None) -> list[AliasMove]:
         return self.registry.alias_history(model, alias)
 
@@ -386,6 +393,23 @@ class RemoteBackend:
             dict(out["missing"]),
             dict(out["tampered"]),
         )
+
+    def aliases(self, model: str | None) -> list[Alias]:
+        from airlock.core.records import Alias
+
+        models = [model] if model else [m["name"] for m in self.client.models()]
+        return [
+            Alias(
+                model=a["model"],
+                name=a["alias"],
+                release_id=0,
+                version=a["version"],
+                updated_at=datetime.fromisoformat(a["updated_at"]),
+                updated_by=a["updated_by"],
+            )
+            for name in models
+            for a in self.client.aliases(name)
+        ]
 
     def alias_history(self, model: str | None, alias: str | None) -> list[AliasMove]:
         from airlock.core.records import AliasMove
