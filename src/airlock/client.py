@@ -246,11 +246,15 @@ class Client:
         ``on_start``/``on_bytes`` report the bytes to upload.
         """
         from airlock.core.manifest import Manifest
+        from airlock.core.names import check_name
+        from airlock.core.semver import Version
         from airlock.services.hashcache import HashCache
         from airlock.services.ingest import check_sources, hash_files, inspect_formats, scan_folder
         from airlock.services.registry import PushResult
 
         started = time.perf_counter()
+        check_name(name)  # what the server would refuse, refused before any hashing
+        Version.parse(version)
         files = scan_folder(path) if isinstance(path, Path) else list(path)
         check_sources(files)
         inspect_formats(files, allow_pickle=allow_pickle)  # refused here, before any upload

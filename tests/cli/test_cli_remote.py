@@ -89,11 +89,16 @@ def test_remote_errors_match_local(
 ) -> None:
     local, laptop, _ = remote
     laptop("push", make_model("v1"), "--name", "chat", "--version", "1.0.0")
+    pickled = make_model("pickled", **{"weights.pkl": "not really a pickle"})
     for args in (
+        ("push", str(pickled), "--name", "chat", "--version", "1.0.1"),
         ("show", "chat@9.9.9"),
         ("show", "nope@1.0.0"),
         ("ls", "nope"),
         ("pull", "chat@2.0.0", str(tmp_path / "x")),
+        ("push", str(tmp_path / "nowhere"), "--name", "chat", "--version", "1.0.1"),
+        ("push", str(tmp_path), "--name", "Bad Name!", "--version", "1.0.1"),
+        ("push", str(tmp_path), "--name", "chat", "--version", "one"),
     ):
         a, b = laptop(*args, ok=False), local(*args, ok=False)
         assert (a.exit_code, a.output) == (b.exit_code, b.output), args
