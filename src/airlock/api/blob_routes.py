@@ -25,7 +25,7 @@ from airlock.api.deps import ActorDep, RegistryDep, WorkspaceDep
 from airlock.core.digest import Digest, parse_digest, short
 from airlock.core.manifest import CodeRef, Dataset, Notes
 from airlock.core.roles import Action
-from airlock.errors import InvalidInput, NotFound
+from airlock.errors import InvalidInput, NotFound, PayloadTooLarge
 from airlock.services.access import authorize
 from airlock.services.ingest import StoredFile
 from airlock.services.workspace import Workspace
@@ -182,7 +182,10 @@ def _content_range(header: str | None, length: str | None) -> tuple[int, int]:
         )
     start, size = int(found.group(1)), int(found.group(3))
     if size > MAX_BLOB_BYTES:
-        raise InvalidInput(f"a blob of {size} bytes is over the limit of {MAX_BLOB_BYTES}")
+        raise PayloadTooLarge(
+            f"a blob of {size} bytes is over the limit of {MAX_BLOB_BYTES} bytes",
+            hint="split the file: one file of a release is at most 1 TiB",
+        )
     return start, size
 
 
