@@ -128,6 +128,16 @@ COMMANDS: dict[str, LazyCommand] = {
         "export",
         "Export a release as a CNCF ModelPack OCI image layout (one raw layer per file).",
     ),
+    "login": _cmd(  # remote workspace (issue 13)
+        "login_cmd",
+        "login",
+        "Store a server and token (0600 file): later commands talk to that server over REST.",
+    ),
+    "logout": _cmd(
+        "login_cmd",
+        "logout",
+        "Forget the stored server and token: commands use the local workspace again.",
+    ),
     "alias": _cmd(
         "alias_cmd", "alias_app", "Move and inspect aliases (production, stable, candidate...)."
     ),
@@ -169,6 +179,12 @@ COMMANDS: dict[str, LazyCommand] = {
         "feedback_app",
         "Users' feedback on a service's answers: export prompts, answers and scores (from "
         "services that keep transcripts) as a JSON Lines dataset.",
+    ),
+    "judge": _cmd(
+        "judge_cmd",
+        "judge_app",
+        "Calibrate an LLM judge: label answers it scored, see its agreement with people (a "
+        "judge below the rollout's min_agreement cannot gate).",
     ),
     "model": _cmd(
         "model_cmd",
