@@ -49,10 +49,10 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path, cpu: list[float] | None
     return wall
 
 
-def _workspace(airlock: str, env: dict[str, str], root: Path, releases: int) -> str:
+def _workspace(airlock: str, env: dict[str, str], root: Path, releases: int, tag: str) -> str:
     """``airlock init`` and ``releases`` small releases of ``chat``; returns the last ref."""
     _run([airlock, "init"], env, root)
-    folder = root / "model"
+    folder = root / f"model-{tag}"
     folder.mkdir()
     (folder / "config.json").write_text('{"architecture": "bench"}')
     ref = ""
@@ -74,27 +74,31 @@ def main(argv: list[str]) -> int:
     python = str(Path(airlock).with_name("python"))
     before = (shutil.which(args.before) or args.before) if args.before else None
     root = Path(tempfile.mkdtemp(prefix="airlock-bench-cli-"))
-    env = {
+    base_env = {
         **os.environ,
-        "AIRLOCK_HOME": str(root / ".airlock"),
         "AIRLOCK_USER": "alice",
         "AIRLOCK_NO_PROGRESS": "1",
         "COLUMNS": "120",
     }
-    env.pop("AIRLOCK_URL", None)  # a local workspace: no remote transport
+    base_env.pop("AIRLOCK_URL", None)  # a local workspace: no remote transport
     try:
-        ref = _workspace(airlock, env, root, args.releases)
-        quick = [["--version"], ["--help"], ["ls"], ["ls", "chat"], ["show", ref]]
-        commands = {"python -c pass": [python, "-c", "pass"]}
+        commands: dict[str, tuple[list[str], dict[str, str]]] = {
+            "python -c pass": ([python, "-c", "pass"], base_env)
+        }
         for label, exe in (("before: ", before), ("", airlock)):
-            if exe is not None:
-                commands.update({f"{label}airlock {' '.join(q)}": [exe, *q] for q in quick})
+            if exe is None:
+                continue
+            # one workspace per installation: each migrates its own catalog
+            env = {**base_env, "AIRLOCK_HOME": str(root / f"{label.strip(': ') or 'now'}")}
+            ref = _workspace(exe, env, root, args.releases, label.strip(": ") or "now")
+            quick = [["--version"], ["--help"], ["ls"], ["ls", "chat"], ["show", ref]]
+            commands.update({f"{label}airlock {' '.join(q)}": ([exe, *q], env) for q in quick})
         walls: dict[str, list[float]] = {name: [] for name in commands}
         cpus: dict[str, list[float]] = {name: [] for name in commands}
-        for cmd in commands.values():
+        for cmd, env in commands.values():
             _run(cmd, env, root)  # warm-up: bytecode and page caches
         for _ in range(args.runs):  # interleaved, so a burst of load hits every command alike
-            for name, cmd in commands.items():
+            for name, (cmd, env) in commands.items():
                 walls[name].append(_run(cmd, env, root, cpus[name]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
