@@ -37,6 +37,34 @@ def head(conn: Connection) -> tuple[int, str] | None:
     return (int(r[0]), str(r[1])) if r else None
 
 
+def stream(conn: Connection, *, after_seq: int = 0, batch: int = 5000) -> Iterator[StoredEvent]:
+    """Every event after ``after_seq`` in sequence order, ``batch`` rows per query (keyset on
+    the primary key): memory stays flat however long the log is."""
+    last = after_seq
+    while True:
+        rows = conn.execute(
+            select(events).where(events.c.seq > last).order_by(events.c.seq).limit(batch)
+        ).all()
+        for r in rows:
+            yield StoredEvent(*r)
+        if len(rows) < batch:
+            return
+        last = int(rows[-1][0])
+
+
+def at_seq(conn: Connection, seq: int) -> StoredEvent | None:
+    r = conn.execute(select(events).where(events.c.seq == seq)).first()
+    return StoredEvent(*r) if r else None
+
+
+def seq_of_hash(conn: Connection, digest: str) -> int | None:
+    """The first event whose hash is ``digest`` (a scan: only asked when a chain is broken)."""
+    r = conn.execute(
+        select(events.c.seq).where(events.c.hash == digest).order_by(events.c.seq).limit(1)
+    ).first()
+    return int(r[0]) if r else None
+
+
 def insert_event(conn: Connection, row: StoredEvent) -> None:
     conn.execute(
         insert(events).values(

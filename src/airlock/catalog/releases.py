@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, func, insert, select
+from sqlalchemy import Connection, Row, Select, and_, func, insert, or_, select
 
 from airlock.catalog.schema import (
     components,
@@ -16,6 +16,7 @@ from airlock.catalog.schema import (
     releases,
 )
 from airlock.core.manifest import Manifest
+from airlock.core.paging import version_key
 from airlock.core.records import ModelSummary, Release
 
 _RELEASE_COLUMNS = (
@@ -63,6 +64,7 @@ def insert_release(
             .values(
                 model_id=mid,
                 version=manifest.version,
+                version_key=version_key(manifest.version),
                 digest=manifest.digest(),
                 content_key=manifest.content_key(),
                 manifest=manifest_json,
@@ -147,6 +149,41 @@ def by_digest_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[Rele
 def of_model(conn: Connection, name: str) -> list[Release]:
     rows = conn.execute(_release_select().where(models.c.name == name)).all()
     return [_row(r) for r in rows]
+
+
+def page_of_model(
+    conn: Connection, model_id: int, *, after: tuple[str, int] | None, limit: int
+) -> list[Release]:
+    """Up to ``limit`` releases of the model in version order, after the (version_key, id)
+    ``after``; walks ix_releases_model_version_key, never the releases before the page."""
+    q = _release_select().where(releases.c.model_id == model_id)
+    if after is not None:
+        key, rid = after
+        q = q.where(
+            or_(
+                releases.c.version_key > key,
+                and_(releases.c.version_key == key, releases.c.id > rid),
+            )
+        )
+    q = q.order_by(releases.c.version_key, releases.c.id).limit(limit)
+    return [_row(r) for r in conn.execute(q).all()]
+
+
+def page_models(conn: Connection, *, after: str | None, limit: int) -> list[ModelSummary]:
+    """Up to ``limit`` models by name after ``after``, each with its release count."""
+    page = select(models.c.id, models.c.name, models.c.created_at).order_by(models.c.name)
+    if after is not None:
+        page = page.where(models.c.name > after)
+    sub = page.limit(limit).subquery()
+    count = (
+        select(func.count(releases.c.id))
+        .where(releases.c.model_id == sub.c.id)
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        select(sub.c.id, sub.c.name, sub.c.created_at, count).order_by(sub.c.name)
+    ).all()
+    return [ModelSummary(r[0], r[1], r[2], int(r[3])) for r in rows]
 
 
 def all_releases(conn: Connection) -> list[Release]:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from airlock.cli.paging import PageCursor, more_hint
 from airlock.cli.common import (
     AsJson,
     Limit,
@@ -71,10 +72,17 @@ def history(
     target: Annotated[
         str | None, typer.Argument(help="MODEL or MODEL@ALIAS (default: every alias).")
     ] = None,
-    limit: Limit = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many: the newest N (0 for all); with --cursor, the page size."
+        ),
+    ] = None,
+    cursor: PageCursor = None,
     as_json: AsJson = False,
 ) -> None:
-    """Who moved which alias from what to what, when and why (oldest first)."""
+    """Who moved which alias from what to what, when and why (oldest first, 50 at a time
+    unless --limit says otherwise)."""
     from rich.table import Table
 
     from airlock.services.registry import Registry
@@ -83,8 +91,15 @@ def history(
     if model:
         check_name(model)
     with workspace() as ws:
-        moves = Registry(ws).alias_history(model or None, alias or None)
-    moves = list(reversed(limited(list(reversed(moves)), limit)))  # the newest `limit`
+        if limit is None or cursor is not None:
+            page = Registry(ws).alias_history_page(
+                model or None, alias or None, limit=limit or 50, cursor=cursor
+            )
+            moves = list(page.items)
+            more_hint(page.next_cursor)
+        else:
+            moves = Registry(ws).alias_history(model or None, alias or None)
+            moves = list(reversed(limited(list(reversed(moves)), limit)))  # the newest `limit`
     if as_json:
         print_json(moves)
         return

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from airlock.cli.paging import PageCursor, PageLimit, more_hint
 from airlock.cli.common import (
     ByteProgress,
     actor,
@@ -159,8 +160,10 @@ def push(
 def ls(
     model: Annotated[str | None, typer.Argument(help="List this model's releases.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> None:
-    """List models, or the releases of one model."""
+    """List models, or the releases of one model (a page at a time)."""
     from rich.table import Table
 
     from airlock.cli import render
@@ -169,8 +172,10 @@ def ls(
     with workspace() as ws:
         reg = Registry(ws)
         if model is None:
-            models = reg.models()
-            aliases = reg.aliases()
+            page = reg.model_page(limit=limit, cursor=cursor)
+            models = list(page.items)
+            aliases = reg.aliases() if models else []
+            more_hint(page.next_cursor)
             if as_json:
                 console.print_json(
                     data=[{"name": m.name, "releases": m.release_count} for m in models]
@@ -187,10 +192,12 @@ def ls(
                 t.add_row(m.name, str(m.release_count), ", ".join(names))
             console.print(t)
             return
-        rows = reg.releases(model)
+        release_page = reg.release_page(model, limit=limit, cursor=cursor)
+        rows = list(release_page.items)
         by_release: dict[int, list[str]] = {}
         for a in reg.aliases(model):
             by_release.setdefault(a.release_id, []).append(a.name)
+        more_hint(release_page.next_cursor)
         if as_json:
             console.print_json(
                 data=[

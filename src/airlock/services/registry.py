@@ -35,6 +35,7 @@ from airlock.core.manifest import (
     Notes,
 )
 from airlock.core.names import check_name
+from airlock.core.paging import Page, decode_cursor, page_limit, page_of, version_key
 from airlock.core.records import Alias, AliasMove, ModelSummary, Release
 from airlock.core.refs import ReleaseRef, parse_ref
 from airlock.core.roles import Action
@@ -203,6 +204,49 @@ class Registry:
                 raise NotFound(f"no model named {model!r}")
             rows = release_sql.of_model(conn, model)
         return sorted(rows, key=lambda r: Version.parse(r.version))
+
+    def model_page(self, *, limit: int | None = None, cursor: str | None = None) -> Page[ModelSummary]:
+        """One page of models by name (keyset: the name of the last one handed out)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        name = str(after[0]) if after else None
+        with self.db.read() as conn:
+            rows = release_sql.page_models(conn, after=name, limit=size + 1)
+        return page_of(rows, size, lambda m: [m.name])
+
+    def release_page(
+        self, model: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Release]:
+        """One page of a model's releases, oldest version first (keyset on the version key
+        and id of the last one handed out: as fast on the last page as on the first)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=2)
+        key = (str(after[0]), int(after[1])) if after else None
+        with self.db.read() as conn:
+            mid = release_sql.model_id(conn, model)
+            if mid is None:
+                raise NotFound(f"no model named {model!r}", hint="run `airlock ls` to list models")
+            rows = release_sql.page_of_model(conn, mid, after=key, limit=size + 1)
+        return page_of(rows, size, lambda r: [version_key(r.version), r.id])
+
+    def alias_history_page(
+        self,
+        model: str | None = None,
+        alias: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[AliasMove]:
+        """One page of alias moves, oldest first (keyset on the history row id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        with self.db.read() as conn:
+            rows = alias_sql.history_page(
+                conn, model=model, alias=alias, after_id=int(after[0]) if after else None,
+                limit=size + 1,
+            )
+        page = page_of(rows, size, lambda r: [r[0]])
+        return page.map(lambda r: r[1])
 
     def aliases(self, model: str | None = None) -> list[Alias]:
         with self.db.read() as conn:
