@@ -31,6 +31,8 @@ class Settings:
     store_url: str | None = None
     user: str = "local"
     workers: int = 0  # 0: one per core
+    telemetry_raw_hours: int = 48  # per-second telemetry kept this long, then per minute
+    telemetry_minute_days: int = 30  # per-minute telemetry kept this long, then per hour
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
@@ -47,6 +49,14 @@ class Settings:
             store_url=env.get("AIRLOCK_STORE_URL") or None,
             user=env.get("AIRLOCK_USER") or default_user,
             workers=_int(env.get("AIRLOCK_WORKERS"), "AIRLOCK_WORKERS"),
+            telemetry_raw_hours=_int(
+                env.get("AIRLOCK_TELEMETRY_RAW_HOURS"), "AIRLOCK_TELEMETRY_RAW_HOURS"
+            )
+            or 48,
+            telemetry_minute_days=_int(
+                env.get("AIRLOCK_TELEMETRY_MINUTE_DAYS"), "AIRLOCK_TELEMETRY_MINUTE_DAYS"
+            )
+            or 30,
         )
 
     def with_user(self, user: str) -> Settings:
