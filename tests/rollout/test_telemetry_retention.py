@@ -3,11 +3,9 @@ per hour; every total a reader takes is unchanged; an in-flight rollout's rows a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from gateway.support import MOON
-from rollout.support import ALICE, Lab, canary
 from sqlalchemy import func, select
 
 from airlock.catalog.schema import release_telemetry
@@ -19,6 +17,8 @@ from airlock.services.telemetry_retention import (
     TelemetryRetention,
     bucket_start,
 )
+from gateway.support import MOON
+from rollout.support import ALICE, Lab, canary
 
 
 def _second(release: str, at: datetime, i: int) -> TelemetryRecord:

@@ -10,7 +10,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from airlock.audit.chain import GENESIS, ChainProblem, ChainReport, Checkpoint, event_hash, verify_chain
+from airlock.audit.chain import (
+    GENESIS,
+    ChainProblem,
+    ChainReport,
+    Checkpoint,
+    event_hash,
+    verify_chain,
+)
 from airlock.catalog import events as sql
 from airlock.catalog.events import StoredEvent
 from airlock.core.digest import canonical_json

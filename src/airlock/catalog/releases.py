@@ -176,9 +176,7 @@ def page_models(conn: Connection, *, after: str | None, limit: int) -> list[Mode
         page = page.where(models.c.name > after)
     sub = page.limit(limit).subquery()
     count = (
-        select(func.count(releases.c.id))
-        .where(releases.c.model_id == sub.c.id)
-        .scalar_subquery()
+        select(func.count(releases.c.id)).where(releases.c.model_id == sub.c.id).scalar_subquery()
     )
     rows = conn.execute(
         select(sub.c.id, sub.c.name, sub.c.created_at, count).order_by(sub.c.name)

@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from airlock.cli.paging import PageCursor, more_hint
 from airlock.cli.common import (
     AsJson,
-    Limit,
     actor,
     console,
     handle_errors,
@@ -17,6 +15,7 @@ from airlock.cli.common import (
     print_json,
     workspace,
 )
+from airlock.cli.paging import PageCursor, more_hint
 from airlock.core.names import check_name
 
 alias_app = typer.Typer(

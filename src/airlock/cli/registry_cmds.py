@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from airlock.cli.paging import PageCursor, PageLimit, more_hint
 from airlock.cli.common import (
     ByteProgress,
     actor,
@@ -18,6 +17,7 @@ from airlock.cli.common import (
     human_bytes,
     workspace,
 )
+from airlock.cli.paging import PageCursor, PageLimit, more_hint
 from airlock.errors import InvalidInput
 
 if TYPE_CHECKING:

@@ -205,7 +205,9 @@ class Registry:
             rows = release_sql.of_model(conn, model)
         return sorted(rows, key=lambda r: Version.parse(r.version))
 
-    def model_page(self, *, limit: int | None = None, cursor: str | None = None) -> Page[ModelSummary]:
+    def model_page(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[ModelSummary]:
         """One page of models by name (keyset: the name of the last one handed out)."""
         size = page_limit(limit)
         after = decode_cursor(cursor, arity=1)
@@ -242,7 +244,10 @@ class Registry:
         after = decode_cursor(cursor, arity=1)
         with self.db.read() as conn:
             rows = alias_sql.history_page(
-                conn, model=model, alias=alias, after_id=int(after[0]) if after else None,
+                conn,
+                model=model,
+                alias=alias,
+                after_id=int(after[0]) if after else None,
                 limit=size + 1,
             )
         page = page_of(rows, size, lambda r: [r[0]])

@@ -151,7 +151,9 @@ class TelemetryRetention:
                 last_bucket = bucket_start(rows[-1][2].window_start, size)
                 complete = rows
                 if len(rows) == _PAGE:
-                    complete = [r for r in rows if bucket_start(r[2].window_start, size) < last_bucket]
+                    complete = [
+                        r for r in rows if bucket_start(r[2].window_start, size) < last_bucket
+                    ]
                     if not complete:  # one bucket wider than a page: take it as it is
                         complete = rows
                 ids, merged = merge_buckets(complete, size)

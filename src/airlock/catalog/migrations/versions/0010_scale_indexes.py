@@ -25,7 +25,10 @@ def upgrade() -> None:
     op.add_column("releases", sa.Column("version_key", sa.String(512), nullable=True))
     conn = op.get_bind()
     table = sa.table(
-        "releases", sa.column("id", sa.Integer), sa.column("version", sa.String), sa.column("version_key", sa.String)
+        "releases",
+        sa.column("id", sa.Integer),
+        sa.column("version", sa.String),
+        sa.column("version_key", sa.String),
     )
     last = 0
     while True:
@@ -38,15 +41,15 @@ def upgrade() -> None:
         if not rows:
             break
         conn.execute(
-            sa.update(table).where(table.c.id == sa.bindparam("rid")).values(version_key=sa.bindparam("vk")),
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("rid"))
+            .values(version_key=sa.bindparam("vk")),
             [{"rid": r[0], "vk": version_key(r[1])} for r in rows],
         )
         last = rows[-1][0]
     op.create_index("ix_releases_model_version_key", "releases", ["model_id", "version_key", "id"])
     op.create_index("ix_releases_created_at", "releases", ["created_at", "id"])
-    op.create_index(
-        "ix_alias_history_model_alias_id", "alias_history", ["model_id", "alias", "id"]
-    )
+    op.create_index("ix_alias_history_model_alias_id", "alias_history", ["model_id", "alias", "id"])
     op.create_index("ix_events_actor", "events", ["actor", "seq"])
     op.create_index("ix_release_telemetry_window_end", "release_telemetry", ["window_end"])
     op.create_index("ix_rollout_history_at", "rollout_history", ["at"])
