@@ -86,6 +86,7 @@ def scan(
     action: str | None = None,
     actor: str | None = None,
     subject_prefix: str | None = None,
+    subject: str | None = None,
     since: str | None = None,
     after_seq: int = 0,
     limit: int | None = None,
@@ -102,6 +103,8 @@ def scan(
         q = q.where(events.c.actor == actor)
     if subject_prefix is not None:
         q = q.where(events.c.subject.startswith(subject_prefix))
+    if subject is not None:  # exact: walks ix_events_subject_seq
+        q = q.where(events.c.subject == subject)
     if since is not None:
         q = q.where(events.c.at >= since)
     q = q.order_by(events.c.seq.desc() if newest_first else events.c.seq)

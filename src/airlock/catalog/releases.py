@@ -152,20 +152,26 @@ def of_model(conn: Connection, name: str) -> list[Release]:
 
 
 def page_of_model(
-    conn: Connection, model_id: int, *, after: tuple[str, int] | None, limit: int
+    conn: Connection,
+    model_id: int,
+    *,
+    after: tuple[str, int] | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> list[Release]:
-    """Up to ``limit`` releases of the model in version order, after the (version_key, id)
-    ``after``; walks ix_releases_model_version_key, never the releases before the page."""
+    """Up to ``limit`` releases of the model in version order (or the reverse), after the
+    (version_key, id) ``after``; walks ix_releases_model_version_key, never the releases
+    before the page."""
+    key_col, id_col = releases.c.version_key, releases.c.id
     q = _release_select().where(releases.c.model_id == model_id)
     if after is not None:
         key, rid = after
-        q = q.where(
-            or_(
-                releases.c.version_key > key,
-                and_(releases.c.version_key == key, releases.c.id > rid),
-            )
-        )
-    q = q.order_by(releases.c.version_key, releases.c.id).limit(limit)
+        if newest_first:
+            q = q.where(or_(key_col < key, and_(key_col == key, id_col < rid)))
+        else:
+            q = q.where(or_(key_col > key, and_(key_col == key, id_col > rid)))
+    order = (key_col.desc(), id_col.desc()) if newest_first else (key_col, id_col)
+    q = q.order_by(*order).limit(limit)
     return [_row(r) for r in conn.execute(q).all()]
 
 

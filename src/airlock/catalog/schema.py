@@ -589,6 +589,8 @@ Index(
     alias_history.c.alias,
     alias_history.c.id,
 )
+Index("ix_alias_history_model_id", alias_history.c.model_id, alias_history.c.id)
 Index("ix_events_actor", events.c.actor, events.c.seq)
+Index("ix_events_subject_seq", events.c.subject, events.c.seq)
 Index("ix_release_telemetry_window_end", release_telemetry.c.window_end)
 Index("ix_rollout_history_at", rollout_history.c.at)

@@ -217,10 +217,16 @@ class Registry:
         return page_of(rows, size, lambda m: [m.name])
 
     def release_page(
-        self, model: str, *, limit: int | None = None, cursor: str | None = None
+        self,
+        model: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        newest_first: bool = False,
     ) -> Page[Release]:
-        """One page of a model's releases, oldest version first (keyset on the version key
-        and id of the last one handed out: as fast on the last page as on the first)."""
+        """One page of a model's releases, oldest version first (or newest first); keyset on
+        the version key and id of the last one handed out: as fast on the last page as on
+        the first."""
         size = page_limit(limit)
         after = decode_cursor(cursor, arity=2)
         key = (str(after[0]), int(after[1])) if after else None
@@ -228,7 +234,9 @@ class Registry:
             mid = release_sql.model_id(conn, model)
             if mid is None:
                 raise NotFound(f"no model named {model!r}", hint="run `airlock ls` to list models")
-            rows = release_sql.page_of_model(conn, mid, after=key, limit=size + 1)
+            rows = release_sql.page_of_model(
+                conn, mid, after=key, limit=size + 1, newest_first=newest_first
+            )
         return page_of(rows, size, lambda r: [version_key(r.version), r.id])
 
     def alias_history_page(
@@ -238,8 +246,9 @@ class Registry:
         *,
         limit: int | None = None,
         cursor: str | None = None,
+        newest_first: bool = False,
     ) -> Page[AliasMove]:
-        """One page of alias moves, oldest first (keyset on the history row id)."""
+        """One page of alias moves, oldest first or newest first (keyset on the row id)."""
         size = page_limit(limit)
         after = decode_cursor(cursor, arity=1)
         with self.db.read() as conn:
@@ -249,6 +258,7 @@ class Registry:
                 alias=alias,
                 after_id=int(after[0]) if after else None,
                 limit=size + 1,
+                newest_first=newest_first,
             )
         page = page_of(rows, size, lambda r: [r[0]])
         return page.map(lambda r: r[1])

@@ -23,12 +23,11 @@ from airlock.errors import AirlockError, IntegrityError
 
 def pushed_digest(conn: Connection, ref: str) -> str | None:
     """The digest the newest ``release.push`` event of ``ref`` recorded."""
-    found: str | None = None
-    for event in audit.entries(conn, action="release.push", subject_prefix=ref):
-        if event.subject == ref:
-            digest = event.details.get("digest")
-            found = digest if isinstance(digest, str) else None
-    return found
+    newest = list(
+        audit.entries(conn, action="release.push", subject=ref, newest_first=True, limit=1)
+    )
+    digest = newest[0].details.get("digest") if newest else None
+    return digest if isinstance(digest, str) else None
 
 
 def release_problem(conn: Connection, row: Release) -> str | None:

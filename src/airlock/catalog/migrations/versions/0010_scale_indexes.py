@@ -50,7 +50,9 @@ def upgrade() -> None:
     op.create_index("ix_releases_model_version_key", "releases", ["model_id", "version_key", "id"])
     op.create_index("ix_releases_created_at", "releases", ["created_at", "id"])
     op.create_index("ix_alias_history_model_alias_id", "alias_history", ["model_id", "alias", "id"])
+    op.create_index("ix_alias_history_model_id", "alias_history", ["model_id", "id"])
     op.create_index("ix_events_actor", "events", ["actor", "seq"])
+    op.create_index("ix_events_subject_seq", "events", ["subject", "seq"])
     op.create_index("ix_release_telemetry_window_end", "release_telemetry", ["window_end"])
     op.create_index("ix_rollout_history_at", "rollout_history", ["at"])
 
@@ -58,7 +60,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_rollout_history_at", "rollout_history")
     op.drop_index("ix_release_telemetry_window_end", "release_telemetry")
+    op.drop_index("ix_events_subject_seq", "events")
     op.drop_index("ix_events_actor", "events")
+    op.drop_index("ix_alias_history_model_id", "alias_history")
     op.drop_index("ix_alias_history_model_alias_id", "alias_history")
     op.drop_index("ix_releases_created_at", "releases")
     op.drop_index("ix_releases_model_version_key", "releases")
