@@ -264,7 +264,9 @@ def bulk_load(ws: Workspace, sizes: Sizes) -> float:
             for table, rows in generate(sizes):
                 if rows:
                     t = schema.metadata.tables[table]
-                    conn.execute(insert(t), [dict(zip(COLUMNS[table], r)) for r in rows])
+                    conn.execute(
+                        insert(t), [dict(zip(COLUMNS[table], r, strict=True)) for r in rows]
+                    )
             conn.execute(text("ANALYZE"))
     return time.perf_counter() - started
 
@@ -336,21 +338,42 @@ def measure(ws: Workspace, sizes: Sizes, samples: int) -> list[list[Any]]:
         verdict = "" if target is None else ("ok" if p99 <= target else f"MISS (>{target} ms)")
         rows.append([what, p50, p99, len(ms), verdict])
 
-    add("resolve model@production", _ms(lambda: reg.resolve(f"{rng.choice(models)}@production"), samples), TARGETS["resolve"])
+    add(
+        "resolve model@production",
+        _ms(lambda: reg.resolve(f"{rng.choice(models)}@production"), samples),
+        TARGETS["resolve"],
+    )
     add("resolve model@version", _ms(lambda: reg.resolve(ref()), samples), TARGETS["resolve"])
     add("show release", _ms(lambda: reg.show(ref()), samples))
     add("diff two releases", _ms(lambda: reg.diff(ref(), ref()), samples))
-    add("list page 1 (service)", _ms(lambda: reg.release_page(rng.choice(models), limit=50), samples), TARGETS["list"])
+    add(
+        "list page 1 (service)",
+        _ms(lambda: reg.release_page(rng.choice(models), limit=50), samples),
+        TARGETS["list"],
+    )
     deep = {m: _deep_cursor(ws, i + 1) for i, m in enumerate(models[: min(50, len(models))])}
     deep_names = list(deep)
     add(
         "list last page (service)",
-        _ms(lambda: reg.release_page((m := rng.choice(deep_names)), limit=50, cursor=deep[m]), samples),
+        _ms(
+            lambda: reg.release_page((m := rng.choice(deep_names)), limit=50, cursor=deep[m]),
+            samples,
+        ),
         TARGETS["list"],
     )
-    add("alias history page (newest)", _ms(lambda: reg.alias_history_page(rng.choice(models), limit=50, newest_first=True), samples), TARGETS["list"])
+    add(
+        "alias history page (newest)",
+        _ms(
+            lambda: reg.alias_history_page(rng.choice(models), limit=50, newest_first=True), samples
+        ),
+        TARGETS["list"],
+    )
     mid = models[len(models) // 2]
-    add("models page (middle)", _ms(lambda: reg.model_page(limit=50, cursor=encode_cursor([mid])), samples), TARGETS["list"])
+    add(
+        "models page (middle)",
+        _ms(lambda: reg.model_page(limit=50, cursor=encode_cursor([mid])), samples),
+        TARGETS["list"],
+    )
 
     api = create_app(ws, authenticate=lambda _: ADMIN)
     web = create_dashboard(ws, authenticate=lambda _: ADMIN)
@@ -363,7 +386,9 @@ def measure(ws: Workspace, sizes: Sizes, samples: int) -> list[list[Any]]:
             ) as w,
         ):
 
-            async def timed(client: httpx.AsyncClient, url: Callable[[], str], n: int) -> list[float]:
+            async def timed(
+                client: httpx.AsyncClient, url: Callable[[], str], n: int
+            ) -> list[float]:
                 out = []
                 for _ in range(n):
                     u = url()
@@ -374,15 +399,27 @@ def measure(ws: Workspace, sizes: Sizes, samples: int) -> list[list[Any]]:
                         raise RuntimeError(f"GET {u}: {r.status_code} {r.text[:200]}")
                 return out
 
-            add("REST resolve+show release", await timed(c, lambda: f"/api/v1/releases/{ref()}", samples))
-            add("REST list page 1", await timed(c, lambda: f"/api/v1/models/{rng.choice(models)}/releases?limit=50", samples), TARGETS["list"])
+            add(
+                "REST resolve+show release",
+                await timed(c, lambda: f"/api/v1/releases/{ref()}", samples),
+            )
+            add(
+                "REST list page 1",
+                await timed(
+                    c, lambda: f"/api/v1/models/{rng.choice(models)}/releases?limit=50", samples
+                ),
+                TARGETS["list"],
+            )
 
             def deep_url() -> str:
                 m = rng.choice(deep_names)
                 return f"/api/v1/models/{m}/releases?limit=50&cursor={deep[m]}"
 
             add("REST list last page", await timed(c, deep_url, samples), TARGETS["list"])
-            add("dashboard model page", await timed(w, lambda: f"/models/{rng.choice(models)}", max(20, samples // 5)))
+            add(
+                "dashboard model page",
+                await timed(w, lambda: f"/models/{rng.choice(models)}", max(20, samples // 5)),
+            )
 
     asyncio.run(over_http())
     started = time.perf_counter()
@@ -391,7 +428,15 @@ def measure(ws: Workspace, sizes: Sizes, samples: int) -> list[list[Any]]:
     if not chain.ok:
         raise RuntimeError(f"the loaded chain does not verify: {chain.problem}")
     rate = chain.checked / seconds
-    rows.append(["audit verify (events/s)", round(rate), "", chain.checked, "ok" if rate >= 100_000 else "MISS (<100000/s)"])
+    rows.append(
+        [
+            "audit verify (events/s)",
+            round(rate),
+            "",
+            chain.checked,
+            "ok" if rate >= 100_000 else "MISS (<100000/s)",
+        ]
+    )
     if ws.db.engine.dialect.name == "postgresql":
         rows.append(["EXPLAIN last page", _explain_deep(ws, 1), "", "", ""])
     return rows
@@ -421,7 +466,9 @@ def run_one(backend: str, sizes: Sizes, samples: int) -> tuple[list[list[Any]], 
     if backend == "postgres" and url is None:
         return [], {}
     try:
-        ws = Workspace.open(Settings(home=home / ".airlock", database_url=url, user="bench"), create=True)
+        ws = Workspace.open(
+            Settings(home=home / ".airlock", database_url=url, user="bench"), create=True
+        )
         try:
             load_s = bulk_load(ws, sizes)
             print(f"{backend}: loaded {sizes} in {load_s:.1f} s", flush=True)
@@ -444,7 +491,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--moves", type=int)
     p.add_argument("--events", type=int)
     p.add_argument("--backend", choices=["postgres", "sqlite", "both"], default="both")
-    p.add_argument("--sqlite-fraction", type=float, default=0.1, help="SQLite sizes / PostgreSQL sizes")
+    p.add_argument(
+        "--sqlite-fraction", type=float, default=0.1, help="SQLite sizes / PostgreSQL sizes"
+    )
     p.add_argument("--samples", type=int, default=300)
     args = p.parse_args(argv)
     base = dict(FULL if args.full else QUICK)

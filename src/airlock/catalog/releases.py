@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, Select, and_, func, insert, or_, select
 
 from airlock.catalog.schema import (
+    aliases,
     components,
     datasets,
     lineage,
@@ -16,7 +17,7 @@ from airlock.catalog.schema import (
     releases,
 )
 from airlock.core.manifest import Manifest
-from airlock.core.paging import version_key
+from airlock.core.paging import FINAL_KEY_SUFFIX, version_key
 from airlock.core.records import ModelSummary, Release
 
 _RELEASE_COLUMNS = (
@@ -131,6 +132,29 @@ def by_version(conn: Connection, name: str, version: str) -> Release | None:
     r = conn.execute(
         _release_select().where(models.c.name == name, releases.c.version == version)
     ).first()
+    return _row(r) if r else None
+
+
+def by_alias(conn: Connection, name: str, alias: str) -> Release | None:
+    """The release ``name@alias`` points at, in one indexed query (None: no such alias)."""
+    r = conn.execute(
+        _release_select()
+        .join(aliases, aliases.c.release_id == releases.c.id)
+        .where(models.c.name == name, aliases.c.name == alias, aliases.c.model_id == models.c.id)
+    ).first()
+    return _row(r) if r else None
+
+
+def latest(conn: Connection, model_id: int) -> Release | None:
+    """The highest final release, else the highest pre-release (one index walk each)."""
+    q = _release_select().where(releases.c.model_id == model_id)
+    order = (releases.c.version_key.desc(), releases.c.id.desc())
+    final = FINAL_KEY_SUFFIX
+    r = conn.execute(
+        q.where(releases.c.version_key.endswith(final)).order_by(*order).limit(1)
+    ).first()
+    if r is None:
+        r = conn.execute(q.order_by(*order).limit(1)).first()
     return _row(r) if r else None
 
 

@@ -81,6 +81,10 @@ def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) ->
     return Page(items, encode_cursor(key(items[-1])) if more else None)
 
 
+FINAL_KEY_SUFFIX = b"~".hex()
+"""How the version key of a final (not pre-) release ends."""
+
+
 def version_key(version: str) -> str:
     """A text that sorts, byte by byte, as semantic versions rank (build metadata ignored).
 
