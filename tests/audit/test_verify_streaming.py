@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import update
 
 from airlock import audit
@@ -83,3 +85,30 @@ def test_start_checkpoint_in_the_pure_walk() -> None:
 
     report = verify_chain([], start=Checkpoint(3, "a" * 64))
     assert report.ok and report.head_seq == 3 and report.head_hash == "a" * 64
+
+
+@given(
+    seq=st.integers(min_value=1, max_value=2**62),
+    texts=st.lists(st.text(), min_size=6, max_size=6),
+)
+def test_the_fast_event_body_is_the_canonical_json(seq: int, texts: list[str]) -> None:
+    from airlock.audit.chain import event_body
+    from airlock.core.digest import canonical_json
+
+    at, actor, action, subject, details, prev = texts
+    body = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "details": details,
+        "prev": prev,
+    }
+    try:
+        expected = canonical_json(body)
+    except UnicodeEncodeError:  # a lone surrogate: neither path can encode it
+        with pytest.raises(UnicodeEncodeError):
+            event_body(seq, at, actor, action, subject, details, prev)
+        return
+    assert event_body(seq, at, actor, action, subject, details, prev) == expected

