@@ -269,20 +269,7 @@ def telemetry(
         q = q.where(t.window_start < until)
     if releases is not None:
         q = q.where(t.release.in_(list(releases)))
-    out = []
-    for row in conn.execute(q.order_by(t.window_start, t.id)).all():
-        fields: dict[str, Any] = dict(row._mapping)
-        fields["errors_by_kind"] = json.loads(fields["errors_by_kind"])
-        fields["latency_histogram"] = tuple(json.loads(fields["latency_histogram"]))
-        extra = parse_detail(fields.pop("detail"))  # None (or not read): no clusters, no cells
-        fields.update(
-            custom=extra.custom,
-            clusters=extra.clusters,
-            latency_cells=extra.latency_cells,
-            ttft_cells=extra.ttft_cells,
-        )
-        out.append(TelemetryRecord(**fields))
-    return out
+    return [_record(dict(row._mapping)) for row in conn.execute(q.order_by(t.window_start, t.id))]
 
 
 def telemetry_page(
@@ -331,6 +318,7 @@ def telemetry_page(
 
 
 def _record(fields: dict[str, Any]) -> TelemetryRecord:
+    """A stored row as a record; detail None (or not read): no clusters, no cells."""
     fields["errors_by_kind"] = json.loads(fields["errors_by_kind"])
     fields["latency_histogram"] = tuple(json.loads(fields["latency_histogram"]))
     extra = parse_detail(fields.pop("detail"))

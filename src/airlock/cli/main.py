@@ -14,6 +14,7 @@ from airlock.cli.export_cmd import export
 from airlock.cli.feedback_cmd import feedback_app
 from airlock.cli.gc_cmd import gc
 from airlock.cli.import_cmd import import_app
+from airlock.cli.judge_cmd import judge_app
 from airlock.cli.key_cmd import gateway_key_app
 from airlock.cli.token_cmd import token_app
 from airlock.cli.webhook_cmd import webhook_app
@@ -66,6 +67,7 @@ app.add_typer(rollout_cmd.rollout_app, name="rollout")
 app.command("controller")(rollout_cmd.controller)
 app.add_typer(drill_app, name="drill")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(judge_app, name="judge")
 for command_name, command in (
     ("check", governance_cmd.check),
     ("approve", governance_cmd.approve),

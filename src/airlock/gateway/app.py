@@ -64,6 +64,7 @@ from airlock.gateway.metrics import (
     CONTENT_TYPE,
     AccessCollector,
     GatewayCollector,
+    QualityCollector,
     make_registry,
     render,
 )
@@ -94,6 +95,7 @@ def create_app(
             in_flight=lambda: in_flight.count,
         ),
         AccessCollector(gateway.access, gateway.feedback_ledger),
+        QualityCollector(gateway.quality),
     )
 
     def caller(request: Request, service: str, *, admit: bool = True) -> Principal:
