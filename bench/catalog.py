@@ -439,6 +439,7 @@ def measure(ws: Workspace, sizes: Sizes, samples: int) -> list[list[Any]]:
             "ok" if rate >= 100_000 else "MISS (<100000/s)",
         ]
     )
+    rows.append(["audit verify (events/CPU-s)", round(chain.checked / cpu), "", "", ""])
     if ws.db.engine.dialect.name == "postgresql":
         rows.append(["EXPLAIN last page", _explain_deep(ws, 1), "", "", ""])
     return rows
