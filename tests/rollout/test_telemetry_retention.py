@@ -3,13 +3,15 @@ per hour; every total a reader takes is unchanged; an in-flight rollout's rows a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from airlock.catalog.schema import release_telemetry
+from airlock.config import Settings
 from airlock.core.telemetry import TelemetryRecord
+from airlock.services.serving import Serving
 from airlock.services.telemetry_retention import (
     HOUR,
     MINUTE,
@@ -17,6 +19,8 @@ from airlock.services.telemetry_retention import (
     TelemetryRetention,
     bucket_start,
 )
+from airlock.services.workspace import Workspace
+from airlock_testkit import Cli
 from gateway.support import MOON
 from rollout.support import ALICE, Lab, canary
 
@@ -98,3 +102,16 @@ def test_rollups_keep_every_total_and_spare_an_inflight_rollout(lab: Lab) -> Non
 def test_a_policy_must_keep_raw_rows_for_a_while() -> None:
     with pytest.raises(ValueError, match="raw_age"):
         RetentionPolicy(raw_age=timedelta(0))
+
+
+def test_gc_telemetry_rolls_up_through_the_cli(sqlite_settings: Settings, cli: Cli) -> None:
+    ws = Workspace.open(sqlite_settings, create=True)
+    try:
+        old = bucket_start(datetime.now(UTC) - timedelta(days=3), MINUTE)
+        rows = [_second("chat@1.0.0", old + timedelta(seconds=s), s) for s in range(30)]
+        Serving(ws).flush(rows, gateway="g1")
+    finally:
+        ws.close()
+    out = cli("gc", "--telemetry").output
+    assert "30 old row(s) read, 30 rolled up into 1 (29 fewer) over 1 service(s)" in out
+    assert "0 rolled up" in cli("gc", "--telemetry").output  # nothing left to do
