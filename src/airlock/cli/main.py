@@ -16,6 +16,7 @@ from airlock.cli.gc_cmd import gc
 from airlock.cli.import_cmd import import_app
 from airlock.cli.judge_cmd import judge_app
 from airlock.cli.key_cmd import gateway_key_app
+from airlock.cli.login_cmd import login, logout
 from airlock.cli.token_cmd import token_app
 from airlock.cli.webhook_cmd import webhook_app
 
@@ -93,6 +94,8 @@ _register_optional()
 app.add_typer(gateway_key_app, name="gateway-key")  # gateway access (issue 10)
 app.add_typer(webhook_app, name="webhook")  # events out (issue 14)
 app.command("export")(export)  # OCI ModelPack (issue 14)
+app.command("login")(login)  # remote workspace (issue 13)
+app.command("logout")(logout)
 app.add_typer(import_app, name="import")  # OCI layouts and MLflow (issue 14)
 
 
