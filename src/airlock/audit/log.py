@@ -135,6 +135,7 @@ def entries(
     subject: str | None = None,
     since: str | None = None,
     after_seq: int = 0,
+    before_seq: int | None = None,
     limit: int | None = None,
     newest_first: bool = False,
 ) -> Iterator[Event]:
@@ -146,6 +147,7 @@ def entries(
         subject=subject,
         since=since,
         after_seq=after_seq,
+        before_seq=before_seq,
         limit=limit,
         newest_first=newest_first,
     ):

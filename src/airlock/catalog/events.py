@@ -89,10 +89,13 @@ def scan(
     subject: str | None = None,
     since: str | None = None,
     after_seq: int = 0,
+    before_seq: int | None = None,
     limit: int | None = None,
     newest_first: bool = False,
 ) -> Iterator[StoredEvent]:
     q = select(events).where(events.c.seq > after_seq)
+    if before_seq is not None:  # keyset: a deep page starts at its place in the index
+        q = q.where(events.c.seq < before_seq)
     if action is not None:
         q = q.where(
             events.c.action.startswith(action)
