@@ -22,6 +22,10 @@
 
 A flush that fails (database down) keeps its records and retries on the next
 tick, up to ``backlog`` records.
+
+``last_sync`` (epoch seconds) is when the catalog's plan generations were last read, and
+``catalog_generations`` what they were: with the generations the gateway serves they say
+whether this replica lags (``/readyz`` and ``/metrics``, :mod:`airlock.gateway.readiness`).
 """
 
 from __future__ import annotations
@@ -89,6 +93,9 @@ class CatalogSync:
         self.notifications = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.flushes = 0
+        self.last_sync: float | None = None
+        self.catalog_generations: dict[str, int] = {}
+        self.started = False
         self.transcripts = TranscriptSink(
             gateway.transcripts,
             Transcripts(serving.ws),
@@ -110,6 +117,7 @@ class CatalogSync:
             self._listener = asyncio.create_task(
                 self.changes.listen(self._on_change), name="airlock-plan-listener"
             )
+        self.started = True
 
     async def stop(self) -> None:
         for task in (self._listener, self._task):
@@ -171,6 +179,8 @@ class CatalogSync:
         )
         await self._refresh_plans(generations)
         await self._refresh_access(versions)
+        self.catalog_generations = {n: g for n, g in generations.items() if self._wanted(n)}
+        self.last_sync = time.time()
 
     async def _refresh_access(self, versions: dict[str, int]) -> None:
         """Keys and opt-out lists whose sync version moved since the last look."""
