@@ -1,12 +1,14 @@
-"""``airlock db``: the catalog database's schema (``current``, ``upgrade``)."""
+"""``airlock db``: the catalog database's schema (``current``, ``upgrade``) and backups of a
+one-machine workspace (``backup``, ``restore``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from airlock.cli.common import AsJson, console, handle_errors, print_json, settings
+from airlock.cli.common import AsJson, console, handle_errors, print_json, settings, workspace
 
 if TYPE_CHECKING:
     from airlock.services.schema import SchemaReport
@@ -63,6 +65,50 @@ def upgrade(
     for rev in report.applied:
         console.print(f"  [green]✓[/] {rev}")
     console.print(f"now at {', '.join(report.current)}")
+
+
+@db_app.command("backup")
+@handle_errors
+def backup(
+    folder: Annotated[Path, typer.Argument(help="A new (or empty) folder for the backup.")],
+) -> None:
+    """Back up a SQLite workspace while it runs: a consistent copy of the catalog (SQLite's
+    online backup), every blob of the local store, and the workspace's own files.
+
+    PostgreSQL and S3: use pg_dump and the bucket's own tools (docs/deploy.md)."""
+    from airlock.services.backup import backup_workspace
+
+    with workspace() as ws:
+        report = backup_workspace(ws, folder)
+    console.print(
+        f"backed up {ws.home} to {report.folder}: catalog (schema {', '.join(report.schema)}), "
+        f"{report.blobs} blobs, {', '.join(report.files) or 'no other files'}"
+    )
+    console.print(f"restore with: AIRLOCK_HOME=NEW_FOLDER airlock db restore {report.folder}")
+
+
+@db_app.command("restore")
+@handle_errors
+def restore(
+    folder: Annotated[Path, typer.Argument(help="A folder `airlock db backup` wrote.")],
+) -> None:
+    """Restore a backup into the workspace folder (AIRLOCK_HOME), which must be absent or
+    empty; then check it with `airlock verify` and `airlock audit verify`."""
+    from airlock.errors import InvalidInput
+    from airlock.services.backup import restore_workspace
+
+    current = settings()
+    if current.database_url is not None:
+        raise InvalidInput(
+            "AIRLOCK_DATABASE_URL is set: `airlock db restore` restores SQLite workspaces",
+            hint="restore PostgreSQL with pg_restore (docs/deploy.md#backups)",
+        )
+    report = restore_workspace(folder, current.home)
+    console.print(
+        f"restored {report.folder} from the backup of {report.at:%Y-%m-%d %H:%M:%S} UTC: "
+        f"{report.blobs} blobs, {', '.join(report.files) or 'no other files'}"
+    )
+    console.print("next: [bold]airlock verify[/] and [bold]airlock audit verify[/]")
 
 
 def _json(report: SchemaReport) -> dict[str, object]:
