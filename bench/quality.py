@@ -28,14 +28,27 @@ Reference: the **oracle SPRT** — Wald's test that knows the true rates, at the
 quality metric's α share — its expected number of scored samples
 (unpaired: candidate's scored answers; paired: judged pairs), from Wald's
 approximation ``log(1/α) / KL``.
+
+**Overhead** (``--part overhead``): the real ``airlock gateway`` in its own
+process in front of a fast upstream on loopback (the processes and the open-loop
+load generator of ``bench/gateway.py``), once without quality scoring and once
+with a refusal and a JSON scorer on 10 % and on 100 % of answers; the added p99
+at 200 RPS is the scoring setup's p99 minus the plain setup's, same run,
+interleaved repeats (medians).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -204,6 +217,95 @@ def oracle_samples(scenario: Scenario, alpha: float) -> float:
     return log_a / kl / decisive
 
 
+def _serve_gateway(port: int, upstream_port: int, home: Path, sample: float) -> None:
+    from airlock.config import Settings
+    from airlock.core.traffic import TrafficPlan, WeightedRelease, quality_text
+    from airlock.gateway.server import run
+    from airlock.services.identity import Actor
+    from airlock.services.registry import Registry
+    from airlock.services.serving import Serving
+    from airlock.services.workspace import Workspace
+
+    ws = Workspace.open(Settings(home=home, user="bench"), create=True)
+    actor = Actor("bench")
+    refs = []
+    for version in ("1.0.0", "1.1.0"):
+        folder = home.parent / f"release-{version}"
+        folder.mkdir(exist_ok=True)
+        config = {
+            "runtime": "upstream",
+            "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+            "model": "echo",
+            "timeout_s": 10,
+        }
+        (folder / "config.json").write_text(json.dumps(config))
+        refs.append(Registry(ws).push(folder, name="echo", version=version, actor=actor).ref)
+    serving = Serving(ws)
+    serving.create("chat", refs[0], actor=actor, reason="benchmark")
+    quality = None
+    if sample > 0:
+        scorers = {
+            "no_refusal": {"check": {"refusal": False}},
+            "valid_json": {"check": {"json": True}},
+        }
+        quality = quality_text({"sample": sample, "scorers": scorers})
+    plan = TrafficPlan(
+        "chat", refs[0], (WeightedRelease(refs[1], 5_000),), generation=1, quality=quality
+    )
+    serving.set_plan(plan, actor=actor, reason="benchmark")
+    run(ws, host="127.0.0.1", port=port, log_level="warning")
+
+
+def overhead(rate: float, requests: int, warmup: int, repeat: int) -> list[list[Any]]:
+    from bench import gateway as gw
+    from bench._processes import start, stop
+
+    work = Path(tempfile.mkdtemp(prefix="airlock-bench-quality-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    me = [sys.executable, "-m", "bench.quality"]
+    rows: list[list[Any]] = []
+    try:
+        up_port = gw._free_port()
+        procs.append(start([*me, "_upstream", "--port", str(up_port)], log=work / "up.log"))
+        gw._wait_http(up_port, "/v1/models", procs[-1], 30)
+        setups: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
+        for name, sample in (("scoring off", 0.0), ("scoring 10 %", 0.1), ("scoring 100 %", 1.0)):
+            port = gw._free_port()
+            home = work / name.replace(" ", "-").replace("%", "pct") / ".airlock"
+            cmd = [*me, "_gateway", "--port", str(port), "--upstream-port", str(up_port)]
+            proc = start(
+                [*cmd, "--home", str(home), "--sample", str(sample)], log=work / f"{port}.log"
+            )
+            procs.append(proc)
+            gw._wait_http(port, "/healthz", proc, 60)
+            setups[name] = (port, proc)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
+        for _ in range(repeat):
+            for name, (port, _proc) in setups.items():
+                gw._only_running({n: p for n, (_, p) in setups.items()}, name)
+                runs[name].append(
+                    gw._run_load(port, "/v1/chat/completions", rate, requests, warmup, "x")
+                )
+        base = gw._median_run(runs["scoring off"])
+        for name in setups:
+            med = gw._median_run(runs[name])
+            rows.append(
+                [
+                    name,
+                    f"{rate:g}",
+                    f"{med['p50']:.2f}",
+                    f"{med['p99']:.2f}",
+                    f"{med['p99'] - base['p99']:+.2f}",
+                    med["errors"],
+                ]
+            )
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench quality")
     parser.add_argument("--seeds", type=int, default=60, help="runs per regression scenario")
@@ -213,8 +315,36 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sample", type=float, default=0.1, help="share of answers scored")
     parser.add_argument("--seed", type=int, default=20_261_202)
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")
+    parser.add_argument("--part", choices=("sim", "overhead", "all"), default="all")
+    parser.add_argument("--rate", type=float, default=200.0, help="overhead: requests/s")
+    parser.add_argument("--requests", type=int, default=3000, help="overhead: per run")
+    parser.add_argument("--repeat", type=int, default=3, help="overhead: interleaved runs")
+    parser.add_argument("role", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--upstream-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.role == "_upstream":
+        from bench.gateway import _serve_upstream
+
+        _serve_upstream(args.port)
+        return 0
+    if args.role == "_gateway":
+        _serve_gateway(args.port, args.upstream_port, Path(args.home), args.sample)
+        return 0
     started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if args.part in ("overhead", "all"):
+        over = overhead(args.rate, args.requests, 300, args.repeat)
+        report(
+            "quality-overhead",
+            ["setup", "RPS", "p50 ms", "p99 ms", "added p99 ms", "errors"],
+            over,
+            {"settings": vars(args)},
+        )
+        extra["overhead"] = over
+        if args.part == "overhead":
+            return 0
     rows: list[list[Any]] = []
     results: dict[str, Any] = {}
     for index, scenario in enumerate(SCENARIOS):
@@ -270,6 +400,15 @@ def main(argv: list[str]) -> int:
             "vs oracle",
         ],
         rows,
-        {"settings": vars(args), "results": results, "seconds": time.perf_counter() - started},
+        {
+            "settings": vars(args),
+            "results": results,
+            "seconds": time.perf_counter() - started,
+            **extra,
+        },
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -2,9 +2,10 @@
 
 Runs the demo's first three acts quietly in a temporary folder — v1.1.0 promoted,
 v1.2.0 rolled back by the analysis — then photographs the service page (the
-rollback, its verdict with confidence intervals, the charts) and a release page.
+rollback, its verdict with confidence intervals, the charts), a release page and the
+rolled-back rollout's own page (its steps, verdict in words, charts and decisions).
 
-    .venv/bin/python scripts/screenshot.py            # writes docs/dashboard.png, docs/release.png
+    .venv/bin/python scripts/screenshot.py   # writes docs/dashboard.png, release.png, rollout.png
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 from rich.console import Console
 
-from airlock import scenario
-from airlock.demo import Demo, DemoOptions
+from airlock.demo import Demo, DemoOptions, scenario
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ARGS = [
@@ -55,12 +55,16 @@ def main() -> int:
                 page.screenshot(path=str(DOCS / "dashboard.png"), full_page=True)
                 page.goto(f"{server.url}/releases/lumen@1.1.0")
                 page.screenshot(path=str(DOCS / "release.png"), full_page=True)
+                page.goto(f"{server.url}/rollouts")
+                page.click("#rollout-list tbody tr:first-child a")  # the newest: rolled back
+                page.wait_for_selector("#rollout-charts")
+                page.screenshot(path=str(DOCS / "rollout.png"), full_page=True)
                 browser.close()
         finally:
             demo.traffic.stop()
             server.stop()
             demo.ws.close()
-    print(f"wrote {DOCS / 'dashboard.png'} and {DOCS / 'release.png'}")
+    print(f"wrote dashboard.png, release.png and rollout.png in {DOCS}")
     return 0
 
 

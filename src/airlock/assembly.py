@@ -10,6 +10,7 @@ rollouts and the rollout controller for a workspace.
     parts.rollouts     Rollouts         sharing ``serving``: plan changes reach the sync
     parts.controller   RolloutController
     parts.drills       Drills
+    parts.webhooks     WebhookDispatcher  audit events out to subscribers (a thread)
 
 ``airlock serve`` (:mod:`airlock.serve`), ``airlock gateway``
 (:mod:`airlock.gateway.server`), ``airlock drill`` and the benchmarks all build
@@ -44,6 +45,7 @@ from airlock.services.controller import (
 from airlock.services.drills import Drills
 from airlock.services.rollouts import Rollouts
 from airlock.services.serving import Serving
+from airlock.services.webhooks import WebhookDispatcher, WebhookSettings
 from airlock.services.workspace import Workspace
 
 
@@ -63,6 +65,7 @@ class AssemblySettings:
     controller_reads: Literal["catalog", "gateway"] = "catalog"
     """What the controller judges: what every gateway flushed to the catalog, or the
     counters of this process's gateway (one gateway, no flush delay: benchmarks)."""
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class Assembly:
     rollouts: Rollouts
     controller: RolloutController
     drills: Drills
+    webhooks: WebhookDispatcher
 
 
 def build(
@@ -113,6 +117,7 @@ def build(
         rollouts=rollouts,
         controller=controller,
         drills=Drills(workspace, rollouts=rollouts),
+        webhooks=WebhookDispatcher(workspace.db, settings.webhooks),
     )
 
 

@@ -9,7 +9,11 @@
         rollout = api.start_rollout("chat", candidate="chat@1.1.0", spec={...})
         api.rollback("chat", reason="users complain")
 
-Every method returns the JSON the API answers (dicts and lists; release notes
+``push(folder, name=..., version=...)`` and ``pull(ref, dest)`` move releases
+content-addressed (docs/remote.md): only blobs the server lacks are uploaded,
+streamed and resumable, each verified by the server; a pull verifies every byte.
+They return the same values as the local registry (``PushResult``, ``PullResult``).
+Every other method returns the JSON the API answers (dicts and lists; release notes
 are text). An error answer is raised as the matching class of Airlock's error
 tree — ``NotFound``, ``Forbidden``, ``PolicyViolation`` … — with the server's
 message and hint, so ``except airlock.PolicyViolation`` works the same against
@@ -19,9 +23,17 @@ the library and against a remote server. A server that cannot be reached raises
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -38,6 +50,23 @@ from airlock.errors import (
     Unauthorized,
     UnsafeArtifact,
 )
+
+if TYPE_CHECKING:
+    from airlock.core.manifest import CodeRef, Dataset, Notes
+    from airlock.services.ingest import SourceFile
+    from airlock.services.registry import PullResult, PushResult
+
+ProgressFn = Callable[[int], None]
+CHUNK = 4 << 20
+UPLOAD_WORKERS = 4
+RETRIES = 5
+
+
+def cache_dir() -> Path:
+    """Where the SDK keeps its hash cache (``$XDG_CACHE_HOME/airlock``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "airlock"
+
 
 _ERRORS: dict[str, type[AirlockError]] = {
     cls.code: cls
@@ -189,6 +218,269 @@ class Client:
 
     def verify_store(self, ref: str | None = None) -> dict[str, Any]:
         return dict(self._post("/api/v1/verify", ref=ref))
+
+    # -- content-addressed push and pull ------------------------------------------------------
+    def push(
+        self,
+        path: Path | Sequence[SourceFile],
+        *,
+        name: str,
+        version: str,
+        notes: Notes | None = None,
+        datasets: Sequence[Dataset] = (),
+        components: Mapping[str, str] | None = None,
+        parent: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        code: CodeRef | None = None,
+        training_config: Mapping[str, Any] | None = None,
+        allow_pickle: bool = False,
+        on_start: ProgressFn | None = None,
+        on_bytes: ProgressFn | None = None,
+    ) -> PushResult:
+        """Push a folder (or listed files) as ``name@version``: only the blobs the server lacks travel.
+
+        The files are checked and hashed here (with the local hash cache), the
+        server says which digests it lacks, those are uploaded (streamed, resumed
+        after a dropped connection, verified by the server), then the manifest is
+        committed in one call under the same rules as a local push.
+        ``on_start``/``on_bytes`` report the bytes to upload.
+        """
+        from airlock.core.manifest import Manifest
+        from airlock.core.names import check_name
+        from airlock.core.semver import Version
+        from airlock.services.hashcache import HashCache
+        from airlock.services.ingest import check_sources, hash_files, inspect_formats, scan_folder
+        from airlock.services.registry import PushResult
+
+        started = time.perf_counter()
+        check_name(name)  # what the server would refuse, refused before any hashing
+        Version.parse(version)
+        files = scan_folder(path) if isinstance(path, Path) else list(path)
+        check_sources(files)
+        inspect_formats(files, allow_pickle=allow_pickle)  # refused here, before any upload
+        cache = HashCache(cache_dir() / "hashes.json")
+        digests, hashed = hash_files(files, workers=os.cpu_count() or 1, cache=cache)
+        cache.save()
+        wanted: dict[str, SourceFile] = dict(zip(digests, files, strict=True))
+        batch = self._post(
+            "/api/v1/blobs/batch",
+            {"digests": [{"digest": d, "size": f.size} for d, f in wanted.items()]},
+        )
+        missing = [(m["digest"], int(m["received"])) for m in batch["missing"]]
+        signed = {m["digest"]: m["upload_url"] for m in batch["missing"] if m.get("upload_url")}
+        to_send = sum(wanted[d].size - received for d, received in missing)
+        if on_start is not None:
+            on_start(to_send)
+        sent = [0]
+        counting = threading.Lock()
+
+        def count(n: int) -> None:
+            with counting:
+                sent[0] += n
+            if on_bytes is not None:
+                on_bytes(n)
+
+        def upload(item: tuple[str, int]) -> None:
+            digest, offset = item
+            if digest in signed:
+                self._upload_signed(digest, wanted[digest], signed[digest], count)
+            else:
+                self._upload(digest, wanted[digest], offset, count)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(UPLOAD_WORKERS, len(missing)))) as pool:
+            list(pool.map(upload, missing))
+        body = {
+            "name": name,
+            "version": version,
+            "files": [
+                {"path": f.rel, "digest": d, "size": f.size}
+                for d, f in zip(digests, files, strict=True)
+            ],
+            "notes": notes.model_dump(mode="json") if notes is not None else None,
+            "datasets": [d.model_dump(mode="json", exclude_none=True) for d in datasets],
+            "components": dict(components or {}),
+            "parent": parent,
+            "metrics": dict(metrics or {}),
+            "code": code.model_dump(mode="json") if code is not None else None,
+            "training_config": dict(training_config) if training_config is not None else None,
+            "allow_pickle": allow_pickle,
+        }
+        out = self._post("/api/v1/releases", body)
+        manifest = Manifest.model_validate(out["manifest"])
+        return PushResult(
+            ref=out["ref"],
+            digest=out["digest"],
+            created=bool(out["created"]),
+            files=int(out["files"]),
+            bytes_total=int(out["bytes_total"]),
+            bytes_read=hashed,
+            bytes_new=sent[0],
+            seconds=time.perf_counter() - started,
+            manifest=manifest,
+        )
+
+    def upload_offset(self, digest: str) -> int:
+        """Bytes of ``digest`` the server holds from an earlier, broken upload."""
+        return int(self._get(f"/api/v1/uploads/{digest}")["received"])
+
+    def _upload(self, digest: str, f: SourceFile, offset: int, count: ProgressFn) -> None:
+        """PUT the file's bytes from ``offset``; after a dropped connection ask and continue."""
+        failures = 0
+        while True:
+            try:
+                state = self._put_from(digest, f, offset, count)
+            except ServiceUnavailable:
+                failures += 1
+                if failures > RETRIES:
+                    raise
+                time.sleep(min(0.2 * 2**failures, 5.0))
+                offset = self.upload_offset(digest)
+                continue
+            if state["complete"]:
+                return
+            offset = int(state["received"])  # the server kept a part: continue there
+
+    def _upload_signed(self, digest: str, f: SourceFile, url: str, count: ProgressFn) -> None:
+        """PUT the file straight to the object store, then have the server verify it."""
+        failures = 0
+        while True:
+            sent = 0
+
+            def chunks() -> Iterator[bytes]:
+                nonlocal sent
+                with f.path.open("rb") as stream:
+                    while chunk := stream.read(1 << 20):
+                        yield chunk
+                        sent += len(chunk)
+                        count(len(chunk))
+
+            try:  # a plain request: the URL carries its own signature, not our token
+                response = httpx.put(
+                    url, content=chunks(), headers={"Content-Length": str(f.size)}, timeout=None
+                )
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > RETRIES:
+                    raise ServiceUnavailable(
+                        f"the upload of {f.rel} to the object store broke off: {exc}",
+                        hint="push again",
+                    ) from exc
+                count(-sent)
+                time.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            if response.status_code >= 400:
+                raise ServiceUnavailable(
+                    f"the object store refused the upload of {f.rel}: "
+                    f"HTTP {response.status_code} {response.text[:200]}",
+                    hint="the pre-signed URL may have expired: push again",
+                )
+            self._post(f"/api/v1/blobs/{digest}/complete")
+            return
+
+    def _put_from(
+        self, digest: str, f: SourceFile, offset: int, count: ProgressFn
+    ) -> dict[str, Any]:
+        def chunks() -> Iterator[bytes]:
+            with f.path.open("rb") as stream:
+                stream.seek(offset)
+                while chunk := stream.read(1 << 20):
+                    yield chunk
+                    count(len(chunk))
+
+        end = f"{f.size - 1}" if f.size else "*"
+        headers = {"Content-Range": f"bytes {offset}-{end}/{f.size}"}
+        try:
+            response = self._http.put(
+                f"/api/v1/blobs/{digest}", content=chunks(), headers=headers, timeout=None
+            )
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"the upload of {f.rel} to {self.base_url} broke off: {exc}",
+                hint="push again: the upload continues where it stopped",
+            ) from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        return dict(response.json())
+
+    def pull(
+        self,
+        ref: str,
+        dest: Path,
+        *,
+        on_start: ProgressFn | None = None,
+        on_bytes: ProgressFn | None = None,
+    ) -> PullResult:
+        """Write a release's files to ``dest`` (new or empty), verifying every byte; all or nothing."""
+        from airlock.core.digest import digest_bytes
+        from airlock.core.manifest import Manifest
+        from airlock.services.ingest import check_pull_dest
+        from airlock.services.registry import PullResult
+
+        release = self.release(ref)
+        manifest = Manifest.model_validate(release["manifest"])
+        if digest_bytes(manifest.canonical()) != release["digest"]:
+            raise IntegrityError(
+                f"the manifest of {release['ref']} the server sent does not hash to its digest",
+                hint="run `airlock verify` on the server",
+            )
+        check_pull_dest(dest)
+        if on_start is not None:
+            on_start(manifest.total_size)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.pull-"))
+        try:
+            for entry in manifest.files:
+                target = staging / entry.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._download(entry.digest, entry.size, target, on_bytes)
+            if dest.exists():
+                dest.rmdir()
+            staging.rename(dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return PullResult(manifest.ref, dest, len(manifest.files), manifest.total_size)
+
+    def _download(self, digest: str, size: int, target: Path, on_bytes: ProgressFn | None) -> None:
+        """Stream one blob to ``target``, hashing as it comes; resume with Range if it breaks."""
+        from airlock.core.digest import short
+
+        h = hashlib.sha256()
+        failures = 0
+        with target.open("wb") as out:
+            while True:
+                done = out.tell()
+                headers = {"Range": f"bytes={done}-"} if done else {}
+                if done and done >= size:
+                    break
+                try:
+                    with self._http.stream(
+                        "GET", f"/api/v1/blobs/{digest}", headers=headers, timeout=None
+                    ) as response:
+                        if response.status_code >= 400:
+                            response.read()
+                            raise error_from_response(response)
+                        for chunk in response.iter_bytes(CHUNK):
+                            h.update(chunk)
+                            out.write(chunk)
+                            if on_bytes is not None:
+                                on_bytes(len(chunk))
+                    break
+                except httpx.TransportError as exc:
+                    failures += 1
+                    if failures > RETRIES:
+                        raise ServiceUnavailable(
+                            f"the download of blob {short(digest)} broke off: {exc}",
+                            hint="pull again",
+                        ) from exc
+                    time.sleep(min(0.2 * 2**failures, 5.0))
+        actual = f"sha256:{h.hexdigest()}"
+        if actual != digest:
+            raise IntegrityError(
+                f"blob {short(digest)} is damaged: its bytes hash to {short(actual)}; "
+                f"refusing to materialise {target.name}",
+                hint="run `airlock verify` on the server to see which releases use the damaged blob",
+            )
 
     # -- governance -----------------------------------------------------------------------
     def approvals(self, ref: str) -> list[dict[str, Any]]:

@@ -80,6 +80,8 @@ class ServeSettings:
     checkpoint_file: Path | None = None
     checkpoint_key: Path | None = None
     """The key that signs checkpoints (default: the workspace's audit key)."""
+    webhooks: bool = True
+    """Deliver webhook subscriptions from this process (``airlock webhook add``)."""
 
     def assembly(self) -> AssemblySettings:
         """What :func:`airlock.assembly.build` wires for this server."""
@@ -164,6 +166,8 @@ class AirlockApp:
         await self.sync.start()
         if self.settings.run_controller:
             await self.controller.start()
+        if self.settings.webhooks:
+            self.parts.webhooks.start()  # a thread: a slow subscriber never blocks an action
         if self.checkpoints is not None:
             self._checkpointing = asyncio.create_task(
                 self._publish_checkpoints(), name="airlock-audit-checkpoints"
@@ -193,6 +197,7 @@ class AirlockApp:
                 await task
         try:
             await self.controller.stop()
+            await asyncio.to_thread(self.parts.webhooks.stop)
         finally:
             try:
                 await self.sync.stop()

@@ -253,3 +253,22 @@ def test_a_rollout_spec_carries_quality_into_the_analysis() -> None:
                 "quality": {"scorers": {"x": {"check": {"json": True}}}},
             }
         )
+
+
+def test_a_metric_that_may_not_gate_is_reported_but_never_rolls_back() -> None:
+    from airlock.core.quality import not_gating
+
+    settings = _settings()
+    rng = np.random.default_rng(5)
+    pairs = rng.multinomial(2000, np.full(CLUSTERS, 1 / CLUSTERS)).astype(float)
+    losses = np.round(pairs * 0.7)  # the candidate loses 70 % of every pair
+    wins = pairs - losses
+    cand, stab = _window(losses, pairs), _window(wins, pairs)
+    assert analyze(cand, stab, settings).outcome == "fail"
+    judge = JudgeSpec(release="j@1.0.0", mode="pairwise")
+    muted = not_gating(settings, judge, "agreement with people 55 % < 70 %")
+    verdict = analyze(cand, stab, muted)
+    assert verdict.outcome != "fail"
+    reason = verdict.metric(f"custom.{PAIRWISE_METRIC}").reason
+    assert reason.startswith("not gating (agreement with people 55 % < 70 %)")
+    assert muted.weights() == settings.weights()  # its α share stays reserved

@@ -44,6 +44,8 @@ def _records() -> list[TelemetryRecord]:
             t.custom(key, "helpful", 1.0 if i % 2 else 0.0, cluster)
         if i % 17 == 0:
             t.success(("chat", CANDIDATE, "shadow"), 40.0, 1, 1, cluster=cluster)
+        if i % 7 == 0:  # a named counter: no column, no migration, carried in the detail
+            t.count(key, "quality_dropped", cluster)
     records = t.drain()
     assert {r.key for r in records} == {
         ("chat", STABLE, "live"),
@@ -83,6 +85,9 @@ def test_a_flushed_record_reads_back_into_an_identical_window(workspace: Workspa
         assert got.custom == record.custom
     candidate = by_key[("chat", CANDIDATE, "live")].window()
     assert candidate.ttft_cells and candidate.custom["helpful"][1] > 0
+    counted = sum(1 for i in range(300) if i % 7 == 0 and i % 3)
+    read_back = {row.release: row.window for row in rows if row.traffic == "live"}
+    assert read_back[CANDIDATE].count("quality_dropped") == counted
     assert sum(candidate.clusters["requests"]) == candidate.requests
 
 

@@ -319,6 +319,17 @@ def test_required_notes() -> None:
     assert {r.rule for r in v.failures} == {"notes.summary"}
 
 
+def test_required_lineage_names_what_is_missing() -> None:
+    policy = parse_policy("stages: {production: {require_lineage: true}}")
+    bare = evaluate(policy, "production", facts(manifest()))
+    assert rules(bare) == {"lineage": False, "no-rejection": True}
+    why = {r.rule: r.why for r in bare.failures}["lineage"]
+    assert "no datasets" in why and "no code commit" in why
+    data = (Dataset(name="train", digest=digest_bytes(b"rows")),)
+    traced = evaluate(policy, "production", facts(manifest(datasets=data, commit="a" * 40)))
+    assert traced.ok
+
+
 def test_size_change_class_on_parameter_count() -> None:
     grown = manifest(params=1200, components={"safety_policy": Component(ref="guard@1.0.0")})
     v = evaluate(POLICY, "production", passing_facts(grown))

@@ -240,3 +240,39 @@ def test_a_fallback_answer_is_kept_as_the_candidates_arm(
     assert entry.release == stable and entry.arm == "fallback"
     assert entry.prompt == (("user", "hi [REDACTED:ipv4]"),)
     assert "10.0.0.1" not in entry.answer
+
+
+def test_labels_measure_the_judge_and_a_judge_people_disagree_with_cannot_gate(
+    store: Transcripts, workspace: Workspace
+) -> None:
+    from airlock.core.quality import JUDGE_METRIC
+    from airlock.core.rollout_spec import parse_spec
+    from airlock.services.controller import RolloutController
+    from airlock.services.rollouts import Rollouts
+
+    judge = "chat@1.1.0"  # any pinned release can judge; what matters is its pin
+    store.configure("chat", enabled=True, actor=ALICE)
+    store.write([_entry(n, T0) for n in range(40)], gateway="gw-1")
+    for n in range(40):  # the judge passes everything ...
+        assert store.update_scores(f"chatcmpl-{n}", {JUDGE_METRIC: 0.9}, judge)
+    for n in range(40):  # ... people call half of it bad
+        store.label(f"chatcmpl-{n}", n % 2 == 0, actor=ALICE, reason="reviewed")
+    found = store.judge_agreement("chat", judge)
+    assert (found.labels, found.agree) == (40, 20) and found.kappa == 0.0
+    with workspace.db.read() as conn:
+        events = list(audit.entries(conn, action="judge.label"))
+    assert len(events) == 40 and events[0].details["reason"] == "reviewed"
+    with pytest.raises(NotFound, match="no kept transcript"):
+        store.label("chatcmpl-unknown", True, actor=ALICE)
+
+    quality = {"judge": {"release": judge, "min_agreement": 0.7, "min_labels": 30}}
+    spec = parse_spec({"strategy": "shadow", "duration_seconds": 60, "quality": quality})
+    controller = RolloutController(Rollouts(workspace))
+    untrusted = controller.judge_settings("chat", spec)
+    assert untrusted is not None
+    metric = untrusted.metrics.custom[JUDGE_METRIC]
+    assert not metric.gating and "below the required 70%" in metric.note
+    lenient = parse_spec(
+        {"strategy": "shadow", "duration_seconds": 60, "quality": {"judge": {"release": judge}}}
+    )
+    assert controller.judge_settings("chat", lenient) is None  # no agreement required

@@ -361,3 +361,20 @@ def test_migration_0008_goes_down_and_up_again(tmp_path: Path) -> None:
         assert migrate.current_revisions(db) == migrate.head_revisions()
     finally:
         db.engine.dispose()
+
+
+def test_airlock_serve_delivers_subscriptions_on_its_own(
+    ws: Workspace, make_model: MakeModel, receiver: Receiver
+) -> None:
+    from airlock.serve import AirlockApp, RunningServer, ServeSettings
+
+    _release(ws, make_model)
+    Webhooks(ws).add(receiver.url, events="alias.move", actor=ALICE, secret=SECRET)
+    app = AirlockApp(ws, ServeSettings(port=0, run_controller=False))
+    object.__setattr__(app.parts.webhooks, "settings", FAST)  # poll every 50 ms
+    with RunningServer(app) as server:
+        server.wait_ready()
+        Registry(ws).set_alias("production", "chat@1.0.0", actor=ALICE, reason="launch")
+        _wait(lambda: len(receiver.posts) == 1, "the server's dispatcher to deliver")
+    assert json.loads(receiver.posts[0][1])["event"] == "alias.move"
+    assert app.parts.webhooks._thread is None  # stopped with the server

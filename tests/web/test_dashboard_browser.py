@@ -1,5 +1,6 @@
 """The dashboard in headless Chromium (Debian's, driven by Playwright): sign in, watch a
-rollout in flight, take a screenshot, and roll it back with a click."""
+rollout in flight, take a screenshot, and roll it back with a click; read the overview's health
+figures and a rollout's own page (bake time left, decisions, charts with data points)."""
 
 from __future__ import annotations
 
@@ -145,3 +146,39 @@ def test_a_viewer_sees_the_rollout_but_cannot_steer_it(stage: Stage, browser: ob
     assert page.locator("svg.lineage .node.dataset").count() >= 1
     page.goto(f"{stage.url}/audit")
     assert "chain verified" in page.inner_text("#chain-status")
+
+
+def test_the_rollout_page_and_the_overview_health_figures(stage: Stage, browser: object) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    sign_in(page, stage.url, stage.demo.secrets["olga"])
+    rollout = Rollouts(stage.demo.ws).active(scenario.SERVICE)
+    assert rollout is not None
+    # the overview: requests/s, error % and p95 per release; the page refreshes them itself
+    page.goto(f"{stage.url}/")
+    row = page.locator(f"[data-health={scenario.SERVICE}] tr[data-release='lumen@1.0.0']")
+    page.wait_for_function(
+        """(sel) => { const c = document.querySelector(sel); return c && +c.textContent > 0; }""",
+        arg=f"[data-health={scenario.SERVICE}] tr[data-release='lumen@1.0.0'] .rps",
+        timeout=20_000,
+    )
+    assert float(row.locator(".rps").inner_text()) > 0
+    assert row.locator(".err").inner_text().endswith("%")
+    assert row.locator(".p95").inner_text().endswith(" ms")
+    candidate = page.locator(f"[data-health={scenario.SERVICE}] tr[data-release='lumen@1.1.0']")
+    assert "candidate 30 %" in candidate.inner_text()
+
+    # the rollout page: steps with bake time left, the decisions, charts with data points
+    page.click(f"a[href='/rollouts/{rollout.id}']")
+    page.wait_for_selector("#rollout-steps li.current .left")
+    assert "left" in page.inner_text("#rollout-steps li.current")
+    assert "start" in page.inner_text("#decisions")
+    line = page.locator("[data-chart-key=error_rate] path.line.stable")
+    assert int(line.get_attribute("data-points") or 0) > 0
+    assert page.locator("[data-chart-key=requests] svg text.tick").count() >= 2
+    page.click("#ranges a:text('1h')")
+    page.wait_for_url("**range=1h")
+    assert "one point per 30 s" in page.inner_text("main")
+    points = page.locator("[data-chart-key=requests] path.line.stable").get_attribute("data-points")
+    assert int(points or 0) > 0
+    page.goto(f"{stage.url}/rollouts")
+    assert page.locator(f"#rollout-list tr[data-rollout='{rollout.id}']").count() == 1

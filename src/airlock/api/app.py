@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from airlock import __version__
 from airlock.api import (
     audit_routes,
+    blob_routes,
     gateway_key_routes,
     governance_routes,
     registry_routes,
@@ -63,11 +64,14 @@ def create_app(
 
     def limit_for(scope: Scope) -> int | None:
         path = str(scope.get("path", ""))
-        return None if exempt and path.startswith(exempt) else max_body_bytes
+        if blob_routes.streams_upload(scope) or (exempt and path.startswith(exempt)):
+            return None
+        return max_body_bytes
 
     app.add_middleware(BodyLimit, render=json_render(error_json), limit_for=limit_for)
     _offline_docs(app)
     app.include_router(registry_routes.router)
+    app.include_router(blob_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(governance_routes.router)
     app.include_router(token_routes.router)

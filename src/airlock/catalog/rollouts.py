@@ -142,6 +142,18 @@ def get(conn: Connection, rollout_id: int) -> RolloutView | None:
     return _rollout(r) if r else None
 
 
+def newest_before(
+    conn: Connection, *, service: str | None, before_id: int | None, limit: int
+) -> list[RolloutView]:
+    """Up to ``limit`` rollouts newest first with ids below ``before_id`` (a keyset page)."""
+    q = select(*_COLUMNS).order_by(_R.id.desc()).limit(limit)
+    if service is not None:
+        q = q.where(_R.service == service)
+    if before_id is not None:
+        q = q.where(_R.id < before_id)
+    return [_rollout(r) for r in conn.execute(q).all()]
+
+
 def active_for(conn: Connection, service: str) -> RolloutView | None:
     r = conn.execute(select(*_COLUMNS).where(_R.active_service == service)).first()
     return _rollout(r) if r else None

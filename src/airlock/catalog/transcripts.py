@@ -125,6 +125,33 @@ def upsert_feedback(conn: Connection, feedback: Sequence[FeedbackEntry]) -> None
         )
 
 
+def issued(conn: Connection, response_id: str) -> tuple[str, datetime] | None:
+    """The service and time of the transcript of ``response_id`` (None: none kept)."""
+    t = transcripts
+    r = conn.execute(select(t.c.service, t.c.at).where(t.c.response_id == response_id)).first()
+    return (str(r[0]), r[1]) if r else None
+
+
+def judged_pairs(
+    conn: Connection, service: str, judge: str, *, metric: str, limit: int
+) -> list[tuple[float, float]]:
+    """(the judge's score, people's score) of the newest answers both rated, at most ``limit``."""
+    t, f = transcripts, transcript_feedback
+    rows = conn.execute(
+        select(t.c.scores, f.c.score)
+        .select_from(t.join(f, f.c.response_id == t.c.response_id))
+        .where(t.c.service == service, t.c.judge == judge)
+        .order_by(t.c.id.desc())
+        .limit(limit)
+    ).all()
+    out = []
+    for scored, human in rows:
+        value = json.loads(scored or "{}").get(metric)
+        if value is not None:
+            out.append((float(value), float(human)))
+    return out
+
+
 def scores(conn: Connection, response_id: str) -> dict[str, float] | None:
     """The stored scores of a transcript ({} when none yet); None when there is no such row."""
     r = conn.execute(

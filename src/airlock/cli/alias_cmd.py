@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -9,12 +10,10 @@ import typer
 from airlock.cli.common import (
     AsJson,
     Limit,
-    actor,
     console,
     handle_errors,
     limited,
     print_json,
-    workspace,
 )
 from airlock.core.names import check_name
 
@@ -44,12 +43,20 @@ def set_alias(
     ] = False,
 ) -> None:
     """Point an alias of the release's model at that release (an audited move)."""
-    from airlock.services.promotion import Promotion
+    from airlock.cli.backend import LocalBackend, open_backend
 
-    with workspace() as ws:
-        promotion = Promotion(ws)
+    with open_backend() as backend:
         if dry_run:
-            for line in promotion.plan_promotion(ref, name).lines():
+            if not isinstance(backend, LocalBackend):
+                from airlock.errors import InvalidInput
+
+                raise InvalidInput(
+                    "--dry-run is not available against a server yet",
+                    hint="run it on the server, or unset AIRLOCK_URL",
+                )
+            from airlock.services.promotion import Promotion
+
+            for line in Promotion(backend.ws).plan_promotion(ref, name).lines():
                 console.print(line, markup=False, highlight=False)
             return
         if reason is None:  # a usage error, as when the option was required
@@ -57,7 +64,7 @@ def set_alias(
                 "an alias move needs a reason (or --dry-run to see the plan)",
                 param_hint="'--reason'",
             )
-        result = promotion.set_alias(name, ref, actor=actor(ws), reason=reason)
+        result = backend.set_alias(name, ref, reason=reason)
     if not result.moved:
         console.print(f"{result.model}@{result.alias} already points at {result.to_version}")
         return
@@ -77,13 +84,13 @@ def history(
     """Who moved which alias from what to what, when and why (oldest first)."""
     from rich.table import Table
 
-    from airlock.services.registry import Registry
+    from airlock.cli.backend import open_backend
 
     model, _, alias = (target or "").partition("@")
     if model:
         check_name(model)
-    with workspace() as ws:
-        moves = Registry(ws).alias_history(model or None, alias or None)
+    with open_backend() as backend:
+        moves = backend.alias_history(model or None, alias or None)
     moves = list(reversed(limited(list(reversed(moves)), limit)))  # the newest `limit`
     if as_json:
         print_json(moves)
@@ -114,12 +121,14 @@ def list_aliases(
     """List aliases and the versions they point at."""
     from rich.table import Table
 
-    from airlock.services.registry import Registry
+    from airlock.cli.backend import open_backend
 
-    with workspace() as ws:
-        rows = Registry(ws).aliases(model)
-    if as_json:
-        print_json(rows)
+    with open_backend() as backend:
+        rows = backend.aliases(model)
+    if as_json:  # the catalog's row id is left out, as the API leaves it out
+        print_json(
+            [{k: v for k, v in dataclasses.asdict(a).items() if k != "release_id"} for a in rows]
+        )
         return
     t = Table("alias", "version", "moved at", "by")
     for a in rows:

@@ -166,13 +166,14 @@ def log(
 
     from rich.table import Table
 
+    from airlock.cli.backend import open_backend
     from airlock.core.times import since_text
-    from airlock.services.audit_views import AuditLog, EventFilter
+    from airlock.services.audit_views import EventFilter
 
     after = since_text(since, datetime.now(UTC))  # a bad --since fails before any work
     where = EventFilter(action=action, actor=actor, subject=subject, since=after)
-    with workspace() as ws:
-        events = AuditLog(ws).events(where, limit=_limit(limit, as_json), newest_first=True)
+    with open_backend() as backend:
+        events = backend.audit_events(where, limit=_limit(limit, as_json))
     if as_json:
         for ev in reversed(events):  # oldest first, as an export reads
             typer.echo(json.dumps(ev.to_dict(), sort_keys=True))

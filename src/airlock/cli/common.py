@@ -115,8 +115,16 @@ def settings() -> Settings:
 
 @contextmanager
 def workspace(*, create: bool = False) -> Iterator[Workspace]:
+    from airlock.cli.backend import remote_config
     from airlock.services.workspace import Workspace
 
+    remote = remote_config()
+    if remote is not None:  # a command that has no remote form yet: say which store it uses
+        err_console.print(
+            f"[yellow]note:[/] this command works on the local workspace, not on {remote.url} "
+            "(remote: push, pull, ls, show, diff, verify, alias set/ls/history, service ls, audit log)",
+            soft_wrap=True,
+        )
     ws = Workspace.open(settings(), create=create)
     try:
         yield ws

@@ -149,10 +149,10 @@ def create(
 @handle_errors
 def ls(as_json: AsJson = False) -> None:
     """List services with their stable release, candidates and plan generation."""
-    from airlock.services.serving import Serving
+    from airlock.cli.backend import open_backend
 
-    with workspace() as ws:
-        views = Serving(ws).all()
+    with open_backend() as backend:
+        views = backend.services()
     if as_json:
         print_json([_service_json(v) for v in views])
         return

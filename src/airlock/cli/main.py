@@ -15,7 +15,9 @@ from airlock.cli.export_cmd import export
 from airlock.cli.feedback_cmd import feedback_app
 from airlock.cli.gc_cmd import gc
 from airlock.cli.import_cmd import import_app
+from airlock.cli.judge_cmd import judge_app
 from airlock.cli.key_cmd import gateway_key_app
+from airlock.cli.login_cmd import login, logout
 from airlock.cli.token_cmd import token_app
 from airlock.cli.webhook_cmd import webhook_app
 
@@ -68,6 +70,7 @@ app.add_typer(rollout_cmd.rollout_app, name="rollout")
 app.command("controller")(rollout_cmd.controller)
 app.add_typer(drill_app, name="drill")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(judge_app, name="judge")
 for command_name, command in (
     ("check", governance_cmd.check),
     ("approve", governance_cmd.approve),
@@ -93,6 +96,8 @@ _register_optional()
 app.add_typer(gateway_key_app, name="gateway-key")  # gateway access (issue 10)
 app.add_typer(webhook_app, name="webhook")  # events out (issue 14)
 app.command("export")(export)  # OCI ModelPack (issue 14)
+app.command("login")(login)  # remote workspace (issue 13)
+app.command("logout")(logout)
 app.add_typer(import_app, name="import")  # OCI layouts and MLflow (issue 14)
 
 

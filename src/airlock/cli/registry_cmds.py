@@ -97,7 +97,6 @@ def push(
         read_training_config,
         split_pair,
     )
-    from airlock.services.registry import Registry
     from airlock.services.spec import load_spec
 
     loaded = load_spec(spec) if spec else None
@@ -118,12 +117,13 @@ def push(
     parent = parent or (loaded.parent if loaded else None)
     source = loaded.sources if loaded else path
     assert source is not None
-    with workspace() as ws, ByteProgress(f"push {name}@{version}", quiet=quiet) as progress:
-        result = Registry(ws).push(
+    from airlock.cli.backend import open_backend
+
+    with open_backend() as backend, ByteProgress(f"push {name}@{version}", quiet=quiet) as progress:
+        result = backend.push(
             source,
             name=name,
             version=version,
-            actor=actor(ws),
             notes=notes_value,
             datasets=datasets,
             components=components,
@@ -164,17 +164,13 @@ def ls(
     from rich.table import Table
 
     from airlock.cli import render
-    from airlock.services.registry import Registry
+    from airlock.cli.backend import open_backend
 
-    with workspace() as ws:
-        reg = Registry(ws)
+    with open_backend() as backend:
         if model is None:
-            models = reg.models()
-            aliases = reg.aliases()
+            models = backend.models()
             if as_json:
-                console.print_json(
-                    data=[{"name": m.name, "releases": m.release_count} for m in models]
-                )
+                console.print_json(data=[{"name": m.name, "releases": m.releases} for m in models])
                 return
             if not models:
                 console.print(
@@ -183,23 +179,17 @@ def ls(
                 return
             t = Table("model", "releases", "aliases")
             for m in models:
-                names = [f"{a.name}→{a.version}" for a in aliases if a.model == m.name]
-                t.add_row(m.name, str(m.release_count), ", ".join(names))
+                names = [f"{alias}→{version}" for alias, version in m.aliases]
+                t.add_row(m.name, str(m.releases), ", ".join(names))
             console.print(t)
             return
-        rows = reg.releases(model)
-        by_release: dict[int, list[str]] = {}
-        for a in reg.aliases(model):
-            by_release.setdefault(a.release_id, []).append(a.name)
+        rows = backend.releases(model)
         if as_json:
             console.print_json(
-                data=[
-                    {"ref": r.ref, "digest": r.digest, "aliases": by_release.get(r.id, [])}
-                    for r in rows
-                ]
+                data=[{"ref": r.ref, "digest": r.digest, "aliases": list(r.aliases)} for r in rows]
             )
             return
-        console.print(render.releases_table(model, rows, by_release))
+        console.print(render.release_listing_table(model, rows))
 
 
 @handle_errors
@@ -211,18 +201,20 @@ def show(
 ) -> None:
     """Show a release: its bill of materials, lineage, notes and model-file summary."""
     from airlock.cli import render
+    from airlock.cli.backend import LocalBackend, open_backend
     from airlock.cli.governance_cmd import governance_view
     from airlock.services.governance import Governance
-    from airlock.services.registry import Registry
 
-    with workspace() as ws:
-        view = Registry(ws).show(ref)
-        governance = Governance(ws).summary(view.row.ref)
+    governance = None
+    with open_backend() as backend:
+        view = backend.show(ref)
+        if isinstance(backend, LocalBackend):  # approvals and evals: local only, for now
+            governance = Governance(backend.ws).summary(view.row.ref)
     if as_json:
         console.print_json(data={**view.manifest.to_json_dict(), "digest": view.row.digest})
         return
     console.print(render.release_view(view))
-    extra = governance_view(governance)
+    extra = governance_view(governance) if governance is not None else None
     if extra is not None:
         console.print(extra)
 
@@ -236,14 +228,16 @@ def diff(
 ) -> None:
     """What changed between two releases: files, components, lineage, metrics, notes."""
     from airlock.cli import render
+    from airlock.cli.backend import LocalBackend, open_backend
     from airlock.cli.governance_cmd import eval_comparison_view
     from airlock.core.diff import render_markdown
     from airlock.services.governance import Governance
-    from airlock.services.registry import Registry
 
-    with workspace() as ws:
-        result, _, b = Registry(ws).diff(old, new)
-        evals = Governance(ws).eval_comparison(old, new)
+    evals = None
+    with open_backend() as backend:
+        result, _, b = backend.diff(old, new)
+        if isinstance(backend, LocalBackend):  # evaluation results: local only, for now
+            evals = Governance(backend.ws).eval_comparison(old, new)
     if markdown:
         typer.echo(render_markdown(result, b))
     elif as_json:
@@ -252,7 +246,7 @@ def diff(
         typer.echo(json.dumps(dataclasses.asdict(result), default=str, indent=2))
     else:
         console.print(render.diff_view(result))
-        table = eval_comparison_view(evals, result.old, result.new)
+        table = eval_comparison_view(evals, result.old, result.new) if evals else None
         if table is not None:
             console.print(table)
 
@@ -264,12 +258,10 @@ def pull(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write a release's files to DEST, verifying every byte (all or nothing)."""
-    from airlock.services.registry import Registry
+    from airlock.cli.backend import open_backend
 
-    with workspace() as ws, ByteProgress(f"pull {ref}", quiet=quiet) as progress:
-        reg = Registry(ws)
-        progress.start(reg.resolve(ref).total_size)
-        result = reg.pull(ref, dest, on_bytes=progress.advance)
+    with open_backend() as backend, ByteProgress(f"pull {ref}", quiet=quiet) as progress:
+        result = backend.pull(ref, dest, on_start=progress.start, on_bytes=progress.advance)
     console.print(
         f"pulled {result.ref} into {result.dest} ({result.files} file(s), {human_bytes(result.bytes)})"
     )
@@ -293,14 +285,16 @@ def verify(
     """Re-hash stored blobs; name every damaged or missing blob and the releases using it."""
     from rich.table import Table
 
-    from airlock.services.registry import Registry
+    from airlock.cli.backend import LocalBackend, open_backend
 
     if repair is not None:
         _repair(ref, repair)
         return
-    with workspace() as ws, ByteProgress("verify", quiet=quiet) as progress:
-        report = Registry(ws).verify(ref, on_start=progress.start, on_bytes=progress.advance)
-        bad_signatures = _signature_lines(ws, ref) if ref is not None else 0
+    with open_backend() as backend, ByteProgress("verify", quiet=quiet) as progress:
+        report = backend.verify(ref, on_start=progress.start, on_bytes=progress.advance)
+        bad_signatures = 0
+        if ref is not None and isinstance(backend, LocalBackend):
+            bad_signatures = _signature_lines(backend.ws, ref)
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.checked} blob(s), {human_bytes(report.bytes)} verified"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -9,10 +10,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from airlock.cli.backend import ReleaseListing
 from airlock.cli.common import human_bytes, human_count
 from airlock.core.diff import ManifestDiff, describe_component
 from airlock.core.digest import short
-from airlock.core.records import Release
 from airlock.core.verdict import VerdictReport
 from airlock.services.registry import ReleaseView
 
@@ -104,7 +105,8 @@ def release_view(view: ReleaseView) -> RenderableType:
     return Group(*parts)
 
 
-def releases_table(model: str, rows: list[Release], aliases: dict[int, list[str]]) -> Table:
+def release_listing_table(model: str, rows: Sequence[ReleaseListing]) -> Table:
+    """``releases_table`` for listings (what ``airlock ls MODEL`` shows, local or remote)."""
     t = Table("version", "digest", "created", "author", "size", "params", "aliases", title=model)
     for r in rows:
         t.add_row(
@@ -114,7 +116,7 @@ def releases_table(model: str, rows: list[Release], aliases: dict[int, list[str]
             r.author,
             human_bytes(r.total_size),
             human_count(r.parameters),
-            ", ".join(aliases.get(r.id, [])),
+            ", ".join(r.aliases),
         )
     return t
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -151,6 +151,11 @@ class CustomMetric(_Settings):
     tolerance: float = Field(default=0.0, ge=0.0, le=100.0)
     required: bool = False
     weight: float = Field(default=1.0, gt=0.0, le=100.0)
+    gating: bool = True
+    """False: judged and reported, never a rollback (e.g. a judge people disagree with).
+    Its share of α stays reserved, so turning gating off never loosens the others."""
+    note: str = ""
+    """Why the metric does not gate, shown with its verdict."""
 
 
 class MetricSettings(_Settings):
@@ -496,6 +501,7 @@ def judge(steps: Sequence[StepEvidence], settings: AnalysisSettings) -> Analysis
             verdicts.append(_judge_normal(metric, steps, settings, log_threshold))
         else:
             verdicts.append(_judge_rate(metric, steps, settings, log_threshold))
+    verdicts = [_reported(v, settings) for v in verdicts]
     srm = _srm(steps, settings)
     failed = [v for v in verdicts if v.outcome == "fail"]
     n_c, n_s, need = current.requests_c, current.requests_s, settings.min_requests
@@ -515,6 +521,18 @@ def judge(steps: Sequence[StepEvidence], settings: AnalysisSettings) -> Analysis
         outcome = "pass"
         reason = f"no evidence of harm on {len(verdicts)} metrics after {n_c} candidate requests"
     return AnalysisVerdict(outcome, tuple(verdicts), n_c, n_s, reason, srm)
+
+
+def _reported(v: MetricVerdict, settings: AnalysisSettings) -> MetricVerdict:
+    """A metric that may not gate: its fail is shown as evidence, never acted on."""
+    if not v.metric.startswith("custom."):
+        return v
+    cfg = settings.metrics.custom[v.metric.removeprefix("custom.")]
+    if cfg.gating:
+        return v
+    why = cfg.note or "this metric does not gate"
+    outcome: Outcome = "inconclusive" if v.outcome == "fail" else v.outcome
+    return replace(v, outcome=outcome, required=False, reason=f"not gating ({why}): {v.reason}")
 
 
 def _required(metric: str, settings: AnalysisSettings) -> bool:

@@ -15,6 +15,7 @@ candidate::
         max_changed_components: 2
         allow_pickle: false
         require_signature: true
+        require_lineage: true     # datasets with digests and the code commit
         required_notes: [summary]
         min_canary_minutes: 10
       "*":                        # any other alias
@@ -105,6 +106,8 @@ class StageRules(_Rules):
     max_changed_components: int | None = Field(default=None, ge=0)
     allow_pickle: bool = True
     require_signature: bool = False
+    require_lineage: bool = False
+    """The release must name its training data (datasets with digests) and code commit."""
     required_notes: tuple[NoteField, ...] = ()
     block_on_rejection: bool = True
     min_canary_minutes: float = Field(default=0.0, ge=0.0)
@@ -451,6 +454,8 @@ def evaluate(
     ]
     if sig_sources:
         results.append(_signature(facts, sig_sources[0]))
+    if rules.require_lineage:
+        results.append(_lineage(facts.manifest, src))
     for name in rules.required_notes:
         value = getattr(facts.manifest.notes, name)
         results.append(
@@ -644,6 +649,16 @@ def _changed_components(limit: int, diff: ManifestDiff | None, source: str) -> R
     listed = f": {', '.join(roles)}" if roles else ""
     why = f"{len(roles)} component(s) changed vs {diff.old}{listed} ({'≤' if ok else '>'} {limit})"
     return RuleResult("max-changed-components", ok, why, source)
+
+
+def _lineage(manifest: Manifest, source: str) -> RuleResult:
+    missing = []
+    if not manifest.lineage.datasets:
+        missing.append("no datasets (push with --dataset name=path-or-digest)")
+    if manifest.lineage.code is None:
+        missing.append("no code commit (push with --code-commit SHA)")
+    why = "; ".join(missing) if missing else "datasets and code commit recorded"
+    return RuleResult("lineage", not missing, why, source)
 
 
 def _signature(facts: ReleaseFacts, source: str) -> RuleResult:

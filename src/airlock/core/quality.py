@@ -4,7 +4,6 @@ A rollout spec (or a service's defaults) may carry a ``quality`` section::
 
     quality:
       sample: 0.1                  # share of answers scored, the same on both arms
-      queue: 512                   # bounded scoring queue; drops are counted per arm
       scorers:
         no_refusal: {check: {refusal: false}, tolerance: 0.5}
         valid_json: {check: {json: true, required_keys: [answer]}, weight: 2}
@@ -50,7 +49,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from airlock.core.analysis import CustomMetric
+from airlock.core.analysis import AnalysisSettings, CustomMetric
 from airlock.core.evalsuite import Check
 from airlock.core.refs import parse_ref
 from airlock.errors import InvalidInput
@@ -111,8 +110,6 @@ class JudgeSpec(_Frozen):
 
 class QualitySettings(_Frozen):
     sample: float = Field(default=0.1, ge=0.0, le=1.0)
-    queue: int = Field(default=512, ge=1, le=100_000)
-    workers: int = Field(default=2, ge=1, le=32)
     scorers: dict[str, OnlineScorer] = Field(default_factory=dict)
     judge: JudgeSpec | None = None
 
@@ -181,6 +178,17 @@ def merged_custom(
     return {**declared, **extra}
 
 
+def not_gating(settings: AnalysisSettings, judge: JudgeSpec, why: str) -> AnalysisSettings:
+    """``settings`` with the judge's metric reported but unable to roll back."""
+    name = JUDGE_METRIC if judge.mode == "pointwise" else PAIRWISE_METRIC
+    custom = dict(settings.metrics.custom)
+    if name not in custom:
+        return settings
+    custom[name] = custom[name].model_copy(update={"gating": False, "note": why})
+    metrics = settings.metrics.model_copy(update={"custom": custom})
+    return settings.model_copy(update={"metrics": metrics})
+
+
 def sampled(request_id: str, share: float) -> bool:
     """Whether the answer to ``request_id`` is scored: a hash, independent of the arm."""
     if share <= 0.0:
@@ -212,6 +220,7 @@ __all__ = [
     "QualitySettings",
     "analysis_metrics",
     "merged_custom",
+    "not_gating",
     "pair_counts",
     "sampled",
     "scorer_metric",

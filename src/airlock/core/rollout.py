@@ -59,7 +59,7 @@ from airlock.core.rollout_spec import (
     ShadowSpec,
     parse_spec,
 )
-from airlock.core.traffic import TrafficPlan, WeightedRelease
+from airlock.core.traffic import TrafficPlan, WeightedRelease, quality_text
 from airlock.errors import Conflict, InvalidInput
 
 Phase = Literal["progressing", "paused", "promoted", "rolled_back", "aborted", "completed"]
@@ -186,12 +186,17 @@ def plan_for(
         target = TrafficPlan.all_stable(service, plan.stable)
     else:
         mirror = mirror_of(spec, state)
+        quality = (
+            quality_text(spec.quality.model_dump(mode="json", by_alias=True))
+            if spec.quality is not None and spec.quality.enabled
+            else None
+        )
         if mirror == "candidate":
-            target = TrafficPlan(service, plan.stable, (), (candidate,))
+            target = TrafficPlan(service, plan.stable, (), (candidate,), quality=quality)
         else:
             weight = WeightedRelease(candidate, candidate_weight(spec, state))
             shadows = (plan.stable,) if mirror == "stable" else ()
-            target = TrafficPlan(service, plan.stable, (weight,), shadows)
+            target = TrafficPlan(service, plan.stable, (weight,), shadows, quality=quality)
     if plan.same_routing(target):
         return plan
     return dataclasses.replace(target, generation=plan.generation + 1)

@@ -27,6 +27,7 @@ Consequences a user can rely on:
 from __future__ import annotations
 
 import hashlib
+import json
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class TrafficPlan:
     candidates: tuple[WeightedRelease, ...] = ()
     shadows: tuple[str, ...] = ()
     generation: int = 0
+    quality: str | None = None
+    """The rollout's online-quality settings as canonical JSON (None: no live scoring);
+    parsed by the gateway (:class:`airlock.core.quality.QualitySettings`)."""
     _thresholds: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +96,8 @@ class TrafficPlan:
             raise InvalidInput(f"generation must be an integer, got {self.generation!r}")
         if self.generation < 0:
             raise InvalidInput(f"generation must be >= 0, got {self.generation}")
+        if self.quality is not None and not isinstance(self.quality, str):
+            raise InvalidInput(f"quality must be JSON text or None, got {self.quality!r}")
         # Accept lists from callers, store tuples: the plan stays hashable and frozen.
         object.__setattr__(self, "candidates", tuple(self.candidates))
         object.__setattr__(self, "shadows", tuple(self.shadows))
@@ -215,6 +221,7 @@ class TrafficPlan:
             and self.stable == other.stable
             and self.candidates == other.candidates
             and self.shadows == other.shadows
+            and self.quality == other.quality
         )
 
     # -- storage ----------------------------------------------------------------
@@ -226,6 +233,7 @@ class TrafficPlan:
             "candidates": [c.to_dict() for c in self.candidates],
             "shadows": list(self.shadows),
             "generation": self.generation,
+            **({"quality": json.loads(self.quality)} if self.quality is not None else {}),
         }
 
     @classmethod
@@ -233,7 +241,8 @@ class TrafficPlan:
         """Rebuild a plan from :meth:`to_dict` output; bad data raises InvalidInput."""
         if not isinstance(data, Mapping):
             raise InvalidInput(f"a traffic plan must be a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"service", "stable", "candidates", "shadows", "generation"})
+        known = {"service", "stable", "candidates", "shadows", "generation", "quality"}
+        unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidInput(f"unknown traffic plan field(s): {', '.join(unknown)}")
         try:
@@ -259,7 +268,17 @@ class TrafficPlan:
             candidates=tuple(candidates),
             shadows=tuple(raw_shadows),
             generation=data.get("generation", 0),
+            quality=quality_text(data.get("quality")),
         )
+
+
+def quality_text(quality: Mapping[str, Any] | None) -> str | None:
+    """A plan's quality settings as canonical JSON text (sorted keys, no spaces)."""
+    if quality is None:
+        return None
+    if not isinstance(quality, Mapping):
+        raise InvalidInput(f"a plan's quality must be a mapping, got {type(quality).__name__}")
+    return json.dumps(quality, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

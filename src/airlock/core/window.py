@@ -133,6 +133,11 @@ def cells_quantile(cells: Mapping[int, int], q: float) -> float:
 COUNTED = ("requests", "errors", "guardrail_flags", "fallbacks", "feedback_count")
 
 
+def count_field(name: str) -> str:
+    """The ``clusters`` key of a named counter (``Telemetry.count``)."""
+    return f"count:{name}"
+
+
 def custom_field(name: str, part: str) -> str:
     """The ``clusters`` key of a custom metric's ``successes`` or ``trials``."""
     return f"custom:{name}:{part}"
@@ -247,6 +252,10 @@ class ReleaseWindow:
         object.__setattr__(self, "custom", MappingProxyType(custom))
         object.__setattr__(self, "clusters", MappingProxyType(clusters))
 
+    def count(self, name: str) -> float:
+        """The total of the named counter ``name`` (0 when nothing was counted)."""
+        return math.fsum(self.clusters.get(count_field(name), ()))
+
     @property
     def latency_count(self) -> int:
         if self.latency_cells:
@@ -320,6 +329,7 @@ __all__ = [
     "cell_upper_ms",
     "cells_quantile",
     "cluster_of",
+    "count_field",
     "custom_field",
     "latency_bucket",
     "latency_cell",

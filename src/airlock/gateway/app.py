@@ -67,6 +67,7 @@ from airlock.gateway.metrics import (
     CONTENT_TYPE,
     AccessCollector,
     GatewayCollector,
+    QualityCollector,
     make_registry,
     render,
 )
@@ -109,6 +110,7 @@ def create_app(
             sync_state=sync_state if sync is not None else None,
         ),
         AccessCollector(gateway.access, gateway.feedback_ledger),
+        QualityCollector(gateway.quality),
     )
 
     def caller(request: Request, service: str, *, admit: bool = True) -> Principal:

@@ -72,6 +72,7 @@ from airlock.gateway.failures import CountedCall
 from airlock.gateway.feedback import FeedbackLedger, FeedbackResult, check_score
 from airlock.gateway.guard import StreamGuard, watches
 from airlock.gateway.pool import LoadFn, ReleasePool, ServiceState
+from airlock.gateway.quality import OnlineQuality, QualityJob, last_prompt
 from airlock.gateway.routing import Route, choose
 from airlock.gateway.shadow import ShadowJob, ShadowRunner
 from airlock.gateway.shaping import Attempt, guard_output, prepare
@@ -106,6 +107,11 @@ class GatewaySettings:
     open_access: bool = True
     feedback_max_age_s: float = 86_400.0
     response_secret: bytes | None = None
+    # Online quality scoring (off the request path): queue bound and workers per gateway,
+    # and how a pinned judge prompt (a release ref) is read (None: only built-in prompts).
+    quality_queue_size: int = 512
+    quality_workers: int = 2
+    read_judge_prompt: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,15 @@ class Gateway:
             sample_capacity=self.settings.shadow_sample_capacity,
         )
         self.shadows = self.shadow_runner.queue
+        self.quality = OnlineQuality(
+            self.telemetry,
+            self.pool,
+            queue_size=self.settings.quality_queue_size,
+            workers=self.settings.quality_workers,
+            read_prompt=self.settings.read_judge_prompt,
+        )
+        self.shadow_runner.quality = self.quality
+        self.quality.on_scored = self.transcripts.scored
         self.started_at = time.time()
         # Readiness: releases that failed to load (verification) and services that cannot
         # serve because of it (answered 503 with the reason, not 404).
@@ -143,9 +158,11 @@ class Gateway:
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         self.shadows.start()
+        self.quality.queue.start()
 
     async def aclose(self) -> None:
         await self.shadows.stop()
+        await self.quality.queue.stop()
         await self.pool.aclose()
 
     def spawn(self, coro: Any, *, name: str | None = None) -> None:
@@ -308,7 +325,17 @@ class Gateway:
             replace(result, finish_reason=guarded.finish_reason),
             guarded.text,
         )
-        self._after(state, release, req, rid, guarded.text, route.cluster)
+        self._after(
+            state,
+            release,
+            req,
+            rid,
+            guarded.text,
+            route.cluster,
+            scored=fallback_from is None,
+            blocked=guarded.status == "blocked",
+            latency_ms=(perf_counter() - attempt.started) * 1000.0,
+        )
         headers_out = self._headers(state, release, route, rid, fallback_from, principal)
         if guarded.status:
             headers_out["x-airlock-guardrail"] = guarded.status
@@ -407,9 +434,31 @@ class Gateway:
         rid: str,
         text: str,
         cluster: int,
+        *,
+        scored: bool = True,
+        blocked: bool = False,
+        latency_ms: float = 0.0,
     ) -> None:
-        """Send copies to the plan's shadows (counted in the mirrored request's cluster)."""
+        """Keep the transcript, offer the answer for scoring (not a fallback's: it stands in
+        for a failed candidate) and send copies to the plan's shadows."""
         self.transcripts.record(state.plan, release, req, rid, text, cluster)
+        if scored:
+            self.quality.offer(
+                state.plan,
+                lambda settings: QualityJob(
+                    service=state.plan.service,
+                    release=release.ref,
+                    traffic="live",
+                    request_id=rid,
+                    prompt=last_prompt(req),
+                    answer=text,
+                    cluster=cluster,
+                    settings=settings,
+                    blocked=blocked,
+                    refusal_text=release.safety.refusal if release.safety is not None else None,
+                    latency_ms=latency_ms,
+                ),
+            )
         for shadow in state.plan.shadows:
             if shadow != release.ref:
                 self.shadows.submit(
@@ -554,7 +603,17 @@ class Gateway:
         yield wire.DONE
         flagged = guard is not None and guard.flagged
         self._answered(key, attempt, final, cluster, fallback_from, principal, flagged=flagged)
-        self._after(state, release, req, rid, "".join(sent), cluster)
+        self._after(
+            state,
+            release,
+            req,
+            rid,
+            "".join(sent),
+            cluster,
+            scored=fallback_from is None,
+            blocked=guard is not None and guard.blocked,
+            latency_ms=(perf_counter() - attempt.started) * 1000.0,
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from airlock.core.analysis import LATENCY_BUCKETS_MS
 from airlock.core.traffic import TrafficPlan
 from airlock.gateway.access import KeyRing
 from airlock.gateway.feedback import FeedbackLedger
+from airlock.gateway.quality import OnlineQuality
 from airlock.gateway.telemetry import Counters, Key, Telemetry
 
 SyncState = Callable[[], tuple[float | None, Mapping[str, int]]]
@@ -223,6 +224,40 @@ class AccessCollector(Collector):
         yield from (requests, tokens, refused, feedback)
 
 
+class QualityCollector(Collector):
+    """Online scoring: samples scored or dropped per release; judge calls and tokens."""
+
+    def __init__(self, quality: OnlineQuality) -> None:
+        self.quality = quality
+
+    def collect(self) -> Iterator[Metric]:
+        samples = CounterMetricFamily(
+            "airlock_quality_samples",
+            "Sampled answers scored, or dropped because the scoring queue was full.",
+            labels=["service", "release", "outcome"],
+        )
+        for (service, release, outcome), n in sorted(self.quality.samples.items()):
+            samples.add_metric([service, release, outcome], n)
+        calls = CounterMetricFamily(
+            "airlock_judge_calls",
+            "Calls to a judge release: ok, failed, timeout, unreadable (never the candidate's).",
+            labels=["judge", "outcome"],
+        )
+        for (judge, outcome), n in sorted(self.quality.judge_calls.items()):
+            calls.add_metric([judge, outcome], n)
+        cost = self.quality.judge_cost
+        tokens = CounterMetricFamily(
+            "airlock_judge_tokens", "Tokens spent on judging.", labels=["direction"]
+        )
+        tokens.add_metric(["in"], cost.prompt_tokens)
+        tokens.add_metric(["out"], cost.completion_tokens)
+        depth = GaugeMetricFamily(
+            "airlock_quality_queue_depth", "Sampled answers waiting to be scored."
+        )
+        depth.add_metric([], self.quality.queue.depth)
+        yield from (samples, calls, tokens, depth)
+
+
 def _fmt(bound: float) -> str:
     return f"{bound:.6g}"
 
@@ -242,6 +277,7 @@ __all__ = [
     "CONTENT_TYPE",
     "AccessCollector",
     "GatewayCollector",
+    "QualityCollector",
     "SyncState",
     "make_registry",
     "render",

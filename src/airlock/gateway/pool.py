@@ -59,6 +59,7 @@ class ReleasePool:
         self._pool: dict[str, LoadedRelease] = {}
         self._loading: dict[str, asyncio.Future[LoadedRelease]] = {}
         self._retired: list[LoadedRelease] = []
+        self._held: set[str] = set()  # releases kept loaded outside any plan (judges)
         self._tasks: set[asyncio.Task[None]] = set()
         self.load_failures: dict[str, AirlockError] = {}
         self.unservable: dict[str, str] = {}
@@ -173,8 +174,12 @@ class ReleasePool:
         self._states = MappingProxyType(states)  # the one atomic step readers see
         self._retire_unused()
 
+    def hold(self, ref: str) -> None:
+        """Keep ``ref`` loaded whatever the plans say (a judge release: never routed to)."""
+        self._held.add(ref)
+
     def _retire_unused(self) -> None:
-        used = {r for s in self._states.values() for r in s.releases}
+        used = {r for s in self._states.values() for r in s.releases} | self._held
         for ref in [r for r in self._pool if r not in used]:
             self._retire(self._pool.pop(ref))
 

@@ -15,7 +15,6 @@ handler's business (it is counted against the shadow release, never the user).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,11 +24,15 @@ from time import perf_counter
 from typing import Any
 
 from airlock.core.telemetry import ShadowSample
+from airlock.core.traffic import TrafficPlan
 from airlock.errors import InvalidInput, RuntimeFailure
 from airlock.gateway.failures import CountedCall
 from airlock.gateway.pool import ReleasePool
+from airlock.gateway.quality import OnlineQuality, QualityJob, last_prompt
 from airlock.gateway.shaping import guard_output, prepare
 from airlock.gateway.telemetry import Key, Telemetry
+from airlock.gateway.work_queue import WorkQueue
+from airlock.runtime.loader import LoadedRelease
 
 log = logging.getLogger("airlock.gateway.shadow")
 
@@ -45,7 +48,9 @@ class ShadowJob:
     cluster: int = 0  # the analysis cluster of the mirrored request's user
 
 
-class ShadowQueue:
+class ShadowQueue(WorkQueue[ShadowJob]):
+    """The bounded queue of shadow copies (see :class:`~airlock.gateway.work_queue.WorkQueue`)."""
+
     def __init__(
         self,
         handler: Callable[[ShadowJob], Awaitable[None]],
@@ -54,69 +59,9 @@ class ShadowQueue:
         workers: int = 2,
         on_drop: Callable[[ShadowJob], None] | None = None,
     ) -> None:
-        if maxsize < 1 or workers < 1:
-            raise ValueError("a shadow queue needs maxsize >= 1 and workers >= 1")
-        self._handler = handler
-        self._on_drop = on_drop
-        self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(maxsize)
-        self._workers: list[asyncio.Task[None]] = []
-        self._n = workers
-        self.dropped = 0
-        self.completed = 0
-
-    @property
-    def depth(self) -> int:
-        return self._queue.qsize()
-
-    def start(self) -> None:
-        if not self._workers:
-            self._workers = [
-                asyncio.create_task(self._work(), name=f"airlock-shadow-{i}")
-                for i in range(self._n)
-            ]
-
-    def submit(self, job: ShadowJob) -> bool:
-        """Queue a copy; False (and counted) when the queue is full or not running."""
-        if not self._workers:
-            self._drop(job)
-            return False
-        try:
-            self._queue.put_nowait(job)
-        except asyncio.QueueFull:
-            self._drop(job)
-            return False
-        return True
-
-    def _drop(self, job: ShadowJob) -> None:
-        self.dropped += 1
-        if self._on_drop is not None:
-            self._on_drop(job)
-
-    async def _work(self) -> None:
-        while True:
-            job = await self._queue.get()
-            try:
-                await self._handler(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a shadow's failure must never escape into the gateway
-                log.exception("shadow job for %s failed", job.release)
-            finally:
-                self.completed += 1
-                self._queue.task_done()
-
-    async def drain(self) -> None:
-        """Wait until every queued copy has been handled (tests, shutdown)."""
-        if self._workers:
-            await self._queue.join()
-
-    async def stop(self) -> None:
-        for task in self._workers:
-            task.cancel()
-        for task in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._workers = []
+        super().__init__(
+            handler, maxsize=maxsize, workers=workers, on_drop=on_drop, name="airlock-shadow"
+        )
 
 
 class ShadowRunner:
@@ -140,6 +85,7 @@ class ShadowRunner:
         self.queue = ShadowQueue(
             self.run, maxsize=queue_size, workers=workers, on_drop=self._dropped
         )
+        self.quality: OnlineQuality | None = None  # scores shadow answers, paired with live
 
     def samples(self) -> list[ShadowSample]:
         return list(self._samples)
@@ -197,6 +143,31 @@ class ShadowRunner:
         )
         self._samples.append(sample)
         self._unflushed.append(sample)
+        if ok and self.quality is not None:
+            self._offer_pair(state.plan, job, release, output, sample.latency_ms)
+
+    def _offer_pair(
+        self, plan: TrafficPlan, job: ShadowJob, release: LoadedRelease, output: str, ms: float
+    ) -> None:
+        """Score the shadow answer, paired with the live answer of the request it mirrors."""
+        assert self.quality is not None
+        self.quality.offer(
+            plan,
+            lambda settings: QualityJob(
+                service=job.service,
+                release=job.release,
+                traffic="shadow",
+                request_id=job.request_id,
+                prompt=last_prompt(job.request),
+                answer=output,
+                cluster=job.cluster,
+                settings=settings,
+                refusal_text=release.safety.refusal if release.safety is not None else None,
+                latency_ms=ms,
+                stable_release=job.primary_release,
+                stable_answer=job.primary_output,
+            ),
+        )
 
 
 __all__ = ["ShadowJob", "ShadowQueue", "ShadowRunner"]

@@ -28,6 +28,7 @@ from airlock.core.window import (
     CLUSTERS,
     LATENCY_HISTOGRAM_SIZE,
     ReleaseWindow,
+    count_field,
     custom_field,
     latency_bucket,
     latency_cell,
@@ -59,6 +60,7 @@ class Counters:
         "by_flags",
         "by_requests",
         "cells",
+        "counts",
         "custom",
         "errors",
         "errors_by_kind",
@@ -101,6 +103,8 @@ class Counters:
         self.ttft_cells: dict[int, int] = {}
         # custom metric name -> (successes per cluster, trials per cluster)
         self.custom: dict[str, tuple[list[float], list[float]]] = {}
+        # named counters (``Telemetry.count``) -> their value per cluster
+        self.counts: dict[str, list[float]] = {}
 
     def merge(self, other: Counters) -> None:
         self.requests += other.requests
@@ -132,6 +136,12 @@ class Counters:
             else:
                 _add_into(mine[0], successes)
                 _add_into(mine[1], trials)
+        for name, row in list(other.counts.items()):
+            have = self.counts.get(name)
+            if have is None:
+                self.counts[name] = list(row)
+            else:
+                _add_into(have, row)
 
     def copy(self) -> Counters:
         c = Counters()
@@ -151,6 +161,7 @@ class Counters:
         c.by_feedback_sum = list(self.by_feedback_sum)
         c.cells, c.ttft_cells = dict(self.cells), dict(self.ttft_cells)
         c.custom = {name: (list(s), list(t)) for name, (s, t) in list(self.custom.items())}
+        c.counts = {name: list(row) for name, row in list(self.counts.items())}
         return c
 
     def custom_totals(self) -> dict[str, tuple[float, float]]:
@@ -174,6 +185,8 @@ class Counters:
         for name, (successes, trials) in list(self.custom.items()):
             rows[custom_field(name, "successes")] = successes
             rows[custom_field(name, "trials")] = trials
+        for name, row in list(self.counts.items()):
+            rows[count_field(name)] = row
         return rows
 
     def window(self) -> ReleaseWindow:
@@ -235,6 +248,7 @@ class Counters:
             or self.tokens_in
             or self.tokens_out
             or self.custom
+            or self.counts
         )
 
 
@@ -347,6 +361,16 @@ class Telemetry:
         delta = moved - c.by_feedback_sum[cluster]
         c.by_feedback_sum[cluster] = moved
         c.feedback_sum = min(max(c.feedback_sum + delta, 0.0), float(c.feedback_count))
+
+    def count(self, key: Key, name: str, cluster: int, n: float = 1.0) -> None:
+        """Add ``n`` to the named counter ``name`` of ``key`` in ``cluster``: a new counter
+        needs no new field here, no column and no migration; it reaches the catalog with
+        the per-cluster detail and every reader as ``ReleaseWindow.count(name)``."""
+        c = self._get(key)
+        row = c.counts.get(name)
+        if row is None:
+            row = c.counts[name] = [0.0] * CLUSTERS
+        row[cluster] += n
 
     def custom(self, key: Key, name: str, value: float, cluster: int) -> None:
         """Count one value in [0, 1] of the custom metric ``name`` (successes += value)."""

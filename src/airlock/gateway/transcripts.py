@@ -61,6 +61,10 @@ class TranscriptStore(Protocol):
 
     def purge_expired(self, now: datetime, *, service: str | None = None) -> Any: ...
 
+    def update_scores(
+        self, response_id: str, scores: Mapping[str, float], judge: str | None
+    ) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Recorded:
@@ -82,6 +86,7 @@ class TranscriptBuffer:
         self._services: frozenset[str] = frozenset()
         self._answers: list[_Recorded] = []
         self._scores: list[FeedbackEntry] = []
+        self._judged: list[tuple[str, dict[str, float], str | None]] = []
         self.recorded = 0
         self.dropped = 0
 
@@ -147,7 +152,22 @@ class TranscriptBuffer:
             )
         )
 
+    def scored(
+        self, service: str, response_id: str, scores: Mapping[str, float], judge: str | None
+    ) -> None:
+        """Keep the online scores (and the judge) of an answer whose service keeps transcripts."""
+        if service not in self._services:
+            return
+        if len(self._judged) >= self.capacity:
+            self.dropped += 1
+            return
+        self._judged.append((response_id, dict(scores), judge))
+
     # -- the flush ------------------------------------------------------------------------------
+    def drain_scored(self) -> list[tuple[str, dict[str, float], str | None]]:
+        judged, self._judged = self._judged, []
+        return judged
+
     def drain(self) -> tuple[list[_Recorded], list[FeedbackEntry]]:
         answers, self._answers = self._answers, []
         scores, self._scores = self._scores, []
@@ -224,8 +244,9 @@ class TranscriptSink:
         """Write what was recorded, re-read the settings, purge when due. Never raises
         (a failure is logged; the rows wait for the next flush)."""
         answers, scores = self.buffer.drain()
+        judged = self.buffer.drain_scored()
         try:
-            enabled = await asyncio.to_thread(self._flush, answers, scores)
+            enabled = await asyncio.to_thread(self._flush, answers, scores, judged)
         except AirlockError as exc:
             log.warning("transcript flush failed (%s); keeping %d rows", exc, len(self._entries))
             return
@@ -234,7 +255,12 @@ class TranscriptSink:
             return
         self.buffer.set_services(enabled)
 
-    def _flush(self, answers: list[Any], scores: list[FeedbackEntry]) -> list[str]:
+    def _flush(
+        self,
+        answers: list[Any],
+        scores: list[FeedbackEntry],
+        judged: Sequence[tuple[str, dict[str, float], str | None]] = (),
+    ) -> list[str]:
         self._entries.extend(entry_of(a, self.read_ticket) for a in answers)
         self._scores.extend(scores)
         self._entries = self._entries[-self.backlog :]
@@ -243,6 +269,8 @@ class TranscriptSink:
             self.store.write(self._entries, self._scores, gateway=self.gateway_id)
             self._entries, self._scores = [], []
             self.flushes += 1
+        for response_id, named, judge in judged:  # after the answers they score
+            self.store.update_scores(response_id, named, judge)
         enabled = [s.service for s in self.store.settings() if s.enabled]
         now = self.clock()
         if self._last_purge is None or now - self._last_purge >= self.purge_every:

@@ -59,6 +59,7 @@ from typing import Any, Protocol, TypeVar
 from airlock.catalog import rollouts as rollout_sql
 from airlock.core import rollout as machine
 from airlock.core.analysis import (
+    AnalysisSettings,
     AnalysisVerdict,
     ReleaseWindow,
     StepEvidence,
@@ -66,12 +67,16 @@ from airlock.core.analysis import (
     judge,
     step_evidence,
 )
+from airlock.core.calibration import may_gate
+from airlock.core.quality import not_gating
+from airlock.core.rollout_spec import RolloutSpec
 from airlock.core.telemetry import Traffic
 from airlock.core.traffic import TrafficPlan
 from airlock.errors import AirlockError, Conflict, NotFound
 from airlock.services.identity import Actor
 from airlock.services.rollouts import CONTROLLER, Rollouts, RolloutView
 from airlock.services.serving import Serving
+from airlock.services.transcripts import Transcripts
 
 log = logging.getLogger("airlock.controller")
 
@@ -491,7 +496,25 @@ class RolloutController:
         )
         current = step_evidence(_stratum(view, step, windows), settings)
         self._evidence[(view.id, view.state.step_started_at)] = current
-        return judge([*history, current], settings)
+        trusted = await self._call(self.judge_settings, view.service, view.spec)
+        return judge([*history, current], trusted or settings)
+
+    def judge_settings(self, service: str, spec: RolloutSpec) -> AnalysisSettings | None:
+        """The settings to judge with when the spec's judge may not gate (None: it may).
+
+        A judge whose agreement with people (feedback and labels on the answers it
+        scored) is below ``min_agreement`` keeps its metric in the verdict, reported but
+        never acted on (see :func:`airlock.core.calibration.may_gate`)."""
+        judge_spec = spec.quality.judge if spec.quality is not None else None
+        if judge_spec is None or judge_spec.min_agreement <= 0.0:
+            return None
+        found = Transcripts(self.rollouts.ws).judge_agreement(
+            service, judge_spec.release, threshold=judge_spec.threshold
+        )
+        ok, why = may_gate(found, judge_spec.min_agreement, judge_spec.min_labels)
+        if ok:
+            return None
+        return not_gating(spec.judged_analysis, judge_spec, f"{why}; {found.describe()}")
 
     # -- gateways -------------------------------------------------------------------------------
     def _swap_now(self, plan: TrafficPlan) -> float | None:

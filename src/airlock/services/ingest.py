@@ -11,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from airlock.core.digest import Digest
+from airlock.core.digest import Digest, short
 from airlock.core.limits import check_distinct_paths, quoted
 from airlock.core.manifest import FileEntry, FileFormat
 from airlock.core.names import check_relative_path
@@ -159,6 +161,67 @@ def inspect_formats(files: list[SourceFile], *, allow_pickle: bool) -> dict[str,
     return formats
 
 
+def file_entry(rel: str, digest: Digest, size: int, fmt: FileFormat | None) -> FileEntry:
+    """The manifest entry of one stored file."""
+    pickled = fmt is not None and fmt.kind == "pickle"
+    return FileEntry(
+        path=rel,
+        digest=digest,
+        size=size,
+        media_type=PICKLE_MEDIA_TYPE if pickled else media_type_for(rel),
+        format=fmt,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file of a release whose bytes are already in the store (uploaded by a remote push)."""
+
+    rel: str
+    digest: Digest
+    size: int
+
+
+def check_stored(store: BlobStore, files: Sequence[StoredFile]) -> None:
+    """Every path valid and distinct, every blob in the store with the size the file has."""
+    if not files:
+        raise InvalidInput("the release holds no files", hint="push a folder with model files")
+    for f in files:
+        check_relative_path(f.rel)
+    check_distinct_paths(f.rel for f in files)
+    for f in files:
+        try:
+            size = store.size(f.digest)
+        except NotFound:
+            size = None
+        if size != f.size:
+            raise NotFound(
+                f"the blob of {quoted(f.rel)} ({short(f.digest)}, {f.size} bytes) is not in the "
+                "store" + ("" if size is None else f" (a blob of {size} bytes is)"),
+                hint="upload the missing blobs first (POST /api/v1/blobs/batch says which)",
+            )
+
+
+def inspect_stored(
+    store: BlobStore, files: Sequence[StoredFile], *, allow_pickle: bool
+) -> dict[str, FileFormat]:
+    """``inspect_formats`` for files already in the store: each blob read under its own name."""
+    with tempfile.TemporaryDirectory(prefix="airlock-inspect-") as tmp:
+        sources = []
+        for i, f in enumerate(files):
+            path = Path(tmp, str(i), PurePosixPath(f.rel).name)
+            path.parent.mkdir()
+            local = getattr(store, "path_of", None)
+            if local is not None:  # a local store: the blob itself, under the file's name
+                path.symlink_to(local(f.digest))
+            else:
+                with store.open(f.digest) as reader, path.open("wb") as out:
+                    shutil.copyfileobj(reader, out, 4 << 20)
+            st = path.stat()
+            sources.append(SourceFile(f.rel, path, st.st_size, st))
+        return inspect_formats(sources, allow_pickle=allow_pickle)
+
+
 def store_files(
     store: BlobStore,
     files: list[SourceFile],
@@ -203,16 +266,7 @@ def store_files(
             read += f.size
         if cache is not None:
             cache.put(f.path, f.stat, digest)
-        fmt = formats.get(f.rel)
-        pickled = fmt is not None and fmt.kind == "pickle"
-        entry = FileEntry(
-            path=f.rel,
-            digest=digest,
-            size=f.size,
-            media_type=PICKLE_MEDIA_TYPE if pickled else media_type_for(f.rel),
-            format=fmt,
-        )
-        return entry, new, read
+        return file_entry(f.rel, digest, f.size, formats.get(f.rel)), new, read
 
     results: list[tuple[FileEntry, bool, int]]
     try:
@@ -288,3 +342,52 @@ def repair_damaged(
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique)))) as pool:
         done = [d for d in pool.map(check, unique) if d is not None]
     return tuple(done)
+
+
+def hash_files(
+    files: Sequence[SourceFile],
+    *,
+    workers: int,
+    cache: HashCache | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[list[Digest], int]:
+    """The sha256 of each file (in parallel), from ``cache`` when its stat is unchanged;
+    and how many bytes were read (the cache misses)."""
+    import hashlib
+
+    read: list[int] = []  # list.append is atomic: shared by the worker threads
+
+    def one(f: SourceFile) -> Digest:
+        digest = cache.get(f.path, f.stat) if cache is not None else None
+        if digest is None:
+            with _open_source(f) as stream:
+                h = hashlib.sha256()
+                while chunk := stream.read(4 << 20):
+                    h.update(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+            digest = Digest(f"sha256:{h.hexdigest()}")
+            read.append(f.size)
+            if cache is not None:
+                cache.put(f.path, f.stat, digest)
+        elif on_bytes is not None:
+            on_bytes(f.size)
+        return digest
+
+    if workers <= 1 or len(files) <= 1:
+        digests = [one(f) for f in files]
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, len(files))) as pool:
+            digests = list(pool.map(one, files))
+    return digests, sum(read)
+
+
+def check_pull_dest(dest: Path) -> None:
+    """A pull writes into a new or empty folder only."""
+    from airlock.errors import Conflict
+
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise Conflict(
+            f"{dest} already exists and is not empty",
+            hint="choose a new destination folder",
+        )

@@ -44,9 +44,15 @@ from airlock.services.access import authorize
 from airlock.services.hashcache import HashCache
 from airlock.services.identity import Actor
 from airlock.services.ingest import (
+    IngestResult,
     SourceFile,
+    StoredFile,
+    check_pull_dest,
     check_sources,
+    check_stored,
+    file_entry,
     inspect_formats,
+    inspect_stored,
     repair_damaged,
     scan_folder,
     store_files,
@@ -73,6 +79,22 @@ class PushResult:
     seconds: float
     manifest: Manifest
     repaired: tuple[Digest, ...] = ()  # damaged stored blobs replaced from the pushed files
+
+
+@dataclass(frozen=True, slots=True)
+class _PushMeta:
+    """What a push records besides its files."""
+
+    name: str
+    version: str
+    actor: Actor
+    notes: Notes | None
+    datasets: tuple[Dataset, ...]
+    components: dict[str, Component]
+    parent: str | None
+    metrics: dict[str, float]
+    code: CodeRef | None
+    training_config: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,10 +275,7 @@ class Registry:
         files = scan_folder(path) if isinstance(path, Path) else list(path)
         check_sources(files)
         formats = inspect_formats(files, allow_pickle=allow_pickle)
-        rels = {f.rel for f in files}
-        with self.db.read() as conn:
-            comps = self._components(conn, rels, dict(components or {}))
-            parent_ref = self._resolve(conn, parent).ref if parent else None
+        comps, parent_ref = self._push_context({f.rel for f in files}, components, parent)
         if on_start is not None:
             on_start(sum(f.size for f in files))
         cache = HashCache(self.ws.cache_dir / "hashes.json")
@@ -270,6 +289,92 @@ class Registry:
             discard=self._discard,
             repair=repair,
         )
+        return self._record(
+            ingest,
+            _PushMeta(
+                name,
+                version,
+                actor,
+                notes,
+                tuple(datasets),
+                comps,
+                parent_ref,
+                dict(metrics or {}),
+                code,
+                dict(training_config or {}),
+            ),
+            started=started,
+            sources=files,
+            repair=repair,
+            after_record=cache.save,
+        )
+
+    def push_stored(
+        self,
+        files: Sequence[StoredFile],
+        *,
+        name: str,
+        version: str,
+        actor: Actor,
+        notes: Notes | None = None,
+        datasets: Sequence[Dataset] = (),
+        components: Mapping[str, str] | None = None,
+        parent: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        code: CodeRef | None = None,
+        training_config: Mapping[str, Any] | None = None,
+        allow_pickle: bool = False,
+    ) -> PushResult:
+        """``push`` of files whose blobs are already in the store (a remote push's commit).
+
+        The same rules as ``push``: names, paths, formats (pickles refused unless
+        allowed), components, a version never reused; the blobs must be there with
+        their sizes (uploads verified each one against its digest).
+        """
+        started = time.perf_counter()
+        check_name(name)
+        version = str(Version.parse(version))
+        authorize(self.db, actor, Action.RELEASE_PUSH, f"{name}@{version}")
+        check_stored(self.store, files)
+        formats = inspect_stored(self.store, files, allow_pickle=allow_pickle)
+        comps, parent_ref = self._push_context({f.rel for f in files}, components, parent)
+        entries = tuple(file_entry(f.rel, f.digest, f.size, formats.get(f.rel)) for f in files)
+        total = sum(e.size for e in entries)
+        ingest = IngestResult(entries, (), total, 0, 0)
+        meta = _PushMeta(
+            name,
+            version,
+            actor,
+            notes,
+            tuple(datasets),
+            comps,
+            parent_ref,
+            dict(metrics or {}),
+            code,
+            dict(training_config or {}),
+        )
+        return self._record(ingest, meta, started=started, sources=None, repair=False)
+
+    def _push_context(
+        self, rels: set[str], components: Mapping[str, str] | None, parent: str | None
+    ) -> tuple[dict[str, Component], str | None]:
+        with self.db.read() as conn:
+            comps = self._components(conn, rels, dict(components or {}))
+            parent_ref = self._resolve(conn, parent).ref if parent else None
+        return comps, parent_ref
+
+    def _record(
+        self,
+        ingest: IngestResult,
+        meta: _PushMeta,
+        *,
+        started: float,
+        sources: list[SourceFile] | None,
+        repair: bool,
+        after_record: Callable[[], None] | None = None,
+    ) -> PushResult:
+        """Build, store and record the manifest of stored files; undo what this push added."""
+        name, version, actor = meta.name, meta.version, meta.actor
         added = list(ingest.new_blobs)
         try:
             signature = self._pushed_signature(ingest.entries)  # model.sig: refused if bad
@@ -277,15 +382,15 @@ class Registry:
                 name=name,
                 version=version,
                 files=ingest.entries,
-                components=comps,
+                components=meta.components,
                 lineage=Lineage(
-                    datasets=tuple(datasets),
-                    code=code,
-                    training_config=dict(training_config or {}),
-                    parent=parent_ref,
+                    datasets=meta.datasets,
+                    code=meta.code,
+                    training_config=meta.training_config,
+                    parent=meta.parent,
                 ),
-                metrics=dict(metrics or {}),
-                notes=notes or Notes(),
+                metrics=meta.metrics,
+                notes=meta.notes or Notes(),
                 author=actor.name,
             )
             canonical = manifest.canonical()
@@ -296,13 +401,15 @@ class Registry:
         except BaseException:
             self._discard(added)
             raise
-        cache.save()
+        if after_record is not None:
+            after_record()
         repaired = ingest.repaired
         if not created:
             self._discard(added)  # the same content was already there under this version
-            if not repair:  # a re-push of the same release checks what it would have stored
+            if not repair and sources is not None:
+                # a re-push of the same release checks what it would have stored
                 repaired += repair_damaged(
-                    self.store, files, ingest.entries, workers=self.ws.settings.worker_count
+                    self.store, sources, ingest.entries, workers=self.ws.settings.worker_count
                 )
         if repaired:
             from airlock.services.repair import record_repair
@@ -488,11 +595,7 @@ class Registry:
         with self.db.read() as conn:
             row = self._resolve(conn, ref)
             manifest = checked_manifest(conn, row)
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise Conflict(
-                f"{dest} already exists and is not empty",
-                hint="choose a new destination folder",
-            )
+        check_pull_dest(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.pull-"))
         try:

@@ -256,6 +256,7 @@ def apply_plan(
         candidates=tuple(WeightedRelease(exact(c.release), c.weight) for c in plan.candidates),
         shadows=tuple(exact(s) for s in plan.shadows),
         generation=plan.generation,
+        quality=plan.quality,
     )
     now = datetime.now(UTC)
     previous = row.plan()

@@ -39,6 +39,8 @@ from sqlalchemy import Connection
 from airlock import __version__, audit
 from airlock.catalog import serving as serving_sql
 from airlock.catalog import transcripts as sql
+from airlock.core.calibration import Agreement, agreement
+from airlock.core.quality import JUDGE_METRIC
 from airlock.core.roles import Action
 from airlock.core.transcripts import (
     DEFAULT_RETENTION_S,
@@ -212,6 +214,44 @@ class Transcripts:
             if stored is None:
                 return False
             return sql.set_scores(conn, response_id, {**stored, **clean}, judge)
+
+    # -- people's labels and the judge ---------------------------------------------------------
+    def label(self, response_id: str, good: bool, *, actor: Actor, reason: str = "") -> str:
+        """Record a person's verdict on a kept answer (as its feedback); returns its service."""
+        with self.db.read() as conn:
+            found = sql.issued(conn, response_id)
+        if found is None:
+            raise NotFound(
+                f"no kept transcript has response id {response_id[:80]!r}",
+                hint="labels need the service to keep transcripts: "
+                "airlock service transcripts SERVICE --on",
+            )
+        service, at = found
+        authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{service}")
+        with self.db.write() as conn:
+            now = datetime.now(UTC)
+            entry = FeedbackEntry(
+                response_id, service, 1.0 if good else 0.0, at, now, {"label": 1.0}
+            )
+            sql.upsert_feedback(conn, [entry])
+            audit.append(
+                conn,
+                actor=actor.name,
+                action="judge.label",
+                subject=service,
+                details={"response": response_id, "good": good, "reason": reason},
+            )
+        return service
+
+    def judge_agreement(
+        self, service: str, judge: str, *, threshold: float = 0.5, limit: int = 5000
+    ) -> Agreement:
+        """How often ``judge``'s pass/fail (score ≥ ``threshold``) matches people's, on the
+        newest answers of ``service`` that both rated (feedback thumbs and labels)."""
+        with self.db.read() as conn:
+            pairs = sql.judged_pairs(conn, service, judge, metric=JUDGE_METRIC, limit=limit)
+        judged = [1.0 if j >= threshold else 0.0 for j, _ in pairs]
+        return agreement(judged, [h for _, h in pairs])
 
     # -- retention -------------------------------------------------------------------------------
     def purge_expired(

@@ -170,6 +170,17 @@ class LocalStore:
         _fsync_dir(final.parent)
         return True
 
+    def adopt(self, path: Path, digest: Digest) -> bool:
+        """Move a verified file of ``staging`` into place as blob ``digest`` (False: stored already).
+
+        The caller has hashed ``path`` to ``digest``; it must sit in this store's staging folder.
+        """
+        if path.parent.resolve() != self.staging.resolve():
+            raise ValueError(f"{path} is not in the staging folder of {self.root}")
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        return self._commit(path, digest)
+
     def delete(self, digest: Digest) -> None:
         """Remove a blob (garbage collection, or undoing a push that failed)."""
         with contextlib.suppress(FileNotFoundError):

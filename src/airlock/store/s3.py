@@ -66,6 +66,7 @@ class S3Store:
         part_size: int = PART_SIZE,
         concurrency: int = 4,
         max_single_copy: int = MAX_SINGLE_COPY,
+        presign: bool = False,
     ) -> None:
         if not bucket:
             raise InvalidInput(
@@ -79,6 +80,7 @@ class S3Store:
         self.part_size = part_size
         self.concurrency = max(1, concurrency)
         self.max_single_copy = max_single_copy
+        self.presign = presign  # hand uploaders pre-signed URLs (remote push), see presign_upload
         self._root = f"{self.prefix}/" if self.prefix else ""
         where = f"?endpoint_url={endpoint_url}" if endpoint_url else ""
         self.url = f"s3://{bucket}/{self.prefix}{where}"
@@ -94,15 +96,22 @@ class S3Store:
                 hint="use s3://bucket/prefix?endpoint_url=http://host:9000&region=us-east-1",
             )
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = sorted(set(query) - {"endpoint_url", "region"})
+        unknown = sorted(set(query) - {"endpoint_url", "region", "presign"})
         if unknown:
             raise InvalidInput(
                 f"unknown S3 store option(s): {', '.join(unknown)}",
-                hint="the store URL accepts endpoint_url and region; credentials come from "
+                hint="the store URL accepts endpoint_url, region and presign; credentials come from "
                 "the standard AWS environment variables or profile",
             )
         endpoint = query.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL") or None
-        return cls(parts.netloc, parts.path, endpoint_url=endpoint, region=query.get("region"))
+        presign = query.get("presign", "0").lower() in ("1", "true", "yes")
+        return cls(
+            parts.netloc,
+            parts.path,
+            endpoint_url=endpoint,
+            region=query.get("region"),
+            presign=presign,
+        )
 
     # -- keys ------------------------------------------------------------------
     def key_of(self, digest: Digest) -> str:
@@ -111,6 +120,49 @@ class S3Store:
 
     def _staging_key(self) -> str:
         return f"{self._root}staging/{uuid.uuid4().hex}"
+
+    def _upload_key(self, digest: Digest) -> str:
+        return f"{self._root}staging/upload-{hex_of(digest)}"
+
+    # -- pre-signed uploads (a remote push whose bytes never pass through the server) ----------
+    def presign_upload(self, digest: Digest, size: int, *, expires: int = 3600) -> str | None:
+        """A URL to PUT blob ``digest`` to a staging key (None: not enabled, or too large).
+
+        The bytes are not a blob yet: ``complete_upload`` hashes them and only then
+        copies them to the blob's key.
+        """
+        if not self.presign or size > MAX_SINGLE_COPY:
+            return None
+        url: str = self._client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": self._upload_key(digest), "ContentLength": size},
+            ExpiresIn=expires,
+        )
+        return url
+
+    def complete_upload(self, digest: Digest) -> bool:
+        """Verify a pre-signed upload against its digest and make it the blob (False: none)."""
+        key = self._upload_key(digest)
+        try:
+            reply = self._call("get_object", Bucket=self.bucket, Key=key, blob=digest)
+        except NotFound:
+            return False
+        try:
+            hasher = hashlib.sha256()
+            size = 0
+            while chunk := reply["Body"].read(CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+            if f"sha256:{hasher.hexdigest()}" != digest:
+                raise IntegrityError(
+                    f"the uploaded bytes do not hash to {short(digest)}: the blob was refused",
+                    hint="upload the file again (it changed, or the bytes were damaged)",
+                )
+            if not self._exists(digest):
+                self._copy(key, digest, size)
+        finally:
+            self._delete_key(key)
+        return True
 
     # -- writing -----------------------------------------------------------------
     def put(self, stream: BinaryIO, *, on_bytes: ProgressFn | None = None) -> Digest:

@@ -2,10 +2,19 @@
 
 =================================  ===============================================
 ``GET  /``                          services (stable release, traffic split, rollout
-                                    in flight), models, recent rollouts
+                                    in flight, health over the last 5 minutes per
+                                    release: requests/s, error %, p95), models,
+                                    recent rollouts
 ``GET  /services/{name}``           one service: split, step, live charts, verdict
                                     with confidence intervals, controls, history
 ``GET  /services/{name}/live.json`` what that page polls every two seconds
+                                    (``?range=15m|1h|24h`` for a longer chart)
+``GET  /rollouts``                  every rollout, newest first, a page at a time
+                                    (``?before=ID``: keyset; ``?service=NAME``)
+``GET  /rollouts/{id}``             one rollout, in flight or past: steps with bake
+                                    progress, decisions, verdict in words, charts
+                                    (``?range=15m|1h|24h``; default: its own span;
+                                    ``?holds=all``: every 30-second hold too)
 ``POST /services/{name}/rollout/{verb}``  pause, resume, promote, rollback, abort
 ``GET  /models/{name}``             a model's releases and alias moves
 ``GET  /releases/{ref}``            manifest, lineage graph, evaluations, approvals,
@@ -59,6 +68,7 @@ from airlock.services.rollouts import Rollouts
 from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace
 from airlock.web import markdown, views
+from airlock.web.charts import parse_range
 
 COOKIE = "airlock_token"
 MAX_FORM_BYTES = 64 * 1024  # the dashboard's only bodies are small forms
@@ -106,6 +116,37 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:.{digits}f} %"
 
 
+def _rate_pct(x: float | None) -> str:
+    """A rate (0..1) in %, with the decimals a small rate needs: ``0.20 %``, ``0.004 %``."""
+    if x is None:
+        return "—"
+    if x == 0:
+        return "0 %"
+    digits = 2 if x >= 0.0001 else 4
+    return f"{x * 100:.{digits}f} %"
+
+
+def _per_s(x: float) -> str:
+    return f"{x:.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _rollout_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidInput(f"{text!r} is not a rollout id", hint="rollout ids are whole numbers")
+    return int(text)
+
+
 def create_dashboard(
     workspace: Workspace,
     *,
@@ -118,7 +159,16 @@ def create_dashboard(
     csrf_key = secrets.token_bytes(32)
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     env = templates.env
-    env.filters.update(ago=_ago, when=_when, bytes=_bytes, pct=_pct, short=short)
+    env.filters.update(
+        ago=_ago,
+        when=_when,
+        bytes=_bytes,
+        pct=_pct,
+        short=short,
+        rate_pct=_rate_pct,
+        per_s=_per_s,
+        duration=_duration,
+    )
     env.globals.update(version=__version__, markdown=markdown.render, quote=quote)
 
     def csrf_for(who: Actor) -> str:
@@ -216,7 +266,32 @@ def create_dashboard(
 
     async def service_live(request: Request, who: Actor) -> Response:
         name = request.path_params["name"]
-        return JSONResponse(await _thread(views.live, workspace, serving, name))
+        span = parse_range(request.query_params.get("range"))
+        return JSONResponse(await _thread(lambda: views.live(workspace, serving, name, span=span)))
+
+    async def rollout_list(request: Request, who: Actor) -> Response:
+        q = request.query_params
+        before = q.get("before")
+        data = await _thread(
+            lambda: views.rollouts_page(
+                workspace,
+                service=q.get("service") or None,
+                before=_rollout_id(before) if before else None,
+            )
+        )
+        return render(request, who, "rollouts.html", **data)
+
+    async def rollout(request: Request, who: Actor) -> Response:
+        rollout_id = _rollout_id(request.path_params["id"])
+        chosen = request.query_params.get("range") or ""
+        span = parse_range(chosen)
+        every_hold = request.query_params.get("holds") == "all"
+        data = await _thread(
+            lambda: views.rollout_page(
+                workspace, serving, rollout_id, span=span, every_hold=every_hold
+            )
+        )
+        return render(request, who, "rollout.html", chosen_range=chosen, **data)
 
     async def control(request: Request, who: Actor) -> Response:
         name, verb = request.path_params["name"], request.path_params["verb"]
@@ -271,6 +346,8 @@ def create_dashboard(
         Route("/services/{name}", page(service)),
         Route("/services/{name}/live.json", page(service_live)),
         Route("/services/{name}/rollout/{verb}", page(control), methods=["POST"]),
+        Route("/rollouts", page(rollout_list)),
+        Route("/rollouts/{id}", page(rollout)),
         Route("/models/{name}", page(model)),
         Route("/releases/{ref}", page(release)),
         Route("/audit", page(audit_log)),

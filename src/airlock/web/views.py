@@ -15,15 +15,19 @@ from airlock.core.digest import short
 from airlock.core.records import Approval, EvalRunSummary
 from airlock.core.series import ReleaseSeries
 from airlock.core.traffic import BUCKETS, TrafficPlan
+from airlock.core.verdict_text import detectable, explain, headline, metric_row, sample_ratio
 from airlock.errors import AirlockError
 from airlock.services.audit_views import AuditLog, EventFilter
 from airlock.services.governance import Governance
+from airlock.services.health import Health, ServiceHealth
 from airlock.services.lineage import lineage
 from airlock.services.registry import Registry
+from airlock.services.rollout_views import decisions, page_of_rollouts, step_progress
 from airlock.services.rollouts import Rollouts, RolloutView
 from airlock.services.serving import ServiceView, Serving
 from airlock.services.timeline import Timeline, window
 from airlock.services.workspace import Workspace
+from airlock.web.charts import RANGES, chart_window, charts
 
 VERIFY_LIMIT = 512 * 1024 * 1024  # releases up to this size are re-hashed on page load
 LIVE_SPAN = timedelta(minutes=5)
@@ -47,15 +51,18 @@ class ServiceCard:
     split: list[Slice]
     rollout: RolloutView | None
     last: RolloutView | None
+    health: ServiceHealth | None = None
 
 
-def overview(ws: Workspace, serving: Serving) -> dict[str, Any]:
+def overview(ws: Workspace, serving: Serving, *, now: datetime | None = None) -> dict[str, Any]:
     rollouts = Rollouts(ws, serving=serving)
+    health = {h.service: h for h in Health(ws).overview(now=now)}
     cards = []
     for view in serving.all():
         live = rollouts.active(view.name)
         recent = rollouts.recent(view.name, limit=1)
-        cards.append(ServiceCard(view, split(view.plan), live, recent[0] if recent else None))
+        last = recent[0] if recent else None
+        cards.append(ServiceCard(view, split(view.plan), live, last, health.get(view.name)))
     reg = Registry(ws)
     aliases = reg.aliases()
     models = [
@@ -97,8 +104,14 @@ def _series_json(series: list[ReleaseSeries]) -> list[dict[str, Any]]:
     ]
 
 
-def live(ws: Workspace, serving: Serving, name: str) -> dict[str, Any]:
-    """What the service page polls: plan, rollout, newest verdict and recent telemetry."""
+def live(
+    ws: Workspace, serving: Serving, name: str, *, span: timedelta | None = None
+) -> dict[str, Any]:
+    """What the service page polls: plan, rollout, newest verdict and recent telemetry.
+
+    With ``span`` (a chart range), the charts cover that much time up to now in at
+    most 120 steps; without, the last five minutes, zoomed in on a recent rollout.
+    """
     view = serving.get(name)
     rollouts = Rollouts(ws, serving=serving)
     current = rollouts.active(name)
@@ -106,11 +119,15 @@ def live(ws: Workspace, serving: Serving, name: str) -> dict[str, Any]:
         recent = rollouts.recent(name, limit=1)
         current = recent[0] if recent else None
     now = datetime.now(UTC)
-    since = now - LIVE_SPAN
-    if current is not None:  # zoom in on a recent rollout: from a little before it started
-        since = max(since, current.created_at - timedelta(seconds=20))
-    w = window(since, now, step_seconds=2.0 if now - since <= timedelta(minutes=2) else 5.0)
-    series = Timeline(ws).series(name, w)
+    if span is not None:
+        w = chart_window(now - span, now)
+        series = Timeline(ws).steps(name, w)
+    else:
+        since = now - LIVE_SPAN
+        if current is not None:  # zoom in on a recent rollout: from a little before it started
+            since = max(since, current.created_at - timedelta(seconds=20))
+        w = window(since, now, step_seconds=2.0 if now - since <= timedelta(minutes=2) else 5.0)
+        series = Timeline(ws).series(name, w)
     return {
         "service": name,
         "stable": view.plan.stable,
@@ -118,8 +135,65 @@ def live(ws: Workspace, serving: Serving, name: str) -> dict[str, Any]:
         "generation": view.plan.generation,
         "rollout": current.to_dict() if current else None,
         "series": _series_json(series),
+        "step_seconds": w.step.total_seconds(),
         "now": now.isoformat(),
     }
+
+
+ROLLOUT_MARGIN = timedelta(seconds=30)
+
+
+def rollout_page(
+    ws: Workspace,
+    serving: Serving,
+    rollout_id: int,
+    *,
+    span: timedelta | None = None,
+    now: datetime | None = None,
+    every_hold: bool = False,
+) -> dict[str, Any]:
+    """One rollout, in flight or past: its steps with bake progress, its decisions (holds that
+    repeat the one before only with ``every_hold``), the newest verdict in words, and charts of
+    stable and candidate over its time (or ``span`` up to its end).
+    """
+    rollouts = Rollouts(ws, serving=serving)
+    view = rollouts.get(rollout_id)
+    history = rollouts.history(rollout_id)
+    now = now or datetime.now(UTC)
+    end = min(view.finished_at + ROLLOUT_MARGIN, now) if view.finished_at else now
+    if span is not None:
+        since = end - span
+    else:
+        since = min(view.created_at - ROLLOUT_MARGIN, end - timedelta(minutes=1))
+    w = chart_window(since, end)
+    series = Timeline(ws).steps(view.service, w)
+    sides = [("stable", view.stable), ("candidate", view.candidate)]
+    verdict = view.last_verdict
+    shown = decisions(history, every_hold=every_hold)
+    return {
+        "rollout": view,
+        "steps": step_progress(view, now.timestamp()),
+        "decisions": shown,
+        "hidden_holds": len(history) - len(shown),
+        "verdict": verdict,
+        "verdict_headline": headline(verdict) if verdict else None,
+        "verdict_rows": [(metric_row(m), explain(m)) for m in verdict.per_metric]
+        if verdict
+        else [],
+        "verdict_srm": sample_ratio(verdict) if verdict else None,
+        "verdict_detectable": detectable(verdict) if verdict else "",
+        "charts": charts(series, sides, w),
+        "window": w,
+        "ranges": list(RANGES),
+    }
+
+
+def rollouts_page(
+    ws: Workspace, *, service: str | None, before: int | None, limit: int = 50
+) -> dict[str, Any]:
+    """Rollouts newest first, ``limit`` a page, the next page by id (keyset)."""
+    page = page_of_rollouts(ws, service=service, before=before, limit=limit)
+    return {"rollouts": list(page.rollouts), "older": page.older, "service": service or ""}
 
 
 def lineage_graph(reg: Registry, ref: str) -> dict[str, Any]:
@@ -202,6 +276,7 @@ def release_page(ws: Workspace, ref: str, *, verify: bool) -> dict[str, Any]:
         "integrity": integrity,
         "checks": checks,
         "notes": ReleaseNotes(ws).render(row.ref, stage="stable"),
+        "placements": Health(ws).placements(row.ref),
     }
 
 
@@ -248,6 +323,8 @@ __all__ = [
     "model_page",
     "overview",
     "release_page",
+    "rollout_page",
+    "rollouts_page",
     "service_page",
     "split",
 ]

@@ -2,8 +2,10 @@
 (function () {
   "use strict";
   const script = document.currentScript;
-  const url = script && script.dataset.live;
-  if (!url) return;
+  const base = script && script.dataset.live;
+  if (!base) return;
+  const range = new URLSearchParams(location.search).get("range");
+  const url = range ? base + "?range=" + encodeURIComponent(range) : base;
   const NS = "http://www.w3.org/2000/svg";
   const COLORS = { stable: "#2563eb", candidate: "#ea580c" };
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -78,13 +80,22 @@
     const W = 400, H = 150, L = 36, B = 22;
     svg.innerHTML = "";
     const all = lines.flatMap((l) => l.points.map((p) => p.y)).filter((y) => y != null);
-    const top = Math.max(...all, 0) * 1.15 || 1;
+    // The axis from the data with a small floor (0.1 % for rates, 1 ms for latency), in a nice
+    // step (1, 2, 5 × 10^n), labelled with the decimals the step needs: 0.2 % never looks like 0.
+    const key = section.dataset.chart, isRate = key.endsWith("rate");
+    const floor = isRate ? 0.001 : key === "latency" ? 1 : 0.1, scale = isRate ? 100 : 1;
+    const high = Math.max(...all, floor);
+    const exp = Math.floor(Math.log10(high / 3));
+    const step = [1, 2, 5, 10].map((m) => m * Math.pow(10, exp)).find((s) => s >= (high / 3) * (1 - 1e-9));
+    const ticks = Math.ceil(high / step - 1e-9), top = step * ticks;
+    let d = 0;
+    while (d < 6 && Math.abs(Math.round(step * scale * Math.pow(10, d)) - step * scale * Math.pow(10, d)) > 1e-6) d++;
     const n = Math.max(...lines.map((l) => l.points.length), 2);
-    for (let i = 0; i <= 3; i++) {
-      const y = B / 2 + ((H - B) * i) / 3;
+    for (let i = 0; i <= ticks; i++) {
+      const y = B / 2 + ((H - B) * i) / ticks;
       svg.appendChild(el("line", { x1: L, x2: W, y1: y, y2: y, class: "grid" }));
       const t = el("text", { x: L - 4, y: y + 3, class: "axis", "text-anchor": "end" });
-      t.textContent = section.dataset.chart === "latency" ? Math.round(top * (1 - i / 3)) : section.dataset.chart.endsWith("rate") ? +(top * (1 - i / 3) * 100).toFixed(1) + "%" : (top * (1 - i / 3)).toFixed(2);
+      t.textContent = ((top - i * step) * scale).toFixed(d) + (isRate ? "%" : "");
       svg.appendChild(t);
     }
     const span = section.dataset.span;
@@ -114,7 +125,7 @@
     const r = data.rollout;
     const first = data.series[0];
     const secs = first ? (first.points.length * (Date.parse(first.points[1] ? first.points[1].t : first.points[0].t) - Date.parse(first.points[0].t))) / 1000 : 0;
-    const span = secs >= 120 ? "−" + Math.round(secs / 60) + " min" : secs > 0 ? "−" + Math.round(secs) + " s" : "";
+    const span = secs >= 7200 ? "−" + Math.round(secs / 3600) + " h" : secs >= 120 ? "−" + Math.round(secs / 60) + " min" : secs > 0 ? "−" + Math.round(secs) + " s" : "";
     document.querySelectorAll("[data-chart]").forEach((s) => { s.dataset.span = span; });
     const sides = [{ role: "stable", release: r ? r.stable : data.stable }];
     if (r && r.candidate !== sides[0].release) sides.push({ role: "candidate", release: r.candidate });
