@@ -308,10 +308,10 @@ def overhead(rate: float, requests: int, warmup: int, repeat: int) -> list[list[
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench quality")
-    parser.add_argument("--seeds", type=int, default=60, help="runs per regression scenario")
-    parser.add_argument("--aa-seeds", type=int, default=200, help="runs per A/A scenario")
-    parser.add_argument("--horizon", type=int, default=1800, help="seconds of traffic per run")
-    parser.add_argument("--look", type=int, default=5, help="seconds between analysis looks")
+    parser.add_argument("--seeds", type=int, default=40, help="runs per regression scenario")
+    parser.add_argument("--aa-seeds", type=int, default=100, help="runs per A/A scenario")
+    parser.add_argument("--horizon", type=int, default=1200, help="seconds of traffic per run")
+    parser.add_argument("--look", type=int, default=10, help="seconds between analysis looks")
     parser.add_argument("--sample", type=float, default=0.1, help="share of answers scored")
     parser.add_argument("--seed", type=int, default=20_261_202)
     parser.add_argument("--only", default="", help="run only scenarios whose name contains this")

@@ -8,6 +8,7 @@ from airlock import __version__
 from airlock.cli import gateway_cmd, governance_cmd, registry_cmds, rollout_cmd, serve_cmd
 from airlock.cli.alias_cmd import alias_app
 from airlock.cli.audit_cmd import audit_app
+from airlock.cli.db_cmd import db_app
 from airlock.cli.demo_cmd import demo
 from airlock.cli.drill_cmd import drill_app
 from airlock.cli.export_cmd import export
@@ -56,6 +57,7 @@ for fn in (
     app.command()(fn)
 app.add_typer(alias_app, name="alias")
 app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
 app.command()(gc)
 app.command("gateway")(gateway_cmd.gateway)
 app.command("serve")(serve_cmd.serve)
