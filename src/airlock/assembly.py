@@ -45,6 +45,7 @@ from airlock.services.controller import (
 from airlock.services.drills import Drills
 from airlock.services.rollouts import Rollouts
 from airlock.services.serving import Serving
+from airlock.services.telemetry_retention import RetentionPolicy, TelemetryRetention
 from airlock.services.webhooks import WebhookDispatcher, WebhookSettings
 from airlock.services.workspace import Workspace
 
@@ -107,6 +108,7 @@ def build(
         gateways=[gateway] if settings.local_gateway else [],
         settings=settings.controller,
         on_event=on_event,
+        retention=TelemetryRetention(workspace, RetentionPolicy.of(workspace.settings)),
     )
     return Assembly(
         workspace=workspace,

@@ -170,6 +170,28 @@ class Client:
     def _get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params).json()
 
+    def page(
+        self, path: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Any], str | None]:
+        """One page of a paged list and the cursor of the next (None: the last page)."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = self.request("GET", path, params=params)
+        return list(response.json()), response.headers.get("X-Next-Cursor") or None
+
+    def _get_all(self, path: str, *, page_size: int = 1000) -> list[Any]:
+        """Every item of a paged list: follows ``X-Next-Cursor`` until the last page."""
+        items: list[Any] = []
+        params: dict[str, Any] = {"limit": page_size}
+        while True:
+            response = self.request("GET", path, params=params)
+            items.extend(response.json())
+            cursor = response.headers.get("X-Next-Cursor")
+            if not cursor:
+                return items
+            params = {"limit": page_size, "cursor": cursor}
+
     def _post(self, path: str, body: Mapping[str, Any] | None = None, **params: Any) -> Any:
         return self.request("POST", path, params=params, json=_clean(body or {})).json()
 
@@ -186,10 +208,10 @@ class Client:
 
     # -- registry -------------------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/models"))
+        return self._get_all("/api/v1/models")
 
     def releases(self, model: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/api/v1/models/{model}/releases"))
+        return self._get_all(f"/api/v1/models/{model}/releases")
 
     def release(self, ref: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/releases/{ref}"))
@@ -214,7 +236,7 @@ class Client:
         )
 
     def alias_history(self, model: str, alias: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/api/v1/models/{model}/aliases/{alias}/history"))
+        return self._get_all(f"/api/v1/models/{model}/aliases/{alias}/history")
 
     def verify_store(self, ref: str | None = None) -> dict[str, Any]:
         return dict(self._post("/api/v1/verify", ref=ref))

@@ -10,6 +10,9 @@ module-level mutable configuration.
 ``AIRLOCK_STORE_URL``     blob store (default: the workspace's ``blobs/``)
 ``AIRLOCK_USER``          who acts (default: the login name)
 ``AIRLOCK_WORKERS``       threads for hashing (default: one per core)
+``AIRLOCK_AUTO_MIGRATE``  1: any process may migrate an older PostgreSQL catalog on
+                          start (default: only ``airlock db upgrade`` does; SQLite
+                          catalogs are always upgraded on open)
 =======================  ===================================================
 """
 
@@ -31,6 +34,9 @@ class Settings:
     store_url: str | None = None
     user: str = "local"
     workers: int = 0  # 0: one per core
+    telemetry_raw_hours: int = 48  # per-second telemetry kept this long, then per minute
+    telemetry_minute_days: int = 30  # per-minute telemetry kept this long, then per hour
+    auto_migrate: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, cwd: Path | None = None) -> Settings:
@@ -47,6 +53,15 @@ class Settings:
             store_url=env.get("AIRLOCK_STORE_URL") or None,
             user=env.get("AIRLOCK_USER") or default_user,
             workers=_int(env.get("AIRLOCK_WORKERS"), "AIRLOCK_WORKERS"),
+            telemetry_raw_hours=_int(
+                env.get("AIRLOCK_TELEMETRY_RAW_HOURS"), "AIRLOCK_TELEMETRY_RAW_HOURS"
+            )
+            or 48,
+            telemetry_minute_days=_int(
+                env.get("AIRLOCK_TELEMETRY_MINUTE_DAYS"), "AIRLOCK_TELEMETRY_MINUTE_DAYS"
+            )
+            or 30,
+            auto_migrate=_flag(env.get("AIRLOCK_AUTO_MIGRATE"), "AIRLOCK_AUTO_MIGRATE"),
         )
 
     def with_user(self, user: str) -> Settings:
@@ -75,6 +90,17 @@ def _int(value: str | None, name: str) -> int:
             f"{name}={value!r} is not a whole number ≥ 0", hint=f"unset {name} or fix it"
         )
     return number
+
+
+def _flag(value: str | None, name: str) -> bool:
+    raw = (value or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    from airlock.errors import InvalidInput
+
+    raise InvalidInput(f"{name}={value!r} is not 1 or 0", hint=f"unset {name}, or set it to 1")
 
 
 def find_home(start: Path) -> Path:

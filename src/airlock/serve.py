@@ -114,7 +114,7 @@ class AirlockApp:
         self.api = create_api(workspace, authenticate=authenticate)
         self.api.state.serving = self.serving
         self.api.state.drill_runner = self.start_drill
-        self.gateway_app = create_gateway_app(self.gateway)
+        self.gateway_app = create_gateway_app(self.gateway, sync=self.sync)
         self.web = create_dashboard(workspace, serving=self.serving, authenticate=authenticate)
         self.started = False
         self.stopping = False

@@ -63,6 +63,9 @@ def test_remote_commands_match_local(
         ("ls",),
         ("ls", "chat"),
         ("ls", "chat", "--json"),
+        ("ls", "chat", "--limit", "1"),  # a page, and the next cursor: the same keyset
+        ("ls", "--limit", "1"),
+        ("alias", "history", "chat@stable", "--limit", "1", "--cursor", ""),
         ("show", "chat@1.1.0", "--json"),
         ("show", "chat@stable"),
         ("diff", "chat@1.0.0", "chat@1.1.0"),

@@ -106,6 +106,7 @@ def test_ls_imports_only_what_listing_needs(tmp_path: Path) -> None:
         "airlock.cli.main",
         "airlock.cli.common",
         "airlock.cli.backend",  # local workspace or remote server (AIRLOCK_URL)
+        "airlock.cli.paging",  # --limit / --cursor
         "airlock.cli.registry_cmds",
         "airlock.cli.render",
     }

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from airlock.api.deps import ActorDep, RegistryDep
+from airlock.api.paging import DEFAULT, CursorQuery, LimitQuery, link_next
 from airlock.api.schemas import (
     AliasHistoryOut,
     AliasMoveIn,
@@ -28,22 +29,44 @@ router = APIRouter(prefix="/api/v1", tags=["releases"])
 
 
 @router.get("/models", response_model=list[ModelOut])
-def list_models(reg: RegistryDep, _: ActorDep) -> list[ModelOut]:
-    """Every model with its release count and aliases."""
-    aliases = reg.aliases()
+def list_models(
+    request: Request,
+    response: Response,
+    reg: RegistryDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[ModelOut]:
+    """Models by name with their release counts and aliases, a page at a time (the next
+    page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = reg.model_page(limit=limit, cursor=cursor)
+    names = {m.name for m in page.items}
+    aliases = [a for a in reg.aliases() if a.model in names]
+    link_next(request, response, page.next_cursor)
     return [
         ModelOut.of(m, aliases={a.name: a.version for a in aliases if a.model == m.name})
-        for m in reg.models()
+        for m in page.items
     ]
 
 
 @router.get("/models/{model}/releases", response_model=list[ReleaseSummary])
-def list_releases(model: str, reg: RegistryDep, _: ActorDep) -> list[ReleaseSummary]:
-    """A model's releases, oldest version first."""
+def list_releases(
+    model: str,
+    request: Request,
+    response: Response,
+    reg: RegistryDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[ReleaseSummary]:
+    """A model's releases, oldest version first, a page at a time (the next page: the
+    ``Link``/``X-Next-Cursor`` headers)."""
+    page = reg.release_page(model, limit=limit, cursor=cursor)
     by_release: dict[int, list[str]] = {}
     for a in reg.aliases(model):
         by_release.setdefault(a.release_id, []).append(a.name)
-    return [ReleaseSummary.of(r, aliases=by_release.get(r.id, [])) for r in reg.releases(model)]
+    link_next(request, response, page.next_cursor)
+    return [ReleaseSummary.of(r, aliases=by_release.get(r.id, [])) for r in page.items]
 
 
 @router.get("/releases/{ref}", response_model=ReleaseOut)
@@ -101,8 +124,21 @@ def move_alias(
 
 
 @router.get("/models/{model}/aliases/{alias}/history", response_model=list[AliasHistoryOut])
-def alias_history(model: str, alias: str, reg: RegistryDep, _: ActorDep) -> list[AliasHistoryOut]:
-    return [AliasHistoryOut.of(m) for m in reg.alias_history(model, alias)]
+def alias_history(
+    model: str,
+    alias: str,
+    request: Request,
+    response: Response,
+    reg: RegistryDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[AliasHistoryOut]:
+    """The alias's moves, oldest first, a page at a time (the next page: the
+    ``Link``/``X-Next-Cursor`` headers)."""
+    page = reg.alias_history_page(model, alias, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [AliasHistoryOut.of(m) for m in page.items]
 
 
 @router.post("/verify", response_model=VerifyOut)

@@ -15,11 +15,16 @@ Events appended after a checkpoint do not disturb it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import json
+import json.encoder
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from airlock.core.digest import canonical_json
+
+# The escaping json.dumps(ensure_ascii=False) applies to a string (the C accelerator).
+_quote: Callable[[str], str] = json.encoder.encode_basestring
 
 GENESIS = "0" * 64
 
@@ -74,16 +79,35 @@ class EventLike(Protocol):
 def event_hash(
     *, seq: int, at: str, actor: str, action: str, subject: str, details: str, prev_hash: str
 ) -> str:
-    body = {
-        "seq": seq,
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "subject": subject,
-        "details": details,
-        "prev": prev_hash,
-    }
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    """sha256 of the canonical JSON of the event's body (see :func:`event_body`)."""
+    return hashlib.sha256(
+        event_body(seq, at, actor, action, subject, details, prev_hash)
+    ).hexdigest()
+
+
+def event_body(
+    seq: int, at: str, actor: str, action: str, subject: str, details: str, prev_hash: str
+) -> bytes:
+    """``canonical_json({seq, at, actor, action, subject, details, prev})``, byte for byte,
+    written out directly (keys in sorted order, strings escaped as ``json.dumps`` escapes
+    them): ``audit verify`` hashes millions of these, and this is three times faster."""
+    if type(seq) is not int:  # bool or anything else: the general path decides
+        return canonical_json(
+            {
+                "seq": seq,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "subject": subject,
+                "details": details,
+                "prev": prev_hash,
+            }
+        )
+    q = _quote
+    return (
+        f'{{"action":{q(action)},"actor":{q(actor)},"at":{q(at)},"details":{q(details)},'
+        f'"prev":{q(prev_hash)},"seq":{seq},"subject":{q(subject)}}}'
+    ).encode()
 
 
 def hash_of(event: EventLike) -> str:
@@ -122,8 +146,15 @@ def verify_chain(
     *,
     expected_head: str | None = None,
     checkpoints: Sequence[Checkpoint] = (),
+    start: Checkpoint | None = None,
+    find_seq: Callable[[str], int | None] | None = None,
 ) -> ChainReport:
     """Walk events in stored order (ascending seq) and report the first problem.
+
+    ``start``: a checkpoint already trusted; ``events`` are those after it, and the first
+    must link to its hash. ``find_seq``: where an event with a given hash is (to tell a
+    reordered event from an edited one); without it the hashes seen are kept in memory,
+    with it memory stays flat however long the chain is.
 
     ``checkpoints``: each must still be in the chain (same hash at the same sequence).
     ``expected_head``: a hash recorded earlier (``audit head``) that the chain must
@@ -131,12 +162,14 @@ def verify_chain(
     """
     wanted = {c.seq: c.hash for c in checkpoints}
     head_found = expected_head is None
-    prev_hash = GENESIS
-    expected_seq = 1
+    prev_hash = GENESIS if start is None else start.hash
+    expected_seq = 1 if start is None else start.seq + 1
+    head_found = head_found or (start is not None and start.hash == expected_head)
     seen_hashes: dict[str, int] = {}
+    seen: Callable[[str], int | None] = find_seq or seen_hashes.get
     checked = 0
     for ev in events:
-        problem = _check_one(ev, expected_seq, prev_hash, seen_hashes)
+        problem = _check_one(ev, expected_seq, prev_hash, seen)
         if problem is None and ev.seq in wanted and wanted[ev.seq] != ev.hash:
             problem = ChainProblem(
                 ev.seq,
@@ -147,7 +180,8 @@ def verify_chain(
             )
         if problem is not None:
             return ChainReport(checked, expected_seq - 1, prev_hash, problem)
-        seen_hashes[ev.hash] = ev.seq
+        if find_seq is None:
+            seen_hashes[ev.hash] = ev.seq
         head_found = head_found or ev.hash == expected_head
         prev_hash = ev.hash
         expected_seq = ev.seq + 1
@@ -176,7 +210,7 @@ def verify_chain(
 
 
 def _check_one(
-    ev: EventLike, expected_seq: int, prev_hash: str, seen: dict[str, int]
+    ev: EventLike, expected_seq: int, prev_hash: str, seen: Callable[[str], int | None]
 ) -> ChainProblem | None:
     if ev.seq > expected_seq:
         gap = (
@@ -192,11 +226,12 @@ def _check_one(
             ev.seq, "reordered", f"event {ev.seq} appears after event {expected_seq - 1}"
         )
     if ev.prev_hash != prev_hash:
-        if ev.prev_hash in seen:
+        linked = seen(ev.prev_hash)
+        if linked is not None and linked < expected_seq:
             return ChainProblem(
                 ev.seq,
                 "reordered",
-                f"event {ev.seq} links to event {seen[ev.prev_hash]}, not to event {ev.seq - 1}: "
+                f"event {ev.seq} links to event {linked}, not to event {ev.seq - 1}: "
                 "events were reordered",
             )
         if hash_of(ev) == ev.hash:

@@ -10,7 +10,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from airlock.audit.chain import GENESIS, ChainReport, Checkpoint, event_hash, verify_chain
+from airlock.audit.chain import (
+    GENESIS,
+    ChainProblem,
+    ChainReport,
+    Checkpoint,
+    event_hash,
+    verify_chain,
+)
 from airlock.catalog import events as sql
 from airlock.catalog.events import StoredEvent
 from airlock.core.digest import canonical_json
@@ -90,8 +97,33 @@ def verify(
     *,
     expected_head: str | None = None,
     checkpoints: Sequence[Checkpoint] = (),
+    start: Checkpoint | None = None,
+    batch: int = 5000,
 ) -> ChainReport:
-    return verify_chain(sql.scan(conn), expected_head=expected_head, checkpoints=checkpoints)
+    """Verify the chain, streamed in batches of ``batch`` events (memory stays flat).
+
+    ``start``: a checkpoint already trusted (its signature checked by the caller): the
+    stored event at its sequence must have its hash, and only the events after it are
+    walked.
+    """
+    if start is not None:
+        stored = sql.at_seq(conn, start.seq)
+        if stored is None or stored.hash != start.hash:
+            found = "is missing" if stored is None else f"has hash {stored.hash[:16]}…"
+            problem = ChainProblem(
+                start.seq,
+                "rewritten",
+                f"the checkpoint records event {start.seq} with hash {start.hash[:16]}…, but "
+                f"the stored event {found}: the chain was rewritten or cut at or before it",
+            )
+            return ChainReport(0, start.seq, start.hash, problem)
+    return verify_chain(
+        sql.stream(conn, after_seq=start.seq if start else 0, batch=batch),
+        expected_head=expected_head,
+        checkpoints=[c for c in checkpoints if start is None or c.seq > start.seq],
+        start=start,
+        find_seq=lambda digest: sql.seq_of_hash(conn, digest),
+    )
 
 
 def entries(
@@ -100,8 +132,10 @@ def entries(
     action: str | None = None,
     actor: str | None = None,
     subject_prefix: str | None = None,
+    subject: str | None = None,
     since: str | None = None,
     after_seq: int = 0,
+    before_seq: int | None = None,
     limit: int | None = None,
     newest_first: bool = False,
 ) -> Iterator[Event]:
@@ -110,8 +144,10 @@ def entries(
         action=action,
         actor=actor,
         subject_prefix=subject_prefix,
+        subject=subject,
         since=since,
         after_seq=after_seq,
+        before_seq=before_seq,
         limit=limit,
         newest_first=newest_first,
     ):

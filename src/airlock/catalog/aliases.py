@@ -94,6 +94,20 @@ def move(
 def history(
     conn: Connection, *, model: str | None = None, alias: str | None = None
 ) -> list[AliasMove]:
+    return [m for _, m in history_page(conn, model=model, alias=alias)]
+
+
+def history_page(
+    conn: Connection,
+    *,
+    model: str | None = None,
+    alias: str | None = None,
+    after_id: int | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+) -> list[tuple[int, AliasMove]]:
+    """Alias moves oldest first with their row ids, after ``after_id``, at most ``limit``;
+    with a model and alias, walks ix_alias_history_model_alias_id."""
     old = releases.alias("old")
     new = releases.alias("new")
     q = (
@@ -106,14 +120,22 @@ def history(
             alias_history.c.reason,
             alias_history.c.at,
             alias_history.c.event_seq,
+            alias_history.c.id,
         )
         .join(models, models.c.id == alias_history.c.model_id)
         .outerjoin(old, and_(old.c.id == alias_history.c.from_release_id))
         .outerjoin(new, and_(new.c.id == alias_history.c.to_release_id))
-        .order_by(alias_history.c.id)
+        .order_by(alias_history.c.id.desc() if newest_first else alias_history.c.id)
     )
-    if model is not None:
-        q = q.where(models.c.name == model)
+    if model is not None:  # by id, so the (model_id, …, id) indexes serve the page
+        mid = select(models.c.id).where(models.c.name == model).scalar_subquery()
+        q = q.where(alias_history.c.model_id == mid)
     if alias is not None:
         q = q.where(alias_history.c.alias == alias)
-    return [AliasMove(*r) for r in conn.execute(q).all()]
+    if after_id is not None:
+        q = q.where(
+            alias_history.c.id < after_id if newest_first else alias_history.c.id > after_id
+        )
+    if limit is not None:
+        q = q.limit(limit)
+    return [(int(r[-1]), AliasMove(*r[:-1])) for r in conn.execute(q).all()]

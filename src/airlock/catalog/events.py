@@ -37,6 +37,34 @@ def head(conn: Connection) -> tuple[int, str] | None:
     return (int(r[0]), str(r[1])) if r else None
 
 
+def stream(conn: Connection, *, after_seq: int = 0, batch: int = 5000) -> Iterator[StoredEvent]:
+    """Every event after ``after_seq`` in sequence order, ``batch`` rows per query (keyset on
+    the primary key): memory stays flat however long the log is."""
+    last = after_seq
+    while True:
+        rows = conn.execute(
+            select(events).where(events.c.seq > last).order_by(events.c.seq).limit(batch)
+        ).all()
+        for r in rows:
+            yield StoredEvent(*r)
+        if len(rows) < batch:
+            return
+        last = int(rows[-1][0])
+
+
+def at_seq(conn: Connection, seq: int) -> StoredEvent | None:
+    r = conn.execute(select(events).where(events.c.seq == seq)).first()
+    return StoredEvent(*r) if r else None
+
+
+def seq_of_hash(conn: Connection, digest: str) -> int | None:
+    """The first event whose hash is ``digest`` (a scan: only asked when a chain is broken)."""
+    r = conn.execute(
+        select(events.c.seq).where(events.c.hash == digest).order_by(events.c.seq).limit(1)
+    ).first()
+    return int(r[0]) if r else None
+
+
 def insert_event(conn: Connection, row: StoredEvent) -> None:
     conn.execute(
         insert(events).values(
@@ -58,12 +86,16 @@ def scan(
     action: str | None = None,
     actor: str | None = None,
     subject_prefix: str | None = None,
+    subject: str | None = None,
     since: str | None = None,
     after_seq: int = 0,
+    before_seq: int | None = None,
     limit: int | None = None,
     newest_first: bool = False,
 ) -> Iterator[StoredEvent]:
     q = select(events).where(events.c.seq > after_seq)
+    if before_seq is not None:  # keyset: a deep page starts at its place in the index
+        q = q.where(events.c.seq < before_seq)
     if action is not None:
         q = q.where(
             events.c.action.startswith(action)
@@ -74,6 +106,8 @@ def scan(
         q = q.where(events.c.actor == actor)
     if subject_prefix is not None:
         q = q.where(events.c.subject.startswith(subject_prefix))
+    if subject is not None:  # exact: walks ix_events_subject_seq
+        q = q.where(events.c.subject == subject)
     if since is not None:
         q = q.where(events.c.at >= since)
     q = q.order_by(events.c.seq.desc() if newest_first else events.c.seq)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, func, insert, select
+from sqlalchemy import Connection, Row, Select, and_, func, insert, or_, select
 
 from airlock.catalog.schema import (
+    aliases,
     components,
     datasets,
     lineage,
@@ -16,6 +17,7 @@ from airlock.catalog.schema import (
     releases,
 )
 from airlock.core.manifest import Manifest
+from airlock.core.paging import FINAL_KEY_SUFFIX, version_key
 from airlock.core.records import ModelSummary, Release
 
 _RELEASE_COLUMNS = (
@@ -63,6 +65,7 @@ def insert_release(
             .values(
                 model_id=mid,
                 version=manifest.version,
+                version_key=version_key(manifest.version),
                 digest=manifest.digest(),
                 content_key=manifest.content_key(),
                 manifest=manifest_json,
@@ -132,6 +135,29 @@ def by_version(conn: Connection, name: str, version: str) -> Release | None:
     return _row(r) if r else None
 
 
+def by_alias(conn: Connection, name: str, alias: str) -> Release | None:
+    """The release ``name@alias`` points at, in one indexed query (None: no such alias)."""
+    r = conn.execute(
+        _release_select()
+        .join(aliases, aliases.c.release_id == releases.c.id)
+        .where(models.c.name == name, aliases.c.name == alias, aliases.c.model_id == models.c.id)
+    ).first()
+    return _row(r) if r else None
+
+
+def latest(conn: Connection, model_id: int) -> Release | None:
+    """The highest final release, else the highest pre-release (one index walk each)."""
+    q = _release_select().where(releases.c.model_id == model_id)
+    order = (releases.c.version_key.desc(), releases.c.id.desc())
+    final = FINAL_KEY_SUFFIX
+    r = conn.execute(
+        q.where(releases.c.version_key.endswith(final)).order_by(*order).limit(1)
+    ).first()
+    if r is None:
+        r = conn.execute(q.order_by(*order).limit(1)).first()
+    return _row(r) if r else None
+
+
 def by_id(conn: Connection, release_id: int) -> Release | None:
     r = conn.execute(_release_select().where(releases.c.id == release_id)).first()
     return _row(r) if r else None
@@ -147,6 +173,45 @@ def by_digest_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[Rele
 def of_model(conn: Connection, name: str) -> list[Release]:
     rows = conn.execute(_release_select().where(models.c.name == name)).all()
     return [_row(r) for r in rows]
+
+
+def page_of_model(
+    conn: Connection,
+    model_id: int,
+    *,
+    after: tuple[str, int] | None,
+    limit: int,
+    newest_first: bool = False,
+) -> list[Release]:
+    """Up to ``limit`` releases of the model in version order (or the reverse), after the
+    (version_key, id) ``after``; walks ix_releases_model_version_key, never the releases
+    before the page."""
+    key_col, id_col = releases.c.version_key, releases.c.id
+    q = _release_select().where(releases.c.model_id == model_id)
+    if after is not None:
+        key, rid = after
+        if newest_first:
+            q = q.where(or_(key_col < key, and_(key_col == key, id_col < rid)))
+        else:
+            q = q.where(or_(key_col > key, and_(key_col == key, id_col > rid)))
+    order = (key_col.desc(), id_col.desc()) if newest_first else (key_col, id_col)
+    q = q.order_by(*order).limit(limit)
+    return [_row(r) for r in conn.execute(q).all()]
+
+
+def page_models(conn: Connection, *, after: str | None, limit: int) -> list[ModelSummary]:
+    """Up to ``limit`` models by name after ``after``, each with its release count."""
+    page = select(models.c.id, models.c.name, models.c.created_at).order_by(models.c.name)
+    if after is not None:
+        page = page.where(models.c.name > after)
+    sub = page.limit(limit).subquery()
+    count = (
+        select(func.count(releases.c.id)).where(releases.c.model_id == sub.c.id).scalar_subquery()
+    )
+    rows = conn.execute(
+        select(sub.c.id, sub.c.name, sub.c.created_at, count).order_by(sub.c.name)
+    ).all()
+    return [ModelSummary(r[0], r[1], r[2], int(r[3])) for r in rows]
 
 
 def all_releases(conn: Connection) -> list[Release]:

@@ -574,3 +574,23 @@ transcript_feedback = Table(
     Column("at", UTCDateTime, nullable=False),  # when the (latest) score arrived
     Index("ix_transcript_feedback_service_issued", "service", "issued_at"),
 )
+
+# -- scale (migration 0010_scale_indexes) ----------------------------------------------------
+# releases.version_key: the semantic-version order as text (airlock.core.paging.version_key),
+# written with each release and back-filled by the migration; keyset pages of a model's
+# releases walk (model_id, version_key, id). The other indexes serve pages and retention.
+
+releases.append_column(Column("version_key", String(512), nullable=True))
+Index("ix_releases_model_version_key", releases.c.model_id, releases.c.version_key, releases.c.id)
+Index("ix_releases_created_at", releases.c.created_at, releases.c.id)
+Index(
+    "ix_alias_history_model_alias_id",
+    alias_history.c.model_id,
+    alias_history.c.alias,
+    alias_history.c.id,
+)
+Index("ix_alias_history_model_id", alias_history.c.model_id, alias_history.c.id)
+Index("ix_events_actor", events.c.actor, events.c.seq)
+Index("ix_events_subject_seq", events.c.subject, events.c.seq)
+Index("ix_release_telemetry_window_end", release_telemetry.c.window_end)
+Index("ix_rollout_history_at", rollout_history.c.at)

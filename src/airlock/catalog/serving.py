@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, null, select, update
+from sqlalchemy import Connection, and_, delete, insert, null, or_, select, update
 
 from airlock.catalog.notify import notify_plan
 from airlock.catalog.schema import (
@@ -269,20 +269,81 @@ def telemetry(
         q = q.where(t.window_start < until)
     if releases is not None:
         q = q.where(t.release.in_(list(releases)))
+    return [_record(dict(row._mapping)) for row in conn.execute(q.order_by(t.window_start, t.id))]
+
+
+def telemetry_page(
+    conn: Connection,
+    service: str,
+    *,
+    before: datetime,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[tuple[int, str, TelemetryRecord]]:
+    """Up to ``limit`` rows (id, gateway, record) of a service that ended by ``before``,
+    by (window_start, id) after ``after``: what the retention walks, a page at a time."""
+    t = release_telemetry.c
+    q = select(
+        t.id,
+        t.gateway,
+        t.service,
+        t.release,
+        t.traffic,
+        t.window_start,
+        t.window_end,
+        t.requests,
+        t.errors,
+        t.rejected,
+        t.errors_by_kind,
+        t.guardrail_flags,
+        t.fallbacks,
+        t.shadow_drops,
+        t.tokens_in,
+        t.tokens_out,
+        t.feedback_sum,
+        t.feedback_count,
+        t.latency_histogram,
+        t.detail,
+    ).where(t.service == service, t.window_end <= before)
+    if after is not None:
+        start, rid = after
+        q = q.where(or_(t.window_start > start, and_(t.window_start == start, t.id > rid)))
+    q = q.order_by(t.window_start, t.id).limit(limit)
     out = []
-    for row in conn.execute(q.order_by(t.window_start, t.id)).all():
+    for row in conn.execute(q).all():
         fields: dict[str, Any] = dict(row._mapping)
-        fields["errors_by_kind"] = json.loads(fields["errors_by_kind"])
-        fields["latency_histogram"] = tuple(json.loads(fields["latency_histogram"]))
-        extra = parse_detail(fields.pop("detail"))  # None (or not read): no clusters, no cells
-        fields.update(
-            custom=extra.custom,
-            clusters=extra.clusters,
-            latency_cells=extra.latency_cells,
-            ttft_cells=extra.ttft_cells,
-        )
-        out.append(TelemetryRecord(**fields))
+        rid, gateway = int(fields.pop("id")), str(fields.pop("gateway"))
+        out.append((rid, gateway, _record(fields)))
     return out
+
+
+def _record(fields: dict[str, Any]) -> TelemetryRecord:
+    """A stored row as a record; detail None (or not read): no clusters, no cells."""
+    fields["errors_by_kind"] = json.loads(fields["errors_by_kind"])
+    fields["latency_histogram"] = tuple(json.loads(fields["latency_histogram"]))
+    extra = parse_detail(fields.pop("detail"))
+    fields.update(
+        custom=extra.custom,
+        clusters=extra.clusters,
+        latency_cells=extra.latency_cells,
+        ttft_cells=extra.ttft_cells,
+    )
+    return TelemetryRecord(**fields)
+
+
+def replace_telemetry(
+    conn: Connection, ids: Sequence[int], merged: Sequence[tuple[str, TelemetryRecord]]
+) -> None:
+    """Delete rows ``ids`` and write ``merged`` (gateway, record) in their place (the caller's
+    transaction: readers see either the raw rows or the roll-up, never both)."""
+    for i in range(0, len(ids), 500):
+        conn.execute(delete(release_telemetry).where(release_telemetry.c.id.in_(ids[i : i + 500])))
+    for gateway, rec in merged:
+        insert_telemetry(conn, [rec], gateway=gateway)
+
+
+def services_with_telemetry(conn: Connection) -> list[str]:
+    return [str(r[0]) for r in conn.execute(select(release_telemetry.c.service).distinct()).all()]
 
 
 def insert_shadow_samples(conn: Connection, samples: Sequence[ShadowSample]) -> None:

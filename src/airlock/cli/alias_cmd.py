@@ -9,12 +9,12 @@ import typer
 
 from airlock.cli.common import (
     AsJson,
-    Limit,
     console,
     handle_errors,
     limited,
     print_json,
 )
+from airlock.cli.paging import PageCursor, more_hint
 from airlock.core.names import check_name
 
 alias_app = typer.Typer(
@@ -78,10 +78,17 @@ def history(
     target: Annotated[
         str | None, typer.Argument(help="MODEL or MODEL@ALIAS (default: every alias).")
     ] = None,
-    limit: Limit = 0,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="At most this many: the newest N (0 for all); with --cursor, the page size."
+        ),
+    ] = None,
+    cursor: PageCursor = None,
     as_json: AsJson = False,
 ) -> None:
-    """Who moved which alias from what to what, when and why (oldest first)."""
+    """Who moved which alias from what to what, when and why (oldest first, 50 at a time
+    unless --limit says otherwise)."""
     from rich.table import Table
 
     from airlock.cli.backend import open_backend
@@ -90,8 +97,15 @@ def history(
     if model:
         check_name(model)
     with open_backend() as backend:
-        moves = backend.alias_history(model or None, alias or None)
-    moves = list(reversed(limited(list(reversed(moves)), limit)))  # the newest `limit`
+        if limit is None or cursor is not None:
+            page = backend.alias_history_page(
+                model or None, alias or None, limit=limit or 50, cursor=cursor
+            )
+            moves = list(page.items)
+            more_hint(page.next_cursor)
+        else:
+            moves = backend.alias_history(model or None, alias or None)
+            moves = list(reversed(limited(list(reversed(moves)), limit)))  # the newest `limit`
     if as_json:
         print_json(moves)
         return

@@ -45,6 +45,14 @@ def verify(
             "key and the trusted keys). Repeatable.",
         ),
     ] = None,
+    from_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Verify only the events after the newest checkpoint in FILE, once its "
+            "signature and the stored event at its sequence are checked.",
+        ),
+    ] = None,
 ) -> None:
     """Recompute the hash chain; report the first edited, missing or reordered event, and
     check it still contains every checkpoint given."""
@@ -62,11 +70,18 @@ def verify(
             ) from None
     files = [(str(f), _read(f)) for f in checkpoint or []]
     keys = [_read(k) for k in public_key or []]
+    start = (str(from_checkpoint), _read(from_checkpoint)) if from_checkpoint else None
     with workspace() as ws:
         result = Checkpoints(ws).verify(
-            files=files, expect=expected, expected_head=expect_head, public_keys=keys
+            files=files,
+            expect=expected,
+            expected_head=expect_head,
+            public_keys=keys,
+            start_from=start,
         )
     report = result.report
+    if report.ok and result.start is not None:
+        console.print(f"from checkpoint {result.start.checkpoint.seq} (signature ok):")
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.checked} event(s) verified; head {report.head_seq} {report.head_hash}"

@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airlock.core.paging import Page
+
 if TYPE_CHECKING:
     from airlock.client import Client
     from airlock.core.diff import ManifestDiff
@@ -85,9 +87,11 @@ class Backend(Protocol):
         self, ref: str, dest: Path, *, on_start: ProgressFn | None, on_bytes: ProgressFn | None
     ) -> PullResult: ...
 
-    def models(self) -> list[ModelListing]: ...
+    def models(self, *, limit: int = 50, cursor: str | None = None) -> Page[ModelListing]: ...
 
-    def releases(self, model: str) -> list[ReleaseListing]: ...
+    def releases(
+        self, model: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ReleaseListing]: ...
 
     def show(self, ref: str) -> ReleaseView: ...
 
@@ -102,6 +106,10 @@ class Backend(Protocol):
         ...
 
     def alias_history(self, model: str | None, alias: str | None) -> list[AliasMove]: ...
+
+    def alias_history_page(
+        self, model: str | None, alias: str | None, *, limit: int, cursor: str | None
+    ) -> Page[AliasMove]: ...
 
     def set_alias(self, alias: str, ref: str, *, reason: str) -> AliasResult: ...
 
@@ -228,24 +236,26 @@ class LocalBackend:
             on_start(self.registry.resolve(ref).total_size)
         return self.registry.pull(ref, dest, on_bytes=on_bytes)
 
-    def models(self) -> list[ModelListing]:
-        aliases = self.registry.aliases()
-        return [
-            ModelListing(
+    def models(self, *, limit: int = 50, cursor: str | None = None) -> Page[ModelListing]:
+        page = self.registry.model_page(limit=limit, cursor=cursor)
+        aliases = self.registry.aliases() if page.items else []
+        return page.map(
+            lambda m: ModelListing(
                 m.name,
                 m.release_count,
                 tuple((a.name, a.version) for a in aliases if a.model == m.name),
             )
-            for m in self.registry.models()
-        ]
+        )
 
-    def releases(self, model: str) -> list[ReleaseListing]:
-        rows = self.registry.releases(model)
+    def releases(
+        self, model: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ReleaseListing]:
+        page = self.registry.release_page(model, limit=limit, cursor=cursor)
         by_release: dict[int, list[str]] = {}
         for a in self.registry.aliases(model):
             by_release.setdefault(a.release_id, []).append(a.name)
-        return [
-            ReleaseListing(
+        return page.map(
+            lambda r: ReleaseListing(
                 r.ref,
                 r.version,
                 r.digest,
@@ -256,8 +266,7 @@ class LocalBackend:
                 r.has_pickle,
                 tuple(by_release.get(r.id, [])),
             )
-            for r in rows
-        ]
+        )
 
     def show(self, ref: str) -> ReleaseView:
         return self.registry.show(ref)
@@ -275,6 +284,11 @@ class LocalBackend:
 
     def alias_history(self, model: str | None, alias: str | None) -> list[AliasMove]:
         return self.registry.alias_history(model, alias)
+
+    def alias_history_page(
+        self, model: str | None, alias: str | None, *, limit: int, cursor: str | None
+    ) -> Page[AliasMove]:
+        return self.registry.alias_history_page(model, alias, limit=limit, cursor=cursor)
 
     def set_alias(self, alias: str, ref: str, *, reason: str) -> AliasResult:
         from airlock.cli.common import actor
@@ -329,14 +343,20 @@ class RemoteBackend:
     ) -> PullResult:
         return self.client.pull(ref, dest, on_start=on_start, on_bytes=on_bytes)
 
-    def models(self) -> list[ModelListing]:
-        return [
+    def models(self, *, limit: int = 50, cursor: str | None = None) -> Page[ModelListing]:
+        items, after = self.client.page("/api/v1/models", limit=limit, cursor=cursor)
+        listings = tuple(
             ModelListing(m["name"], int(m["releases"]), tuple(dict(m["aliases"]).items()))
-            for m in self.client.models()
-        ]
+            for m in items
+        )
+        return Page(listings, after)
 
-    def releases(self, model: str) -> list[ReleaseListing]:
-        return [
+    def releases(
+        self, model: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ReleaseListing]:
+        path = f"/api/v1/models/{model}/releases"
+        items, after = self.client.page(path, limit=limit, cursor=cursor)
+        listings = tuple(
             ReleaseListing(
                 r["ref"],
                 r["version"],
@@ -348,8 +368,9 @@ class RemoteBackend:
                 bool(r["has_pickle"]),
                 tuple(r["aliases"]),
             )
-            for r in self.client.releases(model)
-        ]
+            for r in items
+        )
+        return Page(listings, after)
 
     def show(self, ref: str) -> ReleaseView:
         from airlock.core.digest import Digest
@@ -412,7 +433,6 @@ class RemoteBackend:
         ]
 
     def alias_history(self, model: str | None, alias: str | None) -> list[AliasMove]:
-        from airlock.core.records import AliasMove
 
         models = [model] if model else [m["name"] for m in self.client.models()]
         pairs = [
@@ -420,21 +440,20 @@ class RemoteBackend:
             for name in models
             for a in ([alias] if alias else [x["alias"] for x in self.client.aliases(name)])
         ]
-        moves = [
-            AliasMove(
-                model=m["model"],
-                alias=m["alias"],
-                from_version=m["from_version"],
-                to_version=m["to_version"],
-                actor=m["actor"],
-                reason=m["reason"],
-                at=datetime.fromisoformat(m["at"]),
-                event_seq=m["event_seq"],
-            )
-            for name, a in pairs
-            for m in self.client.alias_history(name, a)
-        ]
+        moves = [_alias_move(m) for name, a in pairs for m in self.client.alias_history(name, a)]
         return sorted(moves, key=lambda m: (m.at, m.event_seq or 0))
+
+    def alias_history_page(
+        self, model: str | None, alias: str | None, *, limit: int, cursor: str | None
+    ) -> Page[AliasMove]:
+        if model and alias:  # one alias: the server pages it
+            path = f"/api/v1/models/{model}/aliases/{alias}/history"
+            items, after = self.client.page(path, limit=limit, cursor=cursor)
+            return Page(tuple(_alias_move(m) for m in items), after)
+        moves = self.alias_history(model, alias)  # several aliases, merged here by time
+        start = int(cursor) if cursor and cursor.isdigit() else 0
+        more = start + limit < len(moves)
+        return Page(tuple(moves[start : start + limit]), str(start + limit) if more else None)
 
     def set_alias(self, alias: str, ref: str, *, reason: str) -> AliasResult:
         from airlock.core.refs import parse_ref
@@ -490,6 +509,21 @@ class RemoteBackend:
                 break
             cursor = int(page["next_after_seq"])
         return tuple(reversed(found))
+
+
+def _alias_move(m: Mapping[str, Any]) -> AliasMove:
+    from airlock.core.records import AliasMove
+
+    return AliasMove(
+        model=m["model"],
+        alias=m["alias"],
+        from_version=m["from_version"],
+        to_version=m["to_version"],
+        actor=m["actor"],
+        reason=m["reason"],
+        at=datetime.fromisoformat(m["at"]),
+        event_seq=m["event_seq"],
+    )
 
 
 def _manifest(data: Mapping[str, Any], digest: str) -> Manifest:

@@ -33,9 +33,23 @@ def gc(
             help="Remove temporary files of killed pushes not written to for this long.",
         ),
     ] = _DEFAULT_STAGING_MIN_AGE,
+    telemetry: Annotated[
+        bool,
+        typer.Option(
+            "--telemetry",
+            help="Instead: roll up old telemetry (per-second rows older than "
+            "AIRLOCK_TELEMETRY_RAW_HOURS into per-minute rows, per-minute rows older than "
+            "AIRLOCK_TELEMETRY_MINUTE_DAYS into per-hour rows).",
+        ),
+    ] = False,
 ) -> None:
-    """Delete blobs no release uses and temporary files of killed pushes; one audit event."""
+    """Delete blobs no release uses and temporary files of killed pushes; one audit event.
+    With --telemetry, roll up old telemetry instead."""
     from rich.table import Table
+
+    if telemetry:
+        _telemetry()
+        return
 
     from airlock.services.gc import plan_gc
 
@@ -73,3 +87,16 @@ def gc(
     )
     if result.spared:
         console.print(f"{len(result.spared)} blob(s) spared: a release started using them")
+
+
+def _telemetry() -> None:
+    from airlock.services.telemetry_retention import RetentionPolicy, TelemetryRetention
+
+    with workspace() as ws:
+        report = TelemetryRetention(ws, RetentionPolicy.of(ws.settings)).run()
+    console.print(
+        f"telemetry: {report.rows_read} old row(s) read, {report.rows_deleted} rolled up into "
+        f"{report.rows_written} ({report.rows_saved} fewer) over {len(report.services)} service(s)"
+    )
+    for service, since in sorted(report.held.items()):
+        console.print(f"{service}: rollout in flight; rows since {since:%Y-%m-%d %H:%M:%S} kept")

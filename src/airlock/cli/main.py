@@ -41,7 +41,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "push",
         "Push a folder as an immutable release NAME@VERSION (content-addressed, deduplicated).",
     ),
-    "ls": _cmd("registry_cmds", "ls", "List models, or the releases of one model."),
+    "ls": _cmd(
+        "registry_cmds", "ls", "List models, or the releases of one model (a page at a time)."
+    ),
     "show": _cmd(
         "registry_cmds",
         "show",
@@ -65,7 +67,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "gc": _cmd(
         "gc_cmd",
         "gc",
-        "Delete blobs no release uses and temporary files of killed pushes; one audit event.",
+        "Delete blobs no release uses and temporary files of killed pushes; one audit event.\n"
+        "With --telemetry, roll up old telemetry instead.",
     ),
     "gateway": _cmd(
         "gateway_cmd",
@@ -142,6 +145,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "alias_cmd", "alias_app", "Move and inspect aliases (production, stable, candidate...)."
     ),
     "audit": _cmd("audit_cmd", "audit_app", "Read and verify the tamper-evident audit log."),
+    "db": _cmd(
+        "db_cmd",
+        "db_app",
+        "The catalog database: its schema revision, and migrations (`airlock db upgrade`).",
+    ),
     "service": _cmd(
         "gateway_cmd",
         "service_app",

@@ -17,6 +17,7 @@ from airlock.cli.common import (
     human_bytes,
     workspace,
 )
+from airlock.cli.paging import PageCursor, PageLimit, more_hint
 from airlock.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -159,8 +160,10 @@ def push(
 def ls(
     model: Annotated[str | None, typer.Argument(help="List this model's releases.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> None:
-    """List models, or the releases of one model."""
+    """List models, or the releases of one model (a page at a time)."""
     from rich.table import Table
 
     from airlock.cli import render
@@ -168,7 +171,9 @@ def ls(
 
     with open_backend() as backend:
         if model is None:
-            models = backend.models()
+            page = backend.models(limit=limit, cursor=cursor)
+            models = list(page.items)
+            more_hint(page.next_cursor)
             if as_json:
                 console.print_json(data=[{"name": m.name, "releases": m.releases} for m in models])
                 return
@@ -183,7 +188,9 @@ def ls(
                 t.add_row(m.name, str(m.releases), ", ".join(names))
             console.print(t)
             return
-        rows = backend.releases(model)
+        release_page = backend.releases(model, limit=limit, cursor=cursor)
+        rows = list(release_page.items)
+        more_hint(release_page.next_cursor)
         if as_json:
             console.print_json(
                 data=[{"ref": r.ref, "digest": r.digest, "aliases": list(r.aliases)} for r in rows]

@@ -15,6 +15,8 @@ errors that still name the field. Starlette adds only its router.
 ``POST /v1/feedback``          ``{"id": "<response id>", "score": 0..1, "metrics": {"name": 0..1}}``
 ``GET  /metrics``              Prometheus, per-release labels
 ``GET  /healthz``              served services and their plan generations
+``GET  /readyz``               readiness of this replica: catalog reachable, last sync, and per
+                               service the catalog's and the served generation (given a sync)
 =========================  ==========================================================
 
 Responses name the release that answered in ``X-Airlock-Release`` (and
@@ -34,6 +36,7 @@ Callers in this process mark their ASGI scope with :data:`TRUSTED_SCOPE_KEY`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -69,6 +72,8 @@ from airlock.gateway.metrics import (
     render,
 )
 from airlock.gateway.parameters import check_request
+from airlock.gateway.readiness import replica_readiness
+from airlock.gateway.sync import CatalogSync
 from airlock.runtime.base import RequestKind
 
 log = logging.getLogger("airlock.gateway")
@@ -83,16 +88,26 @@ def create_app(
     *,
     on_startup: Sequence[Hook] = (),
     on_shutdown: Sequence[Hook] = (),
+    sync: CatalogSync | None = None,
 ) -> Starlette:
-    """An ASGI app serving ``gateway``; its lifespan starts and closes the gateway."""
+    """An ASGI app serving ``gateway``; its lifespan starts and closes the gateway.
+
+    Given the ``sync`` that keeps it in step with the catalog, ``/readyz`` and ``/metrics``
+    show the plan generation per service against the catalog's, and the last sync."""
     in_flight = _InFlight()
     limits = gateway.settings.limits
+
+    def sync_state() -> tuple[float | None, dict[str, int]]:
+        assert sync is not None
+        return sync.last_sync, dict(sync.catalog_generations)
+
     registry = make_registry(
         GatewayCollector(
             gateway.telemetry,
             gateway.plans,
             lambda: gateway.shadows.depth,
             in_flight=lambda: in_flight.count,
+            sync_state=sync_state if sync is not None else None,
         ),
         AccessCollector(gateway.access, gateway.feedback_ledger),
         QualityCollector(gateway.quality),
@@ -212,6 +227,18 @@ def create_app(
         plans = {name: plan.generation for name, plan in gateway.plans().items()}
         return Response(wire.dumps({"status": "ok", "services": plans}), media_type=_JSON)
 
+    async def ready(request: Request) -> Response:
+        if sync is None:
+            plans = {name: plan.generation for name, plan in gateway.plans().items()}
+            return Response(wire.dumps({"status": "ready", "services": plans}), media_type=_JSON)
+        state = await asyncio.to_thread(replica_readiness, gateway, sync)
+        return Response(
+            wire.dumps(state.body),
+            status_code=200 if state.ready else 503,
+            media_type=_JSON,
+            headers={"cache-control": "no-store"},
+        )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
@@ -240,6 +267,7 @@ def create_app(
         Route("/models/{model_id}", model, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/readyz", ready, methods=["GET"]),
     ]
     body_limit = Middleware(
         BodyLimit, render=json_render(wire.error_body), limit=limits.largest_body

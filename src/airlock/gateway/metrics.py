@@ -5,6 +5,10 @@ path never touches prometheus-client's locks and nothing is counted twice.
 Every series has ``service`` and ``release`` labels (``traffic`` = live or
 shadow where it applies); the latency histogram uses the same log-spaced
 buckets as the rollout analysis (``LATENCY_BUCKETS_MS``), in seconds.
+
+A fleet's replica lags when ``airlock_plan_generation{service}`` (what it serves) is
+below ``airlock_plan_catalog_generation{service}`` (what the catalog held at its last
+sync, ``airlock_plan_last_sync_timestamp_seconds``), or below another replica's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from airlock.gateway.feedback import FeedbackLedger
 from airlock.gateway.quality import OnlineQuality
 from airlock.gateway.telemetry import Counters, Key, Telemetry
 
+SyncState = Callable[[], tuple[float | None, Mapping[str, int]]]
+"""When the catalog was last read (epoch s, None: not yet) and its plan generations then."""
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BOUNDS_S = tuple(b / 1000.0 for b in LATENCY_BUCKETS_MS)
 
@@ -38,11 +44,13 @@ class GatewayCollector(Collector):
         plans: Callable[[], Mapping[str, TrafficPlan]],
         shadow_queue_depth: Callable[[], int],
         in_flight: Callable[[], int] = lambda: 0,
+        sync_state: SyncState | None = None,
     ) -> None:
         self.telemetry = telemetry
         self.plans = plans
         self.shadow_queue_depth = shadow_queue_depth
         self.in_flight = in_flight
+        self.sync_state = sync_state
 
     def collect(self) -> Iterator[Metric]:
         totals: dict[Key, Counters] = self.telemetry.totals()
@@ -139,6 +147,35 @@ class GatewayCollector(Collector):
         )
         in_flight.add_metric([], self.in_flight())
         yield from (generation, weight, depth, in_flight)
+        yield from self._fleet()
+
+    def _fleet(self) -> Iterator[Metric]:
+        """The plan generation this replica serves against the catalog's, and the last sync."""
+        served = GaugeMetricFamily(
+            "airlock_plan_generation",
+            "Plan generation this replica serves, per service.",
+            labels=["service"],
+        )
+        for name, plan in sorted(self.plans().items()):
+            served.add_metric([name], plan.generation)
+        yield served
+        if self.sync_state is None:
+            return
+        last, catalog = self.sync_state()
+        stored = GaugeMetricFamily(
+            "airlock_plan_catalog_generation",
+            "Plan generation the catalog held at this replica's last sync, per service.",
+            labels=["service"],
+        )
+        for name, gen in sorted(catalog.items()):
+            stored.add_metric([name], gen)
+        synced = GaugeMetricFamily(
+            "airlock_plan_last_sync_timestamp_seconds",
+            "When this replica last read the catalog's plan generations (Unix time).",
+        )
+        if last is not None:
+            synced.add_metric([], last)
+        yield from (stored, synced)
 
 
 class AccessCollector(Collector):
@@ -241,6 +278,7 @@ __all__ = [
     "AccessCollector",
     "GatewayCollector",
     "QualityCollector",
+    "SyncState",
     "make_registry",
     "render",
 ]

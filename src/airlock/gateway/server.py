@@ -32,7 +32,12 @@ def workspace_app(
 
 def gateway_app(parts: Assembly) -> Starlette:
     """The ASGI app of ``parts.gateway``; its lifespan runs the catalog sync beside it."""
-    app = create_app(parts.gateway, on_startup=[parts.sync.start], on_shutdown=[parts.sync.stop])
+    app = create_app(
+        parts.gateway,
+        on_startup=[parts.sync.start],
+        on_shutdown=[parts.sync.stop],
+        sync=parts.sync,
+    )
     app.state.sync = parts.sync
     return app
 

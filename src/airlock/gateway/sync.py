@@ -14,7 +14,10 @@
 * given a change listener (on PostgreSQL, ``Serving.change_listener()``: the
   catalog's LISTEN, :mod:`airlock.catalog.notify`), a plan committed by another
   process (the controller, another replica's API) is applied as soon as it
-  commits, not at the next tick; the tick stays as the safety net;
+  commits, not at the next tick; the tick stays as the safety net. A notice that
+  names a plan (``service:generation``) reads that one service and swaps it; any
+  other notice refreshes everything. Plan reads run on a thread of the sync's own,
+  so they never queue behind the model calls in the default executor;
 * each tick it also polls the sync versions of gateway keys and of every
   service's opt-out list (``GatewayKeys.versions()``): a created or
   revoked key, or a user opted out or back in, reaches the gateway within one
@@ -22,20 +25,26 @@
 
 A flush that fails (database down) keeps its records and retries on the next
 tick, up to ``backlog`` records.
+
+``last_sync`` (epoch seconds) is when the catalog's plan generations were last read, and
+``catalog_generations`` what they were: with the generations the gateway serves they say
+whether this replica lags (``/readyz`` and ``/metrics``, :mod:`airlock.gateway.readiness`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 from airlock.core.telemetry import ShadowSample, TelemetryRecord
 from airlock.core.traffic import TrafficPlan
-from airlock.errors import AirlockError, IntegrityError
+from airlock.errors import AirlockError, Conflict, IntegrityError
 from airlock.gateway.engine import Gateway
 from airlock.gateway.transcripts import TranscriptSink
 from airlock.services.gateway_keys import GatewayKeys
@@ -43,6 +52,7 @@ from airlock.services.serving import KEYS_TOPIC, Serving, opt_outs_topic
 from airlock.services.transcripts import Transcripts
 
 log = logging.getLogger("airlock.gateway.sync")
+T = TypeVar("T")
 
 
 class ChangeFeed(Protocol):
@@ -89,6 +99,10 @@ class CatalogSync:
         self.notifications = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self.flushes = 0
+        self.last_sync: float | None = None
+        self.catalog_generations: dict[str, int] = {}
+        self.started = False
+        self._executor: ThreadPoolExecutor | None = None
         self.transcripts = TranscriptSink(
             gateway.transcripts,
             Transcripts(serving.ws),
@@ -98,6 +112,13 @@ class CatalogSync:
 
     def _wanted(self, name: str) -> bool:
         return self.only is None or name in self.only
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Catalog reads of plans, on a thread of the sync's own."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="airlock-sync")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -110,6 +131,7 @@ class CatalogSync:
             self._listener = asyncio.create_task(
                 self.changes.listen(self._on_change), name="airlock-plan-listener"
             )
+        self.started = True
 
     async def stop(self) -> None:
         for task in (self._listener, self._task):
@@ -119,11 +141,38 @@ class CatalogSync:
                     await task
         self._task = self._listener = None
         await self.flush()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     async def _on_change(self, payload: str) -> None:
-        """Another process committed a change: refresh now, not at the next tick."""
+        """Another process committed a change: apply it now, not at the next tick."""
         self.notifications += 1
-        await self.refresh()
+        if not await self._apply_notice(payload):
+            await self.refresh()
+
+    async def _apply_notice(self, payload: str) -> bool:
+        """A notice naming a committed plan (``service:generation``): read that service
+        alone and swap it in. False when the full refresh should handle the notice."""
+        service, sep, number = payload.rpartition(":")
+        if not sep or not number.isdigit() or not self._wanted(service):
+            return False
+        if service not in self._known:
+            return False  # a new service, or one that failed: the refresh knows what to do
+        served = self.gateway.plans().get(service)
+        if served is not None and served.generation >= int(number):
+            return True
+        view = await self._read(self.serving.get, service)
+        if view.plan.generation < int(number):
+            return False
+        try:
+            await self.gateway.apply_plan(view.plan)
+        except Conflict:
+            return True  # a newer plan reached the gateway meanwhile
+        except AirlockError:
+            return False  # the refresh records and reports a plan that cannot be served
+        self._known[service] = max(self._known.get(service, -1), view.plan.generation)
+        return True
 
     async def _run(self) -> None:
         while True:
@@ -166,11 +215,13 @@ class CatalogSync:
             await self._refresh()
 
     async def _refresh(self) -> None:
-        generations, versions = await asyncio.to_thread(
+        generations, versions = await self._read(
             lambda: (self.serving.generations(), self.keys.versions())
         )
         await self._refresh_plans(generations)
         await self._refresh_access(versions)
+        self.catalog_generations = {n: g for n, g in generations.items() if self._wanted(n)}
+        self.last_sync = time.time()
 
     async def _refresh_access(self, versions: dict[str, int]) -> None:
         """Keys and opt-out lists whose sync version moved since the last look."""
@@ -205,7 +256,7 @@ class CatalogSync:
         ]
         if not changed:
             return
-        views = await asyncio.to_thread(lambda: [self.serving.get(n) for n in changed])
+        views = await self._read(lambda: [self.serving.get(n) for n in changed])
         for view in views:
             try:
                 await self.gateway.apply_plan(view.plan)

@@ -10,7 +10,6 @@ frozen values: :class:`~airlock.audit.log.Event`, :class:`EventPage`,
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -75,10 +74,7 @@ class AuditLog:
     ) -> EventPage:
         """One page of matching events: those after ``after_seq`` and before ``before_seq``."""
         with self.db.read() as conn:
-            cap = limit + 1 if before_seq is None else None
-            stream = _entries(conn, where, after_seq, cap, newest_first)
-            wanted = (e for e in stream if before_seq is None or e.seq < before_seq)
-            events = tuple(itertools.islice(wanted, limit + 1))
+            events = tuple(_entries(conn, where, after_seq, limit + 1, newest_first, before_seq))
         return EventPage(events[:limit], len(events) > limit)
 
     def verify(
@@ -91,7 +87,12 @@ class AuditLog:
 
 
 def _entries(
-    conn: Connection, where: EventFilter, after_seq: int, limit: int | None, newest_first: bool
+    conn: Connection,
+    where: EventFilter,
+    after_seq: int,
+    limit: int | None,
+    newest_first: bool,
+    before_seq: int | None = None,
 ) -> Iterator[Event]:
     return audit.entries(
         conn,
@@ -100,6 +101,7 @@ def _entries(
         subject_prefix=where.subject or None,
         since=where.since,
         after_seq=after_seq,
+        before_seq=before_seq,
         limit=limit,
         newest_first=newest_first,
     )

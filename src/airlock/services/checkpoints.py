@@ -53,6 +53,7 @@ def audit_key(ws: Workspace, path: Path | None = None) -> Ed25519PrivateKey:
 class CheckpointCheck:
     report: ChainReport
     checkpoints: tuple[SignedCheckpoint, ...]
+    start: SignedCheckpoint | None = None
 
 
 class Checkpoints:
@@ -82,12 +83,22 @@ class Checkpoints:
         expect: Sequence[Checkpoint] = (),
         expected_head: str | None = None,
         public_keys: Sequence[str] = (),
+        start_from: tuple[str, str] | None = None,
     ) -> CheckpointCheck:
-        """Check each signed checkpoint (``files``: name and text) and the chain against all."""
+        """Check each signed checkpoint (``files``: name and text) and the chain against all.
+
+        ``start_from`` (name and text of a checkpoint file): verify only the events after its
+        newest checkpoint, once its signature is checked and the stored event at its
+        sequence still has its hash; the chain is streamed, so memory stays flat.
+        """
         signed = [c for name, text in files for c in parse_checkpoints(text, source=name)]
+        start: SignedCheckpoint | None = None
+        if start_from is not None:
+            name, text = start_from
+            start = max(parse_checkpoints(text, source=name), key=lambda c: c.checkpoint.seq)
         with self.db.read() as conn:
             trusted = self._trusted(conn, public_keys)
-            for c in signed:
+            for c in [*signed, *([start] if start else [])]:
                 c.check_signature()
                 if c.key_id not in trusted:
                     raise IntegrityError(
@@ -100,8 +111,9 @@ class Checkpoints:
                 conn,
                 expected_head=expected_head,
                 checkpoints=[*expect, *(c.checkpoint for c in signed)],
+                start=start.checkpoint if start else None,
             )
-        return CheckpointCheck(report, tuple(signed))
+        return CheckpointCheck(report, tuple(signed), start)
 
     def _trusted(self, conn: Connection, public_keys: Sequence[str]) -> set[str]:
         ids = {key_id_of(load_public_key(pem)) for pem in public_keys}

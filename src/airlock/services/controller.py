@@ -76,6 +76,7 @@ from airlock.errors import AirlockError, Conflict, NotFound
 from airlock.services.identity import Actor
 from airlock.services.rollouts import CONTROLLER, Rollouts, RolloutView
 from airlock.services.serving import Serving
+from airlock.services.telemetry_retention import TelemetryRetention
 from airlock.services.transcripts import Transcripts
 
 log = logging.getLogger("airlock.controller")
@@ -304,6 +305,7 @@ class RolloutController:
         settings: ControllerSettings | None = None,
         actor: Actor = CONTROLLER,
         on_event: Callable[[ControllerEvent], None] | None = None,
+        retention: TelemetryRetention | None = None,
     ) -> None:
         self.rollouts = rollouts
         self.telemetry = telemetry or CatalogTelemetry(rollouts.serving)
@@ -311,6 +313,8 @@ class RolloutController:
         self.settings = settings or ControllerSettings()
         self.actor = actor
         self.on_event = on_event
+        self.retention = retention
+        self._rollup: asyncio.Task[None] | None = None
         self.clock = rollouts.clock
         self._lease_until = 0.0
         self._noted: dict[int, _Noted] = {}
@@ -356,6 +360,9 @@ class RolloutController:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=max(wait, 0.0))
         finally:
+            if self._rollup is not None:
+                await self._rollup
+                self._rollup = None
             await self._resign()
 
     async def start(self) -> None:
@@ -371,10 +378,20 @@ class RolloutController:
             await self._task
         self._task = None
 
+    def _roll_up(self) -> None:
+        assert self.retention is not None
+        try:
+            self.retention.maybe_run()
+        except AirlockError as exc:
+            log.error("telemetry roll-up: %s (%s)", exc, exc.hint)
+
     async def tick(self) -> list[ControllerEvent]:
         """One pass over every live rollout (a no-op unless this controller leads)."""
         if not await self._lead():
             return []
+        if self.retention is not None and (self._rollup is None or self._rollup.done()):
+            # at most every policy.every, on its own thread: a long roll-up never delays a tick
+            self._rollup = asyncio.create_task(asyncio.to_thread(self._roll_up))
         pairs = await self._call(self.rollouts.live_with_plans)
         live = {view.id for view, _ in pairs}
         for gone in set(self._noted) - live:

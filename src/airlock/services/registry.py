@@ -36,6 +36,7 @@ from airlock.core.manifest import (
     manifest_from_json,
 )
 from airlock.core.names import check_name
+from airlock.core.paging import Page, decode_cursor, page_limit, page_of, version_key
 from airlock.core.records import Alias, AliasMove, ModelSummary, Release
 from airlock.core.refs import ReleaseRef, parse_ref
 from airlock.core.roles import Action
@@ -131,36 +132,36 @@ class Registry:
         if ref.kind == "digest":
             return self._by_digest(conn, ref)
         assert ref.name is not None
-        if release_sql.model_id(conn, ref.name) is None:
+        assert ref.selector is not None or ref.kind == "latest"
+        # The common cases in one indexed query each; the model is looked up on a miss only.
+        if ref.kind == "version" and ref.selector is not None:
+            row = release_sql.by_version(conn, ref.name, ref.selector)
+        elif ref.kind == "alias" and ref.selector is not None:
+            row = release_sql.by_alias(conn, ref.name, ref.selector)
+        else:
+            row = None
+        if row is not None:
+            return row
+        mid = release_sql.model_id(conn, ref.name)
+        if mid is None:
             raise NotFound(f"no model named {ref.name!r}", hint="run `airlock ls` to list models")
         if ref.kind == "version":
-            assert ref.selector is not None
-            row = release_sql.by_version(conn, ref.name, ref.selector)
-            if row is None:
-                known = ", ".join(v for v in self._versions(conn, ref.name)[-8:]) or "none"
-                raise NotFound(
-                    f"no release {ref.name}@{ref.selector}",
-                    hint=f"versions of {ref.name}: {known}",
-                )
-            return row
-        if ref.kind == "latest":
-            rows = release_sql.of_model(conn, ref.name)
-            if not rows:
-                raise NotFound(f"model {ref.name!r} has no releases yet")
-            return max(rows, key=lambda r: _latest_key(Version.parse(r.version)))
-        assert ref.selector is not None
-        mid = release_sql.model_id(conn, ref.name)
-        assert mid is not None
-        alias = alias_sql.get(conn, mid, ref.selector)
-        if alias is None:
-            names = ", ".join(a.name for a in alias_sql.of_model(conn, mid)) or "none"
+            newest = release_sql.page_of_model(conn, mid, after=None, limit=8, newest_first=True)
+            known = ", ".join(r.version for r in reversed(newest)) or "none"
             raise NotFound(
-                f"{ref.name} has no alias or version {ref.selector!r}",
-                hint=f"aliases of {ref.name}: {names}",
+                f"no release {ref.name}@{ref.selector}",
+                hint=f"versions of {ref.name}: {known}",
             )
-        row = release_sql.by_id(conn, alias.release_id)
-        assert row is not None
-        return row
+        if ref.kind == "latest":
+            latest = release_sql.latest(conn, mid)
+            if latest is None:
+                raise NotFound(f"model {ref.name!r} has no releases yet")
+            return latest
+        names = ", ".join(a.name for a in alias_sql.of_model(conn, mid)) or "none"
+        raise NotFound(
+            f"{ref.name} has no alias or version {ref.selector!r}",
+            hint=f"aliases of {ref.name}: {names}",
+        )
 
     def _by_digest(self, conn: Connection, ref: ReleaseRef) -> Release:
         assert ref.selector is not None
@@ -174,11 +175,6 @@ class Registry:
                 hint="give more characters of the digest",
             )
         return rows[0]
-
-    def _versions(self, conn: Connection, name: str) -> list[str]:
-        return sorted(
-            (r.version for r in release_sql.of_model(conn, name)), key=lambda v: Version.parse(v)
-        )
 
     def show(self, ref: str) -> ReleaseView:
         """The release, after checking its row is what was pushed (IntegrityError if not)."""
@@ -211,6 +207,64 @@ class Registry:
                 raise NotFound(f"no model named {model!r}")
             rows = release_sql.of_model(conn, model)
         return sorted(rows, key=lambda r: Version.parse(r.version))
+
+    def model_page(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[ModelSummary]:
+        """One page of models by name (keyset: the name of the last one handed out)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        name = str(after[0]) if after else None
+        with self.db.read() as conn:
+            rows = release_sql.page_models(conn, after=name, limit=size + 1)
+        return page_of(rows, size, lambda m: [m.name])
+
+    def release_page(
+        self,
+        model: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[Release]:
+        """One page of a model's releases, oldest version first (or newest first); keyset on
+        the version key and id of the last one handed out: as fast on the last page as on
+        the first."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=2)
+        key = (str(after[0]), int(after[1])) if after else None
+        with self.db.read() as conn:
+            mid = release_sql.model_id(conn, model)
+            if mid is None:
+                raise NotFound(f"no model named {model!r}", hint="run `airlock ls` to list models")
+            rows = release_sql.page_of_model(
+                conn, mid, after=key, limit=size + 1, newest_first=newest_first
+            )
+        return page_of(rows, size, lambda r: [version_key(r.version), r.id])
+
+    def alias_history_page(
+        self,
+        model: str | None = None,
+        alias: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        newest_first: bool = False,
+    ) -> Page[AliasMove]:
+        """One page of alias moves, oldest first or newest first (keyset on the row id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        with self.db.read() as conn:
+            rows = alias_sql.history_page(
+                conn,
+                model=model,
+                alias=alias,
+                after_id=int(after[0]) if after else None,
+                limit=size + 1,
+                newest_first=newest_first,
+            )
+        page = page_of(rows, size, lambda r: [r[0]])
+        return page.map(lambda r: r[1])
 
     def aliases(self, model: str | None = None) -> list[Alias]:
         with self.db.read() as conn:
@@ -809,11 +863,6 @@ def _bytes_stream(data: bytes) -> Any:
     import io
 
     return io.BytesIO(data)
-
-
-def _latest_key(v: Version) -> tuple[int, Version]:
-    # Prefer the highest final release over any pre-release.
-    return (0 if v.prerelease else 1, v)
 
 
 def _next_patch(version: str) -> str:

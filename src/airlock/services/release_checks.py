@@ -26,13 +26,15 @@ RECORDING_ACTIONS = ("release.push", "release.import")
 
 def pushed_digest(conn: Connection, ref: str) -> str | None:
     """The digest the newest ``release.push`` or ``release.import`` event of ``ref`` recorded."""
-    found: tuple[int, str | None] | None = None
-    for action in RECORDING_ACTIONS:
-        for event in audit.entries(conn, action=action, subject_prefix=ref):
-            if event.subject == ref and (found is None or event.seq > found[0]):
-                digest = event.details.get("digest")
-                found = (event.seq, digest if isinstance(digest, str) else None)
-    return found[1] if found is not None else None
+    newest = [
+        event
+        for action in RECORDING_ACTIONS
+        for event in audit.entries(conn, action=action, subject=ref, newest_first=True, limit=1)
+    ]
+    if not newest:
+        return None
+    digest = max(newest, key=lambda e: e.seq).details.get("digest")
+    return digest if isinstance(digest, str) else None
 
 
 def release_problem(conn: Connection, row: Release) -> str | None:

@@ -32,7 +32,11 @@ class Workspace:
             home.mkdir(parents=True, mode=0o700)
         _owner_only(home, settings.catalog_url, tighten=create)
         db = Database.open(settings.catalog_url)
-        migrate.upgrade(db)
+        try:
+            migrate.ensure_schema(db, auto_migrate=settings.auto_migrate)
+        except BaseException:
+            db.dispose()
+            raise
         store = open_store(settings.store_url or "", default_root=home)
         return cls(settings, db, store)
 

@@ -313,7 +313,8 @@ def create_dashboard(
         return RedirectResponse(f"{back}?{urlencode({'ok': message})}", status_code=303)
 
     async def model(request: Request, who: Actor) -> Response:
-        data = await _thread(views.model_page, workspace, request.path_params["name"])
+        name, cursor = request.path_params["name"], request.query_params.get("cursor")
+        data = await _thread(views.model_page, workspace, name, cursor)
         return render(request, who, "model.html", **data)
 
     async def release(request: Request, who: Actor) -> Response:

@@ -280,16 +280,24 @@ def release_page(ws: Workspace, ref: str, *, verify: bool) -> dict[str, Any]:
     }
 
 
-def model_page(ws: Workspace, name: str) -> dict[str, Any]:
+def model_page(ws: Workspace, name: str, cursor: str | None = None) -> dict[str, Any]:
+    """Newest releases first, a page at a time, and the newest 20 alias moves."""
     reg = Registry(ws)
     by_release: dict[int, list[str]] = {}
     for a in reg.aliases(name):
         by_release.setdefault(a.release_id, []).append(a.name)
+    page = reg.release_page(name, limit=50, cursor=cursor, newest_first=True)
     releases = [
         {"row": r, "aliases": by_release.get(r.id, []), "notes": r.manifest().notes.summary}
-        for r in reversed(reg.releases(name))
+        for r in page.items
     ]
-    return {"name": name, "releases": releases, "history": reg.alias_history(name)[-20:]}
+    moves = reg.alias_history_page(name, limit=20, newest_first=True).items
+    return {
+        "name": name,
+        "releases": releases,
+        "history": list(reversed(moves)),
+        "next_cursor": page.next_cursor,
+    }
 
 
 def audit_page(
