@@ -132,3 +132,20 @@ def test_an_import_needs_the_releases_it_names_and_a_free_version(
     theirs.push(make_model(seed=6), name="chat", version="1.0.0", actor=BOB, parent="base@1.0.0")
     with pytest.raises(Conflict, match="already exists with different content"):
         theirs.import_release(manifest_json, scan_folder(child_folder), actor=BOB)
+
+
+def test_the_importer_may_not_approve_what_they_imported(
+    ws: Workspace, fresh: Workspace, alice: Actor, make_model: MakeModel, tmp_path: Path
+) -> None:
+    """An importer chose the manifest, its author field included: four-eyes bars them too."""
+    from airlock.errors import Forbidden
+    from airlock.services.governance import Governance
+
+    Registry(ws).push(make_model(seed=1), name="chat", version="1.0.0", actor=alice)
+    export_oci(ws, "chat@1.0.0", tmp_path / "oci")
+    import_oci(fresh, tmp_path / "oci", actor=BOB, tag="1.0.0")
+    approver = Actor("bob", "approver")  # bob holds the approver role too
+    with pytest.raises(Forbidden, match=r"bob is the importer of chat@1\.0\.0"):
+        Governance(fresh).approve("chat@1.0.0", stage="production", actor=approver)
+    carol = Actor("carol", "approver")
+    assert Governance(fresh).approve("chat@1.0.0", stage="production", actor=carol)

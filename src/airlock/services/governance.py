@@ -29,6 +29,7 @@ from airlock.services.access import authorize, forbidden, record_denial
 from airlock.services.identity import Actor
 from airlock.services.promotion import decide
 from airlock.services.registry import Registry
+from airlock.services.release_checks import importers
 from airlock.services.signatures import (
     SignatureCheck,
     Signatures,
@@ -127,9 +128,13 @@ class Governance:
             # Under the audit lock, taken before reading: concurrent decisions by one
             # person run one after the other, and the second sees the first.
             event_sql.lock_head(conn)
-            if decision == "approve" and actor.name == release.author:
+            imported_by = importers(conn, release.ref) if decision == "approve" else frozenset()
+            if decision == "approve" and (
+                actor.name == release.author or actor.name in imported_by
+            ):
+                role = "author" if actor.name == release.author else "importer"
                 why = (
-                    f"four-eyes: {actor.name} is the author of {release.ref} and may not "
+                    f"four-eyes: {actor.name} is the {role} of {release.ref} and may not "
                     "approve it; another approver must"
                 )
                 record_denial(conn, actor, action, release.ref, why, stage=stage)

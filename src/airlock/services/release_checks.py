@@ -37,6 +37,12 @@ def pushed_digest(conn: Connection, ref: str) -> str | None:
     return digest if isinstance(digest, str) else None
 
 
+def importers(conn: Connection, ref: str) -> frozenset[str]:
+    """Who brought ``ref`` into this catalog by ``release.import``: like its author, an
+    importer chose the manifest (its ``author`` field included) and may not approve it."""
+    return frozenset(e.actor for e in audit.entries(conn, action="release.import", subject=ref))
+
+
 def release_problem(conn: Connection, row: Release) -> str | None:
     """Why ``row`` is not the release that was pushed, or None when it is."""
     try:
