@@ -38,7 +38,7 @@ bench: $(STAMP)
 bench-%: $(STAMP)
 	$(BIN)/python -m bench $*
 
-# The reliability suite (tests/reliability) with many trials of each kill -9 scenario,
+# The reliability suite (tests/scenarios/reliability) with many trials of each kill -9 scenario,
 # then a table: trials, failures, what was lost (`make reliability TRIALS=5` for fewer).
 TRIALS ?= 20
 reliability: $(STAMP)

@@ -1,12 +1,12 @@
 """The reliability suite, many times: kill -9 of push and of serve, races, bad input.
 
-Runs ``pytest tests/reliability`` with ``AIRLOCK_RELIABILITY_TRIALS`` trials for every
+Runs ``pytest tests/scenarios/reliability`` with ``AIRLOCK_RELIABILITY_TRIALS`` trials for every
 repeated scenario (kill -9 of ``airlock push`` and of ``airlock serve`` mid-rollout) and
 prints one row per test: trials (a table-driven test's cases, on SQLite and PostgreSQL,
 count as its trials), failures, and what was lost (partial blobs under a digest,
 half-written releases, failed re-pushes, rollouts not resumed, corrupt telemetry rows,
 server errors seen by clients). The target: no failure, nothing lost. Every number is
-counted by the tests themselves (``tests/reliability/conftest.py`` writes them as JSON).
+counted by the tests themselves (``tests/scenarios/reliability/conftest.py`` writes them as JSON).
 
     python -m bench reliability [--trials 20] [PYTEST ARGS...]     (make reliability)
 """
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
             "AIRLOCK_RELIABILITY_REPORT": str(summary),
         }
         command = [sys.executable, "-m", "pytest", "-W", "error", "-q", "-p", "no:cacheprovider"]
-        status = subprocess.call([*command, "tests/reliability", *pytest_args], cwd=ROOT, env=env)
+        status = subprocess.call([*command, "tests/scenarios/reliability", *pytest_args], cwd=ROOT, env=env)
         if not summary.exists():
             print(f"pytest exited {status} before any scenario ran; nothing to report")
             return status or 1

@@ -4,6 +4,7 @@ model folders with real safetensors files, and the real CLI."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,10 @@ from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 from airlock.services.workspace import Workspace
 from airlock_testkit import Cli, write_model
+
+# The tree mirrors src/airlock/; end-to-end feature scenarios live in tests/scenarios/.
+# Their shared helpers (``rollout.support``) are importable from any test.
+sys.path.insert(0, str(Path(__file__).parent / "scenarios"))
 
 # Property tests explore fresh examples on every local run; CI replays a fixed sequence, so a
 # submission's verdict does not depend on the draw (a failure found locally is kept as a test).

@@ -15,7 +15,7 @@ release) is a rule about *people*, not roles, so it holds for admins too; it is
 enforced by the governance service and again by policy evaluation.
 
 Every mutating service call names one :class:`Action`; the table below is the
-single source of truth, and ``tests/governance`` walks all of it.
+single source of truth, and ``tests/scenarios/governance/test_role_matrix.py`` walks all of it.
 """
 
 from __future__ import annotations
