@@ -61,7 +61,9 @@ def main(argv: list[str]) -> int:
             "AIRLOCK_RELIABILITY_REPORT": str(summary),
         }
         command = [sys.executable, "-m", "pytest", "-W", "error", "-q", "-p", "no:cacheprovider"]
-        status = subprocess.call([*command, "tests/scenarios/reliability", *pytest_args], cwd=ROOT, env=env)
+        status = subprocess.call(
+            [*command, "tests/scenarios/reliability", *pytest_args], cwd=ROOT, env=env
+        )
         if not summary.exists():
             print(f"pytest exited {status} before any scenario ran; nothing to report")
             return status or 1
