@@ -103,3 +103,16 @@ def test_a_zip_too_large_to_index_is_treated_as_unsafe(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04" + b"\0" * 100 + end)
     fmt = inspect_file(path, "huge.zip")
     assert fmt is not None and fmt.unsafe and fmt.detail and "too large" in fmt.detail
+
+
+def test_invalid_escapes_in_sniffed_bytes_never_raise_even_under_w_error() -> None:
+    """pickletools warns on an invalid escape in a protocol-0 string; the sniffer must
+    answer, not crash, whatever the process's warning filters."""
+    import warnings
+
+    from airlock.formats.pickle_sniff import pickle_kind
+
+    data = b"S'\\q'\np0\n."  # STRING with an invalid escape, PUT, STOP
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pickle_kind(data, complete=True) == "protocol 0/1"

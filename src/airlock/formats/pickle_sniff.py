@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import pickletools
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -72,6 +73,15 @@ def pickle_kind(head: bytes, *, complete: bool) -> str | None:
 
 def _decodes_as_pickle(data: bytes, *, complete: bool) -> bool:
     """Emulate the unpickler's stack (depths and marks only) over the opcodes of ``data``."""
+    # pickletools decodes string arguments with codecs.escape_decode, which warns
+    # (DeprecationWarning) on invalid escapes in arbitrary bytes: not our concern here,
+    # and under ``-W error`` it would turn a "not a pickle" answer into a crash.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _stack_ok(data, complete=complete)
+
+
+def _stack_ok(data: bytes, *, complete: bool) -> bool:
     stack: list[bool] = []  # True: a mark
     memo: set[object] = set()
     ops = 0

@@ -10,7 +10,7 @@ from airlock.runtime.builtin_model import train
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 
-EXAMPLES = Path(__file__).parents[2] / "src" / "airlock" / "examples"
+EXAMPLES = Path(__file__).parents[3] / "src" / "airlock" / "examples"
 SUITES = EXAMPLES / "suites"
 COMPONENT_FILES = ("prompt_template.yaml", "decoding.yaml", "safety_policy.yaml")
 ORDER = 4
