@@ -231,19 +231,10 @@ def insert_telemetry(conn: Connection, records: Sequence[TelemetryRecord], *, ga
     )
 
 
-def telemetry(
-    conn: Connection,
-    service: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    releases: Iterable[str] | None = None,
-    detail: bool = True,
-) -> list[TelemetryRecord]:
-    """Flushed records, oldest first; ``detail=False`` leaves out the per-cluster detail
-    (clusters, cells, custom metrics), for readers of totals only such as charts."""
+def _record_columns() -> tuple[Any, ...]:
+    """The columns :func:`_record` reads (``detail`` aside)."""
     t = release_telemetry.c
-    q = select(
+    return (
         t.service,
         t.release,
         t.traffic,
@@ -261,8 +252,24 @@ def telemetry(
         t.feedback_sum,
         t.feedback_count,
         t.latency_histogram,
-        t.detail if detail else null().label("detail"),
-    ).where(t.service == service)
+    )
+
+
+def telemetry(
+    conn: Connection,
+    service: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    releases: Iterable[str] | None = None,
+    detail: bool = True,
+) -> list[TelemetryRecord]:
+    """Flushed records, oldest first; ``detail=False`` leaves out the per-cluster detail
+    (clusters, cells, custom metrics), for readers of totals only such as charts."""
+    t = release_telemetry.c
+    q = select(*_record_columns(), t.detail if detail else null().label("detail")).where(
+        t.service == service
+    )
     if since is not None:
         q = q.where(t.window_end > since)
     if until is not None:
@@ -286,23 +293,7 @@ def telemetry_page(
     q = select(
         t.id,
         t.gateway,
-        t.service,
-        t.release,
-        t.traffic,
-        t.window_start,
-        t.window_end,
-        t.requests,
-        t.errors,
-        t.rejected,
-        t.errors_by_kind,
-        t.guardrail_flags,
-        t.fallbacks,
-        t.shadow_drops,
-        t.tokens_in,
-        t.tokens_out,
-        t.feedback_sum,
-        t.feedback_count,
-        t.latency_histogram,
+        *_record_columns(),
         t.detail,
     ).where(t.service == service, t.window_end <= before)
     if after is not None:
