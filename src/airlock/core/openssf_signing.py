@@ -41,6 +41,7 @@ from airlock.core.signing import (
     file_problems,
     pae,
     root_digest,
+    statement_of,
 )
 from airlock.errors import InvalidInput
 
@@ -149,13 +150,7 @@ class OpenSSFBundle:
         return pae(self.payload_type, self.payload)
 
     def statement(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInput(f"the signed payload is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise InvalidInput("the signed payload is not an in-toto statement")
-        return data
+        return statement_of(self.payload)
 
 
 def _material(text: str | bytes) -> dict[str, Any] | None:

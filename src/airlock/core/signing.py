@@ -69,6 +69,17 @@ def statement_for(manifest: Manifest, release_digest: str) -> dict[str, Any]:
     }
 
 
+def statement_of(payload: bytes) -> dict[str, Any]:
+    """The in-toto statement a DSSE payload carries; InvalidInput when it is none."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the signed payload is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("the signed payload is not an in-toto statement")
+    return data
+
+
 def pae(payload_type: str, payload: bytes) -> bytes:
     """DSSE v1 pre-authentication encoding: what the signature is computed over."""
     t = payload_type.encode("utf-8")
@@ -103,13 +114,7 @@ class ParsedBundle:
         return pae(self.payload_type, self.payload)
 
     def statement(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidInput(f"the signed payload is not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise InvalidInput("the signed payload is not an in-toto statement")
-        return data
+        return statement_of(self.payload)
 
 
 def parse_bundle(text: str | bytes) -> ParsedBundle:
