@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airlock.core.paging import Page
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 URL_ENV = "AIRLOCK_URL"
 CONFIG_ENV = "AIRLOCK_CONFIG"  # the login file (default: ~/.config/airlock/remote.json)
 ProgressFn = Callable[[int], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,19 +181,33 @@ def forget_login() -> bool:
 
 
 @contextmanager
-def open_backend() -> Iterator[Backend]:
-    """The remote backend when a server is configured, else the local workspace's."""
+def open_side(local: Callable[[Workspace], T], remote: Callable[[Client], T]) -> Iterator[T]:
+    """``remote(client)`` when a server is configured, else ``local(workspace)``.
+
+    The one place a command's transport is chosen: each area of the CLI (the
+    registry here, governance, rollouts, access) has a local and a remote side with
+    the same methods and values, and opens the right one through this.
+    """
     config = remote_config()
     if config is not None:
         from airlock.client import Client
 
         with Client(config.url, config.token, timeout=300.0) as client:
-            yield RemoteBackend(client)
+            yield remote(client)
         return
     from airlock.cli.common import workspace
 
     with workspace() as ws:
-        yield LocalBackend(ws)
+        yield local(ws)
+
+
+@contextmanager
+def open_backend() -> Iterator[Backend]:
+    """The remote backend when a server is configured, else the local workspace's."""
+    local: Callable[[Workspace], Backend] = LocalBackend
+    remote: Callable[[Client], Backend] = RemoteBackend
+    with open_side(local, remote) as backend:
+        yield backend
 
 
 # -- local --------------------------------------------------------------------------------
