@@ -19,9 +19,9 @@ from airlock.services.workspace import Workspace
 
 
 @pytest.mark.slow
-def test_demo_promotes_v110_and_the_analysis_rolls_back_v120(tmp_path: Path) -> None:
+def test_demo_promotes_v110_and_the_analysis_rolls_back_v120_and_v130(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
-    env = {**os.environ, "COLUMNS": "120", "AIRLOCK_HOME": str(tmp_path / "elsewhere")}
+    env = {**os.environ, "COLUMNS": "200", "AIRLOCK_HOME": str(tmp_path / "elsewhere")}
     code = "from airlock.cli.main import run; run()"
     args = ["demo", "--no-serve", "--fast", "--dir", str(folder), "--port", "0"]
     out = subprocess.run(
@@ -30,21 +30,43 @@ def test_demo_promotes_v110_and_the_analysis_rolls_back_v120(tmp_path: Path) -> 
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "time to detect" in out.stdout
     assert "hash chain intact" in out.stdout
+    assert "expected" not in out.stdout, out.stdout[-3000:]  # every rollout ended as planned
 
     with Workspace.open(Settings(home=folder / ".airlock", user="maya")) as ws:
-        promoted, rolled_back = sorted(Rollouts(ws).recent(scenario.SERVICE), key=lambda v: v.id)
+        rollouts = Rollouts(ws)
+        promoted, faulty, evasive = sorted(rollouts.recent(scenario.SERVICE), key=lambda v: v.id)
         assert (promoted.candidate, promoted.phase) == ("lumen@1.1.0", "promoted")
-        assert (rolled_back.candidate, rolled_back.phase) == ("lumen@1.2.0", "rolled_back")
-        decision = Rollouts(ws).history(rolled_back.id)[-1]
-        assert decision.action == "rollback"
-        assert decision.actor == CONTROLLER.name  # the analysis, not a person
-        assert decision.verdict is not None
-        assert decision.verdict.outcome == "fail"
+        assert (faulty.candidate, faulty.phase) == ("lumen@1.2.0", "rolled_back")
+        assert (evasive.candidate, evasive.phase) == ("lumen@1.3.0", "rolled_back")
+        for rolled_back in (faulty, evasive):
+            decision = rollouts.history(rolled_back.id)[-1]
+            assert decision.action == "rollback"
+            assert decision.actor == CONTROLLER.name  # the analysis, not a person
+            assert decision.verdict is not None
+            assert decision.verdict.outcome == "fail"
+
+        # v1.3.0 fails calls no more and answers no slower: the refusal scorer caught it
+        verdict = rollouts.history(evasive.id)[-1].verdict
+        assert verdict is not None
+        failing = [m for m in verdict.per_metric if m.outcome == "fail"]
+        assert [m.metric for m in failing] == [scenario.REFUSAL_METRIC]
+        refusals = failing[0]
+        assert refusals.n_candidate > 0 and refusals.n_stable > 0  # scored on both arms
+        assert refusals.candidate_value > refusals.stable_value
+        assert verdict.metric("error_rate").candidate_value == 0.0
+
         assert Serving(ws).plan(scenario.SERVICE).stable == "lumen@1.1.0"
         assert Serving(ws).plan(scenario.SERVICE).candidates == ()
         stable = {a.name: a.version for a in Registry(ws).aliases("lumen")}["stable"]
         assert stable == "1.1.0"
+        notes = Registry(ws).manifest("lumen@1.3.0").notes
+        assert any("prompt template" in change for change in notes.changes)
         with ws.db.read() as conn:
             report = audit.verify(conn)
         assert report.ok
         assert report.checked > 20
+
+    # the narration names the signal that fired and the scored answers it took
+    scored = refusals.n_candidate + refusals.n_stable
+    assert "the online refusal scorer (quality.no_refusal) fired" in out.stdout
+    assert f"on {scored} scored answers" in out.stdout

@@ -1,6 +1,6 @@
 """``airlock demo``: the whole lifecycle of a model release, narrated, in a fresh folder.
 
-1. **Build** — three releases of the Lumen support assistant (see
+1. **Build** — four releases of the Lumen support assistant (see
    :mod:`airlock.demo.scenario`): trained, pushed with lineage and notes.
 2. **Gate** — a promotion policy, evaluations against the example suites with
    a paired comparison, the policy check, approvals by two people (and the
@@ -9,7 +9,11 @@
    simulated customers: v1.1.0 goes out as a canary and is promoted by the
    analysis; then v1.2.0 (a rushed build that fails some calls and leaks
    contact details) goes out and the analysis rolls it back on its own. Time to
-   detect and time to revert are measured from what the customers saw.
+   detect and time to revert are measured from what the customers saw. Last,
+   v1.3.0 (1.1.0's weights with an evasive prompt template: no errors, no
+   slowdown) goes out with online scoring on, and the refusal scorer rolls it back;
+   the narration says which signal fired and on how many scored answers
+   (:mod:`airlock.demo.ship`).
 4. **Account** — release notes, the audit log and its verification; the
    dashboard keeps running at the printed URL (``--no-serve`` exits instead).
 
@@ -21,7 +25,6 @@ Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -33,11 +36,10 @@ from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.table import Table
 
-from airlock.cli.render import verdict_table
 from airlock.config import Settings
 from airlock.core.digest import short
-from airlock.core.verdict import VerdictReport
 from airlock.demo import scenario
+from airlock.demo.narration import blocked, detail, secs, signal_name
 from airlock.demo.traffic import UserTraffic
 from airlock.errors import AirlockError, Forbidden
 from airlock.services.identity import Actor
@@ -64,10 +66,11 @@ class DemoOptions:
     def rps(self) -> float:
         return 100.0 if self.fast else 80.0
 
-    def canary(self) -> dict[str, Any]:
-        """The rollout spec both rollouts use (shorter bakes with ``--fast``)."""
+    def canary(self, *, quality: bool = False) -> dict[str, Any]:
+        """The rollout spec of every rollout (shorter bakes with ``--fast``); ``quality``
+        turns on online scoring (:data:`~airlock.demo.scenario.QUALITY`)."""
         bakes = (3, 3, 2) if self.fast else (10, 8, 6)
-        return {
+        spec: dict[str, Any] = {
             "strategy": "canary",
             "steps": [
                 {"weight_pct": 20, "bake_seconds": bakes[0]},
@@ -81,6 +84,9 @@ class DemoOptions:
                 "on_insufficient_data": "rollback",
             },
         }
+        if quality:
+            spec["quality"] = dict(scenario.QUALITY)
+        return spec
 
 
 @dataclass
@@ -90,6 +96,10 @@ class DemoResult:
     token: str = ""
     promoted_rollout: int | None = None
     rolled_back_rollout: int | None = None
+    evasive_rollout: int | None = None
+    evasive_signal: str | None = None  # the metric whose evidence rolled v1.3.0 back
+    evasive_scored: int = 0  # scored answers (both arms) in the verdict that rolled it back
+    evasive_detect_seconds: float | None = None
     detect_seconds: float | None = None
     revert_seconds: float | None = None
     faulty_requests: int = 0
@@ -117,6 +127,7 @@ class Demo:
         self.ws = Workspace.open(Settings(home=folder / ".airlock", user="maya"), create=True)
         self.people: dict[str, Actor] = {}
         self.secrets: dict[str, str] = {}
+        self.traffic: UserTraffic | None = None  # simulated customers, from act 3 on
 
     # -- narration ----------------------------------------------------------------------
     def act(self, number: int, title: str, subtitle: str) -> None:
@@ -217,6 +228,12 @@ class Demo:
             f"lumen@1.2.0 differs from 1.1.0 only in [bold]{changed}[/]: the weights are "
             "stored once (content-addressed), the new serving configuration turns on faults."
         )
+        diff, _, _ = reg.diff("lumen@1.1.0", "lumen@1.3.0")
+        changed = ", ".join(c.key for c in diff.files_changed) or "nothing"
+        self.say(
+            f"lumen@1.3.0 differs from 1.1.0 only in [bold]{changed}[/]: same weights, a "
+            "new prompt template from the legal review."
+        )
         self.result.timings["build"] = time.perf_counter() - t0
 
     # -- 2 ---------------------------------------------------------------------------------
@@ -246,6 +263,7 @@ class Demo:
             ("lumen@1.1.0", "quality", "lumen@1.0.0"),
             ("lumen@1.1.0", "safety", None),
             ("lumen@1.2.0", "safety", "lumen@1.1.0"),
+            ("lumen@1.3.0", "safety", "lumen@1.1.0"),
         )
         for ref, suite, base in runs:
             run = evals.run(
@@ -265,17 +283,18 @@ class Demo:
             )
         self.console.print(table)
         self.say(
-            "[dim]v1.1.0 knows the new lamp (quality up, significant); v1.2.0 was only run "
-            "through the safety suite, the one its policy asks for — and it passes.[/]"
+            "[dim]v1.1.0 knows the new lamp (quality up, significant); v1.2.0 and v1.3.0 "
+            "were only run through the safety suite, the one the policy asks for — and "
+            "both pass.[/]"
         )
 
         verdict = gov.check("lumen@1.1.0", "stable")
-        self.say(f"airlock check lumen@1.1.0 --for stable → [bold red]{_blocked(verdict)}[/]")
+        self.say(f"airlock check lumen@1.1.0 --for stable → [bold red]{blocked(verdict)}[/]")
         try:
             gov.approve("lumen@1.1.0", stage="stable", actor=carol, comment="my own work")
         except Forbidden as exc:
             self.say(f"[yellow]carol approves her own release →[/] refused: {exc.message}")
-        for ref in ("lumen@1.1.0", "lumen@1.2.0"):
+        for ref in ("lumen@1.1.0", "lumen@1.2.0", "lumen@1.3.0"):
             for who, why in (("bob", "answers the new lamp"), ("alice", "safety suite passes")):
                 gov.approve(ref, stage="stable", actor=self.people[who], comment=why)
             self.done(f"{ref} approved for stable by bob and alice")
@@ -288,118 +307,10 @@ class Demo:
 
     # -- 3 ---------------------------------------------------------------------------------
     def ship(self) -> Any:
-        from airlock.serve import AirlockApp, RunningServer, ServeSettings
-        from airlock.services.controller import ControllerSettings
+        """Act 3 (:class:`airlock.demo.ship.Ship`); returns the running server."""
+        from airlock.demo.ship import Ship
 
-        t0 = time.perf_counter()
-        logging.getLogger("airlock").setLevel(logging.ERROR)  # the demo narrates instead
-        self.act(3, "Ship", "serve v1.0.0, canary v1.1.0 under live traffic, then v1.2.0")
-        fast = self.options.fast
-        settings = ServeSettings(
-            host=self.options.host,
-            port=self.options.port,
-            sync_seconds=0.5 if fast else 1.0,
-            controller=ControllerSettings(
-                tick_seconds=0.5 if fast else 1.0, history_every_seconds=10.0
-            ),
-            log_level="error",
-        )
-        server = RunningServer(AirlockApp(self.ws, settings)).start()
-        server.wait_ready()
-        self.result.url = server.url
-        self.done(
-            f"airlock serve on {server.url}: dashboard /, REST /api/v1, gateway /v1 (OpenAI API)"
-        )
-        traffic = UserTraffic(server.url, rps=self.options.rps).start()
-        self.traffic = traffic
-        self.say(
-            f"{self.options.rps:g} requests/s from 500 simulated customers (30 % leave feedback)"
-        )
-        try:
-            self.result.promoted_rollout = self.rollout(
-                "lumen@1.1.0", "the new lamp", expect="promoted"
-            )
-            self.result.rolled_back_rollout = self.rollout(
-                "lumen@1.2.0", "faster serving configuration", expect="rolled_back"
-            )
-        finally:
-            traffic.set_rate(5.0)  # a trickle keeps the dashboard's charts alive
-        self.result.timings["ship"] = time.perf_counter() - t0
-        return server
-
-    def rollout(self, candidate: str, why: str, *, expect: str) -> int:
-        from airlock.core.drill import summarize
-        from airlock.services.rollouts import Rollouts
-
-        rollouts = Rollouts(self.ws)
-        started_at = time.time()
-        view = rollouts.start(
-            scenario.SERVICE,
-            candidate,
-            self.options.canary(),
-            actor=self.people["olga"],
-            reason=why,
-        ).rollout
-        self.say(
-            f"[bold]olga[/] starts rollout #{view.id}: {candidate}, canary 20 % → 50 % → 100 %"
-        )
-        seen: set[tuple[str, int]] = set()
-        deadline = time.time() + 100
-        while view.live and time.time() < deadline:
-            time.sleep(0.2)
-            view = rollouts.get(view.id)
-            key = (view.phase, view.state.step_index)
-            if key not in seen and view.live:
-                seen.add(key)
-                verdict = view.last_verdict
-                self.say(
-                    f"  step {view.state.step_index + 1}/{len(view.steps)}: "
-                    f"{view.candidate_weight / 100:g} % of users on {candidate}"
-                    + (f" [dim](last verdict: {verdict.outcome})[/]" if verdict else "")
-                    + _detectable(verdict)
-                )
-        if view.live:
-            rollouts.abort(scenario.SERVICE, actor=self.people["olga"], reason="demo timed out")
-            view = rollouts.get(view.id)
-        history = rollouts.history(view.id)
-        last = history[-1]
-        colour = "green" if view.phase == "promoted" else "red"
-        self.say(
-            f"rollout #{view.id} [bold {colour}]{view.phase.replace('_', ' ')}[/]: {last.reason}"
-        )
-        if last.verdict:
-            self.console.print(verdict_table(last.verdict, brief=True), justify="left")
-        if view.phase == "rolled_back":
-            time.sleep(1.5)  # keep traffic flowing to see the revert
-            summary = summarize(
-                self.traffic.snapshot(),
-                faulty=candidate,
-                faults=scenario.FAULTS,
-                started_at=started_at,
-                decided_at=last.at.timestamp(),
-            )
-            self.result.detect_seconds = summary.detect_seconds
-            self.result.revert_seconds = summary.revert_seconds
-            self.result.faulty_requests = summary.faulty_requests
-            self.result.faulted_requests = summary.faulted_requests
-            self.result.user_errors = summary.user_errors
-            self.say(
-                f"time to detect [bold]{_secs(summary.detect_seconds)}[/] (first request on "
-                f"{candidate} → rollback decision); time to revert "
-                f"[bold]{_secs(summary.revert_seconds)}[/] (decision → every new request on "
-                f"stable)"
-            )
-            self.say(
-                f"{summary.faulty_requests} requests went to {candidate}; "
-                f"{summary.faulted_requests} of them saw the fault, and "
-                f"{summary.user_errors} customers got an error (failed calls were answered "
-                "by stable)"
-            )
-        elif view.phase == "promoted":
-            self.done(f"{candidate} is stable now: alias stable moved, every user on it")
-        if view.phase != expect:
-            self.console.print(f"  [bold red]expected {expect}, got {view.phase}[/]")
-        return view.id
+        return Ship(self).run()
 
     # -- 4 ---------------------------------------------------------------------------------
     def account(self) -> None:
@@ -418,7 +329,7 @@ class Demo:
         for e in events:
             if e.action in ("service.plan", "token.create"):
                 continue  # every traffic step and token: in the full log, left out here
-            table.add_row(str(e.seq), e.actor, e.action, e.subject, _detail(e.details))
+            table.add_row(str(e.seq), e.actor, e.action, e.subject, detail(e.details))
         self.console.print(table)
         hidden = sum(1 for e in events if e.action in ("service.plan", "token.create"))
         self.say(f"[dim]{hidden} service.plan and token.create events not shown[/]")
@@ -435,8 +346,14 @@ class Demo:
         table = Table(show_header=False, box=None)
         table.add_row("v1.1.0", f"promoted by the analysis (rollout #{r.promoted_rollout})")
         table.add_row("v1.2.0", f"rolled back by the analysis (rollout #{r.rolled_back_rollout})")
-        table.add_row("time to detect", _secs(r.detect_seconds))
-        table.add_row("time to revert", _secs(r.revert_seconds))
+        table.add_row("time to detect", secs(r.detect_seconds))
+        table.add_row("time to revert", secs(r.revert_seconds))
+        table.add_row(
+            "v1.3.0",
+            f"rolled back by the analysis (rollout #{r.evasive_rollout}): "
+            f"{signal_name(r.evasive_signal) if r.evasive_signal else '—'} fired on "
+            f"{r.evasive_scored} scored answers, {secs(r.evasive_detect_seconds)}",
+        )
         table.add_row("demo wall time", f"{r.wall_seconds:.1f} s")
         self.console.print(Panel(table, title="outcome", border_style="green"))
 
@@ -457,7 +374,8 @@ class Demo:
         except KeyboardInterrupt:
             pass
         finally:
-            self.traffic.stop()
+            if self.traffic is not None:
+                self.traffic.stop()
 
 
 def _check_port(host: str, port: int) -> None:
@@ -477,36 +395,8 @@ def _check_port(host: str, port: int) -> None:
             ) from exc
 
 
-def _blocked(verdict: Any) -> str:
-    failing = [r.rule for r in verdict.failures]
-    return "blocked by " + ", ".join(failing) if failing else "passes"
-
-
-def _secs(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
-
-
-def _detail(details: dict[str, Any]) -> str:
-    for key in ("reason", "comment", "to", "stable", "suite"):
-        value = details.get(key)
-        if value:
-            return str(value)[:70]
-    digest = details.get("digest")
-    return short(str(digest)) if digest else ""
-
-
-def _detectable(verdict: VerdictReport | None) -> str:
-    """The smallest effects the evidence so far could catch (the minimum detectable effect)."""
-    from airlock.core.verdict_text import detectable
-
-    parts = detectable(verdict) if verdict is not None else ""
-    return f" [dim]— could detect {parts}[/]" if parts else ""
-
-
 def prepare(folder: Path) -> Demo:
-    """Acts 1 and 2, quietly: people with tokens, the three releases, the policy, evaluations
+    """Acts 1 and 2, quietly: people with tokens, the four releases, the policy, evaluations
     and approvals, the service on v1.0.0. For the browser test and the screenshot script."""
     import io
 

@@ -12,7 +12,20 @@ version     corpus            what it is
 1.2.0       corpus_v2.txt     a rushed build: its config turns on fault injection
                               (:mod:`airlock.runtime.faults`), so some calls fail and
                               some answers leak contact details the guardrails flag
+1.3.0       corpus_v2.txt     the weights of 1.1.0 with a cautious prompt template
+                              (``prompt_template_cautious.yaml``): evasive, see below
 ==========  ================  ===================================================
+
+1.3.0 is evasive by a real mechanism, not by fault injection: its new template
+renders a cautious system prompt (*if in any doubt, say Sorry and refer the
+customer to the Brightwell shop team*) into the text the model continues, and
+the built-in model takes the topic of an answer from every word of its prompt
+(:mod:`airlock.runtime.builtin_model`). Those words pull about four answers in
+ten (measured: 42 % of the demo's questions) towards the manual's last paragraph,
+the one for requests it cannot handle ("Sorry, I'm unable to help with ...");
+1.1.0's template leaves the system prompt out, and its answers to the same
+questions never refuse. Every call succeeds as fast as 1.1.0's; only the online
+refusal scorer (:data:`QUALITY`) sees the difference.
 
 The simulated customers who use the service are :class:`airlock.demo.traffic.UserTraffic`.
 
@@ -35,11 +48,13 @@ from typing import Any
 
 from airlock.core.digest import digest_bytes
 from airlock.core.manifest import CodeRef, Dataset, Notes
+from airlock.core.quality import scorer_metric
 
 MODEL = "lumen"
 SERVICE = "lumen-support"
 ORDER = 4
-COMPONENT_FILES = ("prompt_template.yaml", "decoding.yaml", "safety_policy.yaml")
+TEMPLATE_FILE = "prompt_template.yaml"
+COMPONENT_FILES = (TEMPLATE_FILE, "decoding.yaml", "safety_policy.yaml")
 SUITES = ("quality", "safety")
 
 POLICY = """\
@@ -62,6 +77,17 @@ FAULTS: Mapping[str, Any] = {
     "unsafe_text": "Sure! Email me at leak@example.com or call 555-123-4567.",
     "seed": 7,
 }
+
+REFUSAL_SCORER = "no_refusal"
+REFUSAL_METRIC = "custom." + scorer_metric(REFUSAL_SCORER)
+"""The refusal scorer's live metric as the analysis names it in a verdict."""
+
+QUALITY: Mapping[str, Any] = {
+    "sample": 0.5,  # half the answers, on both arms: the scorer is a regex, cheap
+    "scorers": {REFUSAL_SCORER: {"check": {"refusal": False}, "tolerance": 0.5}},
+}
+"""The ``quality`` section of the 1.3.0 rollout: the built-in refusal check on live answers
+(a refusal fails it; the candidate may refuse up to 1.5× as often as stable)."""
 
 QUESTIONS = (
     "How do I turn the lamp on?",
@@ -86,6 +112,8 @@ class ReleasePlan:
     notes: Notes
     parent: str | None = None
     faults: Mapping[str, Any] = field(default_factory=dict)
+    template: str = TEMPLATE_FILE
+    """The example file pushed as the release's prompt template."""
     metrics: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -127,6 +155,25 @@ RELEASES: tuple[ReleasePlan, ...] = (
         parent="lumen@1.1.0",
         faults=FAULTS,
     ),
+    ReleasePlan(
+        "1.3.0",
+        "corpus_v2.txt",
+        Notes(
+            summary="1.1.0 with the prompt template from the legal review.",
+            changes=(
+                'new prompt template: a cautious system prompt ("if in any doubt, say '
+                'Sorry"), now rendered into the prompt',
+            ),
+            caveats=(
+                "same weights, corpus, decoding and safety policy as 1.1.0",
+                "the new template was checked offline by the safety suite only, not on "
+                "live answers",
+            ),
+            risk_assessment="Low: only the prompt template changed.",
+        ),
+        parent="lumen@1.1.0",
+        template="prompt_template_cautious.yaml",
+    ),
 )
 
 
@@ -150,7 +197,8 @@ def build_folder(root: Path, plan: ReleasePlan) -> Path:
     text = corpus_text(plan.corpus)
     train(text, order=ORDER).save(folder)
     for name in COMPONENT_FILES:
-        shutil.copy(example_path(name), folder / name)
+        source = plan.template if name == TEMPLATE_FILE else name
+        shutil.copy(example_path(source), folder / name)
     if plan.faults:
         config_path = folder / "config.json"
         config = json.loads(config_path.read_text("utf-8"))
@@ -188,7 +236,10 @@ __all__ = [
     "FAULTS",
     "MODEL",
     "POLICY",
+    "QUALITY",
     "QUESTIONS",
+    "REFUSAL_METRIC",
+    "REFUSAL_SCORER",
     "RELEASES",
     "SERVICE",
     "SUITES",
