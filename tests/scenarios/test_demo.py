@@ -67,6 +67,8 @@ def test_demo_promotes_v110_and_the_analysis_rolls_back_v120_and_v130(tmp_path: 
         assert report.checked > 20
 
     # the narration names the signal that fired and the scored answers it took
+    said = " ".join(out.stdout.split())  # however Rich wrapped the lines
     scored = refusals.n_candidate + refusals.n_stable
-    assert "the online refusal scorer (quality.no_refusal) fired" in out.stdout
-    assert f"on {scored} scored answers" in out.stdout
+    assert "the online refusal scorer (quality.no_refusal) fired" in said
+    assert f"on {scored} scored answers ({refusals.n_candidate} candidate" in said
+    assert "error rate 0 % → 0 %" in said
