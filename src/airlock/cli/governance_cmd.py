@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -118,8 +119,8 @@ def policy_history(
     rows = sorted(
         limited(sorted(rows, key=lambda r: r.created_at, reverse=True), limit), key=rows.index
     )
-    if as_json:
-        print_json(rows)
+    if as_json:  # the catalog's row id is left out, as the API leaves it out
+        print_json([{k: v for k, v in asdict(r).items() if k != "id"} for r in rows])
         return
     if not rows:
         console.print("no policies yet: [bold]airlock policy set NAME FILE[/]")
