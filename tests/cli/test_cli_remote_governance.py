@@ -5,6 +5,7 @@ output and the same errors as the server's own workspace."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from collections.abc import Iterator
@@ -194,6 +195,17 @@ def test_approvals_keys_and_signatures_match_local(site: Site) -> None:
         ("verify", "lumen@1.1.0"),  # the blobs, and the signature checks
     ):
         assert "valid" in site.same("vera", *args) or args[1] == "ls"
+    # a bundle naming a trusted key must verify with it: a forged one is refused, not stored
+    forged = json.loads((site.root / "s").read_text())
+    entry = forged["dsseEnvelope"]["signatures"][0]
+    sig = bytearray(base64.b64decode(entry["sig"]))
+    sig[0] ^= 1
+    entry["sig"] = base64.b64encode(bytes(sig)).decode("ascii")
+    with (
+        Client(site.server.url, site.tokens["carol"]) as api,
+        pytest.raises(InvalidInput, match="does not verify with key ci"),
+    ):
+        api.add_signature("lumen@1.1.0", json.dumps(forged))
     site.same("vera", "signatures", "lumen@1.0.0", exit_code=1)  # unsigned
     site.same("vera", "signatures", "nope@1.0.0", exit_code=1)
     site.same("alice", "key", "revoke", "nobody", "--reason", "x", exit_code=1)
@@ -273,3 +285,16 @@ def test_evaluations_run_on_the_server_and_show_everywhere(site: Site) -> None:
     ):
         assert "error:" in site.same(user, *args, exit_code=1), args
 
+
+def test_a_run_rebuilt_from_the_api_is_the_run_the_service_returned(site: Site) -> None:
+    """``airlock eval`` renders the same EvalRun on both sides: the remote one is rebuilt
+    from the stored record the server answers with."""
+    from airlock.cli.governance_backend import eval_run_of
+    from airlock.services.evals import load_suite
+
+    suite = load_suite(EXAMPLES / "suites" / "safety.yaml")
+    run = Evals(site.ws).run(
+        "lumen@1.1.0", suite, actor=Actor("carol", "author"), baseline="lumen@1.0.0"
+    )
+    with Client(site.server.url, site.tokens["vera"]) as api:
+        assert eval_run_of(api.evaluation(run.id)) == run
