@@ -242,6 +242,8 @@ def test_evaluations_run_on_the_server_and_show_everywhere(site: Site) -> None:
         "carol", "eval", "lumen@1.1.0", "--suite", quality, "--baseline", "lumen@1.0.0", "--cases"
     ).output
     assert "suite quality" in ran and "significantly better" in ran and "connect-app" in ran
+    shown = site.same("vera", "evals", "show", "1", "--cases")
+    assert shown.replace("run #1", "") == ran.replace("run #1", "")  # the same rendering
     record = json.loads(
         site.remote("carol", "eval", "lumen@1.0.0", "--suite", quality, "--json").stdout
     )
@@ -267,6 +269,10 @@ def test_evaluations_run_on_the_server_and_show_everywhere(site: Site) -> None:
         ("show", "lumen@1.0.0"),
         ("diff", "lumen@1.0.0", "lumen@1.1.0"),  # with the evaluations side by side
         ("notes", "lumen@1.1.0"),
+        ("evals", "ls", "lumen@1.1.0"),
+        ("evals", "ls", "lumen@1.1.0", "--json"),
+        ("evals", "show", "1", "--cases"),  # as `airlock eval` printed it, from the record
+        ("evals", "show", "1", "--json"),
         ("notes", "lumen@1.0.0", "--for", "staging"),
         ("check", "lumen@1.1.0", "--for", "production"),
     ):
@@ -282,6 +288,8 @@ def test_evaluations_run_on_the_server_and_show_everywhere(site: Site) -> None:
         ("carol", ("eval", "lumen@1.1.0", "--suite", quality, "--baseline", "lumen@1.1.0")),
         ("vera", ("eval", "lumen@1.1.0", "--suite", quality)),  # a viewer records nothing
         ("vera", ("notes", "lumen@9.9.9")),
+        ("vera", ("evals", "show", "999")),
+        ("vera", ("evals", "ls", "nope@1.0.0")),
     ):
         assert "error:" in site.same(user, *args, exit_code=1), args
 
@@ -290,7 +298,7 @@ def test_a_run_rebuilt_from_the_api_is_the_run_the_service_returned(site: Site) 
     """``airlock eval`` renders the same EvalRun on both sides: the remote one is rebuilt
     from the stored record the server answers with."""
     from airlock.cli.governance_backend import eval_run_of
-    from airlock.services.evals import load_suite
+    from airlock.services.evals import load_suite, stored_run
 
     suite = load_suite(EXAMPLES / "suites" / "safety.yaml")
     run = Evals(site.ws).run(
@@ -298,3 +306,4 @@ def test_a_run_rebuilt_from_the_api_is_the_run_the_service_returned(site: Site) 
     )
     with Client(site.server.url, site.tokens["vera"]) as api:
         assert eval_run_of(api.evaluation(run.id)) == run
+    assert stored_run(Evals(site.ws).record(run.id)) == run  # `airlock evals show`, locally

@@ -84,6 +84,10 @@ class GovernanceSide(Protocol):
 
     def evaluation(self, run_id: int) -> EvalRunSummary: ...
 
+    def evaluations(self, ref: str) -> list[EvalRunSummary]:
+        """A release's stored runs, oldest first."""
+        ...
+
     def notes(self, ref: str, *, stage: str, against: str | None) -> str: ...
 
     def summary(self, ref: str) -> GovernanceSummary:
@@ -174,6 +178,11 @@ class LocalGovernance:
         from airlock.services.evals import Evals
 
         return Evals(self.ws).record(run_id)
+
+    def evaluations(self, ref: str) -> list[EvalRunSummary]:
+        from airlock.services.evals import Evals
+
+        return Evals(self.ws).runs(ref)
 
     def notes(self, ref: str, *, stage: str, against: str | None) -> str:
         from airlock.services.notes import ReleaseNotes
@@ -297,6 +306,10 @@ class RemoteGovernance:
     def evaluation(self, run_id: int) -> EvalRunSummary:
         return _eval_summary(self.client.evaluation(run_id))
 
+    def evaluations(self, ref: str) -> list[EvalRunSummary]:
+        # The list leaves out each run's record, which the tables read: one call per run.
+        return [self.evaluation(int(r["id"])) for r in self.client.evaluations(ref)]
+
     def notes(self, ref: str, *, stage: str, against: str | None) -> str:
         return self.client.notes(ref, stage=stage, against=against)
 
@@ -304,7 +317,7 @@ class RemoteGovernance:
         from airlock.services.governance import GovernanceSummary
 
         approvals = tuple(_approval(a) for a in self.client.approvals(ref))
-        runs = tuple(self.evaluation(int(r["id"])) for r in self.client.evaluations(ref))
+        runs = tuple(self.evaluations(ref))
         signed = self.client.signatures(ref)
         checks = tuple(_signature(c) for c in signed["signatures"])
         return GovernanceSummary(str(signed["ref"]), approvals, runs, checks)
@@ -429,59 +442,7 @@ def _eval_summary(out: Mapping[str, Any]) -> EvalRunSummary:
 
 
 def eval_run_of(out: Mapping[str, Any]) -> EvalRun:
-    """The run ``airlock eval`` prints, from the stored record the server answers with.
+    """The run ``airlock eval`` prints, from the stored run the server answers with."""
+    from airlock.services.evals import stored_run
 
-    Every case and comparison is in the record; a case's ``output`` is as stored
-    (clipped to the record's limit), which ``airlock eval`` does not print.
-    """
-    from airlock.core.evalstats import Comparison, Interval
-    from airlock.core.evalsuite import CaseResult, CheckResult
-    from airlock.services.evals import EvalRun
-
-    record = out["record"]
-
-    def case(c: Mapping[str, Any]) -> CaseResult:
-        return CaseResult(
-            id=c["id"],
-            passed=bool(c["passed"]),
-            score=float(c["score"]),
-            checks=tuple(_value(CheckResult, x) for x in c["checks"]),
-            output=c["output"],
-            latency_ms=float(c["latency_ms"]),
-            error=c.get("error"),
-            flags=tuple(c.get("flags") or ()),
-        )
-
-    def comparison(c: Mapping[str, Any] | None) -> Comparison | None:
-        if c is None:
-            return None
-        return Comparison(
-            method=c["method"],
-            n=int(c["n"]),
-            candidate=float(c["candidate"]),
-            baseline=float(c["baseline"]),
-            ci=Interval(float(c["ci_low"]), float(c["ci_high"]), float(c["confidence"])),
-            p_value=float(c["p_value"]),
-            improved=int(c["improved"]),
-            regressed=int(c["regressed"]),
-        )
-
-    rows = record["cases"]
-    paired = bool(rows) and all(r.get("baseline") for r in rows)
-    return EvalRun(
-        id=int(out["id"]),
-        ref=out["ref"],
-        digest=record["digest"],
-        suite=out["suite"],
-        suite_digest=out["suite_digest"],
-        baseline=record.get("baseline"),
-        cases=tuple(case(r) for r in rows),
-        baseline_cases=tuple(case(r["baseline"]) for r in rows) if paired else None,
-        pass_rate=comparison(record["comparison"]["pass_rate"]),
-        score=comparison(record["comparison"]["score"]),
-        latency_ms=dict(record["latency_ms"]),
-        confidence=float(record["confidence"]),
-        actor=out["actor"],
-        started_at=datetime.fromisoformat(out["started_at"]),
-        finished_at=datetime.fromisoformat(out["finished_at"]),
-    )
+    return stored_run(_eval_summary(out))

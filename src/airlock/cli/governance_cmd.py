@@ -400,80 +400,8 @@ def signatures(
         raise typer.Exit(code=1)
 
 
-# -- evaluations and notes ------------------------------------------------------------
-
-
-@handle_errors
-def eval_(
-    ref: Annotated[str, typer.Argument(help=_REF)],
-    suite: Annotated[Path, typer.Option(help="Suite file: YAML, or JSONL with one case per line.")],
-    baseline: Annotated[
-        str | None, typer.Option(help="Compare with this release, case by case.")
-    ] = None,
-    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.95,
-    show_cases: Annotated[bool, typer.Option("--cases", help="List every case.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the stored record as JSON.")
-    ] = False,
-) -> None:
-    """Run an evaluation suite on REF (and --baseline), compare them pairwise, store the result."""
-    from airlock.services.evals import load_suite  # loads the runtimes: only for this command
-
-    parsed = load_suite(suite)  # read here, remotely too: the server runs what this file says
-    with open_governance() as side:
-        run = side.evaluate(ref, parsed, baseline=baseline, confidence=confidence)
-        record = side.evaluation(run.id).document() if as_json else None
-    if record is not None:
-        typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
-        return
-    t = Table("release", "passed", "pass rate", "mean score", "p50 ms", "p95 ms")
-    t.add_row(
-        run.ref,
-        f"{run.passed}/{run.n}",
-        f"{run.candidate_pass_rate:.3f}",
-        f"{run.mean_score:.3f}",
-        f"{run.latency_ms['p50']:.1f}",
-        f"{run.latency_ms['p95']:.1f}",
-    )
-    if run.baseline_cases is not None and run.pass_rate is not None:
-        base_passed = sum(c.passed for c in run.baseline_cases)
-        t.add_row(
-            run.baseline or "",
-            f"{base_passed}/{run.n}",
-            f"{run.pass_rate.baseline:.3f}",
-            f"{run.score.baseline:.3f}" if run.score else "—",
-            f"{run.latency_ms['baseline_p50']:.1f}",
-            f"{run.latency_ms['baseline_p95']:.1f}",
-        )
-    console.print(f"suite [bold]{run.suite}[/] {run.suite_digest}, run #{run.id}")
-    console.print(t)
-    for label, cmp in (("pass rate", run.pass_rate), ("mean score", run.score)):
-        if cmp is None:
-            continue
-        verdict = (
-            "[bold green]significantly better[/]"
-            if cmp.significant() and cmp.delta > 0
-            else "[bold red]significantly worse[/]"
-            if cmp.significant()
-            else "no significant difference"
-        )
-        console.print(
-            f"Δ {label} {cmp.delta:+.3f} ({cmp.ci.confidence:.0%} CI {cmp.ci.low:+.3f} … "
-            f"{cmp.ci.high:+.3f}), p = {cmp.p_value:.3g} ({cmp.method}; {cmp.improved} improved, "
-            f"{cmp.regressed} regressed): {verdict}"
-        )
-    if show_cases or run.baseline_cases is None:
-        ct = Table(
-            "case", run.ref, *([run.baseline or ""] if run.baseline_cases else []), "failed checks"
-        )
-        for i, c in enumerate(run.cases):
-            row = ["[green]pass[/]" if c.passed else "[red]fail[/]"]
-            if run.baseline_cases is not None:
-                b = run.baseline_cases[i]
-                row.append("[green]pass[/]" if b.passed else "[red]fail[/]")
-            failed = "; ".join(f"{x.check}: {x.detail}" for x in c.checks if not x.passed)
-            ct.add_row(c.id, *row, failed or "—")
-        console.print(ct)
+# -- notes and the tables of show and diff ----------------------------------------------
+# (`airlock eval` and `airlock evals` live in evals_cmd.py)
 
 
 @handle_errors
@@ -508,23 +436,9 @@ def governance_view(summary: GovernanceSummary) -> RenderableType | None:
             )
         parts.append(t)
     if summary.evals:
-        t = Table(
-            "run", "suite", "cases", "pass rate", "baseline", "Δ", "p", "when", title="evaluations"
-        )
-        for r in summary.evals:
-            record = json.loads(r.result)
-            cmp = (record.get("comparison") or {}).get("pass_rate")
-            t.add_row(
-                f"#{r.id}",
-                r.suite,
-                str(r.cases),
-                f"{r.pass_rate:.3f}",
-                record.get("baseline") or "—",
-                f"{cmp['delta']:+.3f}" if cmp else "—",
-                f"{cmp['p_value']:.3g}" if cmp else "—",
-                r.finished_at.strftime("%Y-%m-%d %H:%M"),
-            )
-        parts.append(t)
+        from airlock.cli.evals_cmd import eval_runs_table
+
+        parts.append(eval_runs_table(summary.evals))
     if summary.signatures:
         t = Table("signature", "key", "signed by", "why", title="signatures")
         for c in summary.signatures:
