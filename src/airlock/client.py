@@ -52,6 +52,8 @@ from airlock.errors import (
 )
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from airlock.core.manifest import CodeRef, Dataset, Notes
     from airlock.services.ingest import SourceFile
     from airlock.services.registry import PullResult, PushResult
@@ -553,6 +555,26 @@ class Client:
     def add_signature(self, ref: str, bundle: str) -> dict[str, Any]:
         """Store a bundle signed here (the private key never leaves this machine)."""
         return dict(self._post(f"/api/v1/releases/{ref}/signatures", {"bundle": bundle}))
+
+    def sign(self, ref: str, key: Ed25519PrivateKey) -> dict[str, Any]:
+        """Sign a release here with an ed25519 key and store the bundle on the server.
+
+        The manifest is checked against the digest the server names before it is
+        signed; the answer says whether the signature counts now (``trusted``).
+        """
+        from airlock.core.digest import digest_bytes
+        from airlock.core.manifest import Manifest
+        from airlock.services.signatures import airlock_bundle
+
+        release = self.release(ref)
+        manifest = Manifest.model_validate(release["manifest"])
+        if digest_bytes(manifest.canonical()) != release["digest"]:
+            raise IntegrityError(
+                f"the manifest of {release['ref']} the server sent does not hash to its digest",
+                hint="run `airlock verify` on the server",
+            )
+        _, bundle = airlock_bundle(manifest, release["digest"], key)
+        return self.add_signature(release["ref"], bundle)
 
     def keys(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/keys"))

@@ -27,6 +27,7 @@ from airlock.runtime.builtin_model import train
 from airlock.services.evals import Evals
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
+from airlock.services.signatures import load_private_key
 from airlock.services.tokens import Tokens
 from airlock.services.workspace import Workspace
 from airlock_testkit import Cli, Server
@@ -231,6 +232,9 @@ def test_approvals_keys_and_signatures_match_local(site: Site) -> None:
         pytest.raises(InvalidInput, match=r"not over lumen@1\.1\.0"),
     ):
         api.add_signature("lumen@1.1.0", other.read_text())
+    with Client(site.server.url, site.tokens["carol"]) as api:  # the SDK signs the same way
+        again = api.sign("lumen@1.1.0", load_private_key(key))
+    assert again["result"]["created"] is False and again["trusted"] is True
     site.remote("alice", "key", "revoke", "ci", "--reason", "rotated")
     site.same("vera", "key", "ls")
     assert "was revoked" in site.same("vera", "signatures", "lumen@1.1.0", exit_code=1)

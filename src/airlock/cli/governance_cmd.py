@@ -1,4 +1,8 @@
-"""Governance commands: policy, check, approve, reject, key, sign, signatures, eval, notes."""
+"""Governance commands: policy, check, approve, reject, key, sign, signatures, notes.
+
+Each works on the local workspace or, with ``AIRLOCK_URL``, on a server
+(:mod:`airlock.cli.governance_backend`); only ``key generate`` is always local.
+"""
 
 from __future__ import annotations
 
