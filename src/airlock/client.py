@@ -52,6 +52,8 @@ from airlock.errors import (
 )
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from airlock.core.manifest import CodeRef, Dataset, Notes
     from airlock.services.ingest import SourceFile
     from airlock.services.registry import PullResult, PushResult
@@ -523,14 +525,22 @@ class Client:
         body = {"document": document, "reason": reason}
         return dict(self.request("PUT", f"/api/v1/policies/{name}", json=body).json())
 
-    def check(self, ref: str, *, stage: str) -> dict[str, Any]:
-        return dict(self._get(f"/api/v1/releases/{ref}/check", stage=stage))
+    def policy_history(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every stored policy version (of one model or service), by name then version."""
+        return list(self._get("/api/v1/policies", name=name))
+
+    def check(self, ref: str, *, stage: str, policy: str | None = None) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/releases/{ref}/check", stage=stage, policy=policy))
 
     def evaluations(self, ref: str) -> list[dict[str, Any]]:
         return list(self._get(f"/api/v1/releases/{ref}/evaluations"))
 
     def evaluation(self, run_id: int) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/evaluations/{run_id}"))
+
+    def eval_comparison(self, ref: str, *, against: str) -> list[dict[str, Any]]:
+        """Per suite: the latest runs of ``against`` and ``ref``, and their latest paired run."""
+        return list(self._get(f"/api/v1/releases/{ref}/evaluations/compare", against=against))
 
     def evaluate(
         self, ref: str, suite: str, *, baseline: str | None = None, confidence: float = 0.95
@@ -542,8 +552,39 @@ class Client:
     def signatures(self, ref: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/releases/{ref}/signatures"))
 
+    def add_signature(self, ref: str, bundle: str) -> dict[str, Any]:
+        """Store a bundle signed here (the private key never leaves this machine)."""
+        return dict(self._post(f"/api/v1/releases/{ref}/signatures", {"bundle": bundle}))
+
+    def sign(self, ref: str, key: Ed25519PrivateKey) -> dict[str, Any]:
+        """Sign a release here with an ed25519 key and store the bundle on the server.
+
+        The manifest is checked against the digest the server names before it is
+        signed; the answer says whether the signature counts now (``trusted``).
+        """
+        from airlock.core.digest import digest_bytes
+        from airlock.core.manifest import Manifest
+        from airlock.services.signatures import airlock_bundle
+
+        release = self.release(ref)
+        manifest = Manifest.model_validate(release["manifest"])
+        if digest_bytes(manifest.canonical()) != release["digest"]:
+            raise IntegrityError(
+                f"the manifest of {release['ref']} the server sent does not hash to its digest",
+                hint="run `airlock verify` on the server",
+            )
+        _, bundle = airlock_bundle(manifest, release["digest"], key)
+        return self.add_signature(release["ref"], bundle)
+
     def keys(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/keys"))
+
+    def trust_key(self, public_key: str, *, name: str) -> dict[str, Any]:
+        """Trust a PEM public key or CA certificate (admin)."""
+        return dict(self._post("/api/v1/keys", {"public_key": public_key, "name": name}))
+
+    def revoke_key(self, name: str, *, reason: str = "") -> dict[str, Any]:
+        return dict(self._post(f"/api/v1/keys/{name}/revoke", {"reason": reason}))
 
     # -- tokens ------------------------------------------------------------------------------
     def tokens(self, *, include_inactive: bool = False) -> list[dict[str, Any]]:

@@ -19,11 +19,11 @@ from airlock.core.records import Approval, EvalRunSummary, PolicyVersion, Truste
 from airlock.core.series import ReleaseSeries, SeriesPoint
 from airlock.core.traffic import PlanChange, TrafficPlan, WeightedRelease
 from airlock.core.verdict import MetricVerdict, SrmReport, VerdictReport
-from airlock.services.governance import DecisionResult, PolicyChange
+from airlock.services.governance import DecisionResult, PolicyChange, SuiteComparison
 from airlock.services.identity import Actor
 from airlock.services.rollout_views import RolloutView
 from airlock.services.serving import ServiceView
-from airlock.services.signatures import SignatureCheck
+from airlock.services.signatures import AddedSignature, SignatureCheck, SignResult
 from airlock.services.tokens import IssuedToken, TokenInfo
 
 
@@ -113,7 +113,13 @@ class EvalIn(_In):
         "shipped with Airlock (quality, safety)",
     )
     baseline: str | None = Field(default=None, description="compare case by case with this")
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    confidence: float = Field(
+        default=0.95, description="of the intervals, between 0.5 and 1 (the service checks it)"
+    )
+
+
+class SuiteComparisonOut(Out):
+    __value__ = From(SuiteComparison)
 
 
 # -- signatures and keys ----------------------------------------------------------------------
@@ -131,7 +137,33 @@ class SignaturesOut(_Body):
 
 
 class KeyOut(Out):
-    __value__ = From(TrustedKey, exclude={"public_key"})
+    __value__ = From(TrustedKey)
+    public_key: str = Field(description="the PEM of the public key or CA certificate (public)")
+
+
+class KeyIn(_In):
+    public_key: str = Field(
+        min_length=1, max_length=64_000, description="PEM: ed25519 or EC public key, or a CA cert"
+    )
+    name: str = Field(min_length=1, max_length=64)
+
+
+class SignIn(_In):
+    bundle: str = Field(
+        min_length=1,
+        max_length=4_000_000,
+        description="a signature bundle made on the signer's machine (airlock or OpenSSF "
+        "model.sig format); private keys never travel",
+    )
+
+
+class SignResultOut(Out):
+    __value__ = From(SignResult)
+
+
+class AddedSignatureOut(Out):
+    __value__ = From(AddedSignature)
+    trusted: bool = Field(description="valid with a trusted key now: the signature counts")
 
 
 # -- tokens ------------------------------------------------------------------------------------

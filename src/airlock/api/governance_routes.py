@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import PlainTextResponse
 
 from airlock.api.bodies import (
+    AddedSignatureOut,
     ApprovalOut,
     CheckOut,
     DecisionIn,
@@ -21,12 +22,16 @@ from airlock.api.bodies import (
     EvalIn,
     EvalRecordOut,
     EvalRunOut,
+    KeyIn,
     KeyOut,
     PolicyChangeOut,
     PolicyIn,
     PolicyOut,
+    ReasonIn,
     SignatureOut,
     SignaturesOut,
+    SignIn,
+    SuiteComparisonOut,
 )
 from airlock.api.deps import ID_MAX, ActorDep, IdPath, WorkspaceDep
 from airlock.core.evalsuite import Suite, parse_suite
@@ -140,6 +145,18 @@ def list_evaluations(ref: str, ws: WorkspaceDep, _: ActorDep) -> list[EvalRunOut
     return [eval_out(r) for r in Evals(ws).runs(ref)]
 
 
+@router.get("/releases/{ref}/evaluations/compare", response_model=list[SuiteComparisonOut])
+def compare_evaluations(
+    ref: str,
+    gov: GovernanceDep,
+    _: ActorDep,
+    against: str = Query(min_length=1, description="the earlier release"),
+) -> list[SuiteComparisonOut]:
+    """Each suite's latest run of ``against`` and of ``ref``, and the latest run of ``ref``
+    paired with ``against`` as its baseline (what ``airlock diff`` shows)."""
+    return [SuiteComparisonOut.of(c) for c in gov.eval_comparison(against, ref)]
+
+
 @router.get("/evaluations/{run_id}", response_model=EvalRecordOut)
 def show_evaluation(run_id: IdPath, ws: WorkspaceDep, _: ActorDep) -> EvalRecordOut:
     """One run with its full record: summary, paired comparison, every case."""
@@ -194,6 +211,26 @@ def verify_signatures(ref: str, gov: GovernanceDep, _: ActorDep) -> SignaturesOu
         valid=any(c.valid for c in checks),
         signatures=[SignatureOut.of(c) for c in checks],
     )
+
+
+@router.post("/releases/{ref}/signatures", response_model=AddedSignatureOut)
+def add_signature(ref: str, body: SignIn, gov: GovernanceDep, who: ActorDep) -> AddedSignatureOut:
+    """Store a signature made on the signer's machine: checked against the release's digest
+    and files (and against the key, when it is trusted); once per key."""
+    added = gov.add_signature(ref, body.bundle, actor=who)
+    return AddedSignatureOut.of(added)
+
+
+@router.post("/keys", response_model=KeyOut)
+def trust_key(body: KeyIn, gov: GovernanceDep, who: ActorDep) -> KeyOut:
+    """Trust a public key or CA certificate (admin): signatures made with it count."""
+    return KeyOut.of(gov.trust_key(body.public_key, name=body.name, actor=who))
+
+
+@router.post("/keys/{name}/revoke", response_model=KeyOut)
+def revoke_key(name: str, body: ReasonIn, gov: GovernanceDep, who: ActorDep) -> KeyOut:
+    """Stop trusting a key (by name or id; admin): its signatures no longer count."""
+    return KeyOut.of(gov.revoke_key(name, actor=who, reason=body.reason))
 
 
 @router.get("/keys", response_model=list[KeyOut])

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from airlock.core.paging import Page
 
 if TYPE_CHECKING:
+    from airlock.cli.governance_backend import GovernanceSide
     from airlock.client import Client
     from airlock.core.diff import ManifestDiff
     from airlock.core.manifest import Manifest
@@ -118,6 +119,10 @@ class Backend(Protocol):
 
     def audit_events(self, where: EventFilter, *, limit: int | None) -> tuple[Event, ...]:
         """Matching audit events, newest first, at most ``limit`` (None: all)."""
+        ...
+
+    def governance(self) -> GovernanceSide:
+        """The same side's governance: approvals, evaluations, signatures (show, diff, verify)."""
         ...
 
 
@@ -319,6 +324,11 @@ class LocalBackend:
         from airlock.services.audit_views import AuditLog
 
         return AuditLog(self.ws).events(where, limit=limit, newest_first=True)
+
+    def governance(self) -> GovernanceSide:
+        from airlock.cli.governance_backend import LocalGovernance
+
+        return LocalGovernance(self.ws)
 
 
 # -- remote --------------------------------------------------------------------------------
@@ -524,6 +534,11 @@ class RemoteBackend:
                 break
             cursor = int(page["next_after_seq"])
         return tuple(reversed(found))
+
+    def governance(self) -> GovernanceSide:
+        from airlock.cli.governance_backend import RemoteGovernance
+
+        return RemoteGovernance(self.client)
 
 
 def _alias_move(m: Mapping[str, Any]) -> AliasMove:

@@ -1,8 +1,13 @@
-"""Governance commands: policy, check, approve, reject, key, sign, signatures, eval, notes."""
+"""Governance commands: policy, check, approve, reject, key, sign, signatures, notes.
+
+Each works on the local workspace or, with ``AIRLOCK_URL``, on a server
+(:mod:`airlock.cli.governance_backend`); only ``key generate`` is always local.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,18 +18,18 @@ from rich.table import Table
 from airlock.cli.common import (
     AsJson,
     Limit,
-    actor,
     console,
     err_console,
     handle_errors,
     limited,
     print_json,
-    workspace,
 )
+from airlock.cli.governance_backend import open_governance
 from airlock.core.digest import short
 from airlock.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
+    from airlock.core.manifest import Manifest
     from airlock.core.policy import PolicyVerdict
     from airlock.services.governance import GovernanceSummary, SuiteComparison
 
@@ -75,10 +80,8 @@ def policy_set(
         raise NotFound(f"no policy file at {file}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {file}: {exc}") from exc
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        change = Governance(ws).set_policy(name, document, actor=actor(ws), reason=reason)
+    with open_governance() as side:
+        change = side.set_policy(name, document, reason=reason)
     if not change.created:
         console.print(f"policy of {name} is already this (v{change.row.version}): nothing to do")
         return
@@ -98,10 +101,8 @@ def policy_show(
     version: Annotated[int | None, typer.Option(help="An earlier version.")] = None,
 ) -> None:
     """Print the policy document of NAME as it was set (comments kept)."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        row, _ = Governance(ws).policy(name, version)
+    with open_governance() as side:
+        row = side.policy(name, version)
     err_console.print(
         f"[dim]policy of {name} v{row.version}, set by {row.created_by} on "
         f"{row.created_at:%Y-%m-%d %H:%M}{': ' + row.reason if row.reason else ''}[/]"
@@ -117,15 +118,13 @@ def policy_history(
     as_json: AsJson = False,
 ) -> None:
     """Every version of every policy: who set it, when and why."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        rows = Governance(ws).policy_history(name)
+    with open_governance() as side:
+        rows = side.policy_history(name)
     rows = sorted(
         limited(sorted(rows, key=lambda r: r.created_at, reverse=True), limit), key=rows.index
     )
-    if as_json:
-        print_json(rows)
+    if as_json:  # the catalog's row id is left out, as the API leaves it out
+        print_json([{k: v for k, v in asdict(r).items() if k != "id"} for r in rows])
         return
     if not rows:
         console.print("no policies yet: [bold]airlock policy set NAME FILE[/]")
@@ -185,10 +184,8 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print every policy rule for REF taking STAGE: pass or fail, and why. Exit 1 if blocked."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        verdict = Governance(ws).check(ref, stage, policy_name=policy)
+    with open_governance() as side:
+        verdict = side.check(ref, stage, policy_name=policy)
     if as_json:
         typer.echo(json.dumps(verdict.to_dict(), indent=2))
     else:
@@ -206,10 +203,8 @@ def approve(
     comment: Annotated[str, typer.Option(help="What you checked.")] = "",
 ) -> None:
     """Approve REF for STAGE (approver or admin; never the release's author)."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        result = Governance(ws).approve(ref, stage=stage, actor=actor(ws), comment=comment)
+    with open_governance() as side:
+        result = side.approve(ref, stage=stage, comment=comment)
     console.print(f"approved [bold]{result.ref}[/] for {result.stage}")
 
 
@@ -220,10 +215,8 @@ def reject(
     comment: Annotated[str, typer.Option(help="What is wrong (required).")],
 ) -> None:
     """Reject REF for STAGE: it is blocked until you approve it again."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        result = Governance(ws).reject(ref, stage=stage, actor=actor(ws), comment=comment)
+    with open_governance() as side:
+        result = side.reject(ref, stage=stage, comment=comment)
     console.print(f"rejected [bold]{result.ref}[/] for {result.stage}")
 
 
@@ -263,10 +256,8 @@ def key_trust(
         pem = public_key.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {public_key}: {exc}") from exc
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        row = Governance(ws).trust_key(pem, name=name, actor=actor(ws))
+    with open_governance() as side:
+        row = side.trust_key(pem, name=name)
     console.print(f"trusted key [bold]{row.name}[/] ({row.key_id})")
 
 
@@ -274,10 +265,8 @@ def key_trust(
 @handle_errors
 def key_ls(as_json: AsJson = False) -> None:
     """List trusted (and revoked) public keys."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        rows = Governance(ws).keys()
+    with open_governance() as side:
+        rows = side.keys()
     if as_json:
         print_json(rows)
         return
@@ -300,10 +289,8 @@ def key_revoke(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")],
 ) -> None:
     """Stop trusting a key: its signatures no longer count (admin)."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        row = Governance(ws).revoke_key(name, actor=actor(ws), reason=reason)
+    with open_governance() as side:
+        row = side.revoke_key(name, reason=reason)
     console.print(f"revoked key {row.name}")
 
 
@@ -337,29 +324,29 @@ def sign(
     ] = None,
 ) -> None:
     """Sign REF: an in-toto statement of its files (airlock: ed25519; openssf: model-signing)."""
-    from airlock.services.governance import Governance
-
     if fmt not in ("airlock", "openssf"):
         raise InvalidInput(f"unknown signature format {fmt!r}", hint="use airlock or openssf")
     if fmt == "airlock" and (cert is not None or chain):
         raise InvalidInput("--cert and --chain go with --format openssf")
     if fmt == "openssf":
-        from airlock.services.openssf_signatures import load_signer, sign_release
+        from airlock.services.openssf_signatures import load_signer
 
         signer = load_signer(key, cert, chain or ())
-        with workspace() as ws:
-            gov = Governance(ws)
-            result, checked = sign_release(
-                gov.signatures, gov.registry.resolve(ref), signer, actor=actor(ws)
-            )
-        trusted = checked.valid
+
+        def make_bundle(manifest: Manifest, digest: str) -> str:
+            return signer.sign_release(manifest)
     else:
-        from airlock.services.signatures import load_private_key
+        from airlock.services.signatures import airlock_bundle, load_private_key
 
         private = load_private_key(key)
-        with workspace() as ws:
-            result = Governance(ws).sign(ref, private, actor=actor(ws))
-        trusted = result.key_name is not None
+
+        def make_bundle(manifest: Manifest, digest: str) -> str:
+            return airlock_bundle(manifest, digest, private)[1]
+
+    # Signed here, stored by the catalog (local or the server's): the key never travels.
+    with open_governance() as side:
+        added = side.add_signature(ref, make_bundle(*side.signing_subject(ref)))
+    result, trusted = added.result, added.trusted
     who = result.key_name or f"untrusted key {short(result.key_id)}"
     if result.created:
         console.print(f"signed [bold]{result.ref}[/] with {who} ({fmt})")
@@ -388,16 +375,13 @@ def signatures(
     as_json: AsJson = False,
 ) -> None:
     """Verify REF's signatures against the trusted keys (exit 1 if none is valid)."""
-    from airlock.services.governance import Governance
-
-    with workspace() as ws:
-        gov = Governance(ws)
+    with open_governance() as side:
         if bundle is not None or path is not None:
             if bundle is None or path is None:
                 raise InvalidInput("--bundle and --path go together")
-            checks = [gov.signatures.verify_folder(bundle.read_text(encoding="utf-8"), path)]
+            checks = [side.check_folder(bundle.read_text(encoding="utf-8"), path)]
         else:
-            checks = gov.verify_signatures(ref)
+            checks = side.signatures(ref)
     if as_json:
         print_json(checks)
         if not any(c.valid for c in checks):
@@ -420,80 +404,8 @@ def signatures(
         raise typer.Exit(code=1)
 
 
-# -- evaluations and notes ------------------------------------------------------------
-
-
-@handle_errors
-def eval_(
-    ref: Annotated[str, typer.Argument(help=_REF)],
-    suite: Annotated[Path, typer.Option(help="Suite file: YAML, or JSONL with one case per line.")],
-    baseline: Annotated[
-        str | None, typer.Option(help="Compare with this release, case by case.")
-    ] = None,
-    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.95,
-    show_cases: Annotated[bool, typer.Option("--cases", help="List every case.")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the stored record as JSON.")
-    ] = False,
-) -> None:
-    """Run an evaluation suite on REF (and --baseline), compare them pairwise, store the result."""
-    from airlock.services.evals import Evals  # loads the runtimes: only for this command
-
-    with workspace() as ws:
-        evals = Evals(ws)
-        run = evals.run(ref, suite, actor=actor(ws), baseline=baseline, confidence=confidence)
-        record = evals.record(run.id).document() if as_json else None
-    if record is not None:
-        typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
-        return
-    t = Table("release", "passed", "pass rate", "mean score", "p50 ms", "p95 ms")
-    t.add_row(
-        run.ref,
-        f"{run.passed}/{run.n}",
-        f"{run.candidate_pass_rate:.3f}",
-        f"{run.mean_score:.3f}",
-        f"{run.latency_ms['p50']:.1f}",
-        f"{run.latency_ms['p95']:.1f}",
-    )
-    if run.baseline_cases is not None and run.pass_rate is not None:
-        base_passed = sum(c.passed for c in run.baseline_cases)
-        t.add_row(
-            run.baseline or "",
-            f"{base_passed}/{run.n}",
-            f"{run.pass_rate.baseline:.3f}",
-            f"{run.score.baseline:.3f}" if run.score else "—",
-            f"{run.latency_ms['baseline_p50']:.1f}",
-            f"{run.latency_ms['baseline_p95']:.1f}",
-        )
-    console.print(f"suite [bold]{run.suite}[/] {run.suite_digest}, run #{run.id}")
-    console.print(t)
-    for label, cmp in (("pass rate", run.pass_rate), ("mean score", run.score)):
-        if cmp is None:
-            continue
-        verdict = (
-            "[bold green]significantly better[/]"
-            if cmp.significant() and cmp.delta > 0
-            else "[bold red]significantly worse[/]"
-            if cmp.significant()
-            else "no significant difference"
-        )
-        console.print(
-            f"Δ {label} {cmp.delta:+.3f} ({cmp.ci.confidence:.0%} CI {cmp.ci.low:+.3f} … "
-            f"{cmp.ci.high:+.3f}), p = {cmp.p_value:.3g} ({cmp.method}; {cmp.improved} improved, "
-            f"{cmp.regressed} regressed): {verdict}"
-        )
-    if show_cases or run.baseline_cases is None:
-        ct = Table(
-            "case", run.ref, *([run.baseline or ""] if run.baseline_cases else []), "failed checks"
-        )
-        for i, c in enumerate(run.cases):
-            row = ["[green]pass[/]" if c.passed else "[red]fail[/]"]
-            if run.baseline_cases is not None:
-                b = run.baseline_cases[i]
-                row.append("[green]pass[/]" if b.passed else "[red]fail[/]")
-            failed = "; ".join(f"{x.check}: {x.detail}" for x in c.checks if not x.passed)
-            ct.add_row(c.id, *row, failed or "—")
-        console.print(ct)
+# -- notes and the tables of show and diff ----------------------------------------------
+# (`airlock eval` and `airlock evals` live in evals_cmd.py)
 
 
 @handle_errors
@@ -507,10 +419,8 @@ def notes(
     ] = None,
 ) -> None:
     """Release notes in Markdown: notes, changes since the previous stable, evals, approvals."""
-    from airlock.services.notes import ReleaseNotes
-
-    with workspace() as ws:
-        text = ReleaseNotes(ws).render(ref, stage=stage, against=against)
+    with open_governance() as side:
+        text = side.notes(ref, stage=stage, against=against)
     typer.echo(text, nl=False)
 
 
@@ -530,23 +440,9 @@ def governance_view(summary: GovernanceSummary) -> RenderableType | None:
             )
         parts.append(t)
     if summary.evals:
-        t = Table(
-            "run", "suite", "cases", "pass rate", "baseline", "Δ", "p", "when", title="evaluations"
-        )
-        for r in summary.evals:
-            record = json.loads(r.result)
-            cmp = (record.get("comparison") or {}).get("pass_rate")
-            t.add_row(
-                f"#{r.id}",
-                r.suite,
-                str(r.cases),
-                f"{r.pass_rate:.3f}",
-                record.get("baseline") or "—",
-                f"{cmp['delta']:+.3f}" if cmp else "—",
-                f"{cmp['p_value']:.3g}" if cmp else "—",
-                r.finished_at.strftime("%Y-%m-%d %H:%M"),
-            )
-        parts.append(t)
+        from airlock.cli.evals_cmd import eval_runs_table
+
+        parts.append(eval_runs_table(summary.evals))
     if summary.signatures:
         t = Table("signature", "key", "signed by", "why", title="signatures")
         for c in summary.signatures:

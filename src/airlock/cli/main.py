@@ -117,7 +117,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Verify REF's signatures against the trusted keys (exit 1 if none is valid).",
     ),
     "eval": _cmd(
-        "governance_cmd",
+        "evals_cmd",
         "eval_",
         "Run an evaluation suite on REF (and --baseline), compare them pairwise, store the result.",
     ),
@@ -164,6 +164,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "governance_cmd",
         "policy_app",
         "Promotion policies: rules a release must satisfy to take an alias or be rolled out.",
+    ),
+    "evals": _cmd(
+        "evals_cmd",
+        "evals_app",
+        "Stored evaluation runs: list a release's runs, show one as `airlock eval` printed it.",
     ),
     "key": _cmd(
         "governance_cmd",

@@ -21,7 +21,9 @@ from airlock.cli.paging import PageCursor, PageLimit, more_hint
 from airlock.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from airlock.services.workspace import Workspace
+    from collections.abc import Sequence
+
+    from airlock.services.signatures import SignatureCheck
 
 
 @handle_errors
@@ -208,20 +210,17 @@ def show(
 ) -> None:
     """Show a release: its bill of materials, lineage, notes and model-file summary."""
     from airlock.cli import render
-    from airlock.cli.backend import LocalBackend, open_backend
+    from airlock.cli.backend import open_backend
     from airlock.cli.governance_cmd import governance_view
-    from airlock.services.governance import Governance
 
-    governance = None
     with open_backend() as backend:
         view = backend.show(ref)
-        if isinstance(backend, LocalBackend):  # approvals and evals: local only, for now
-            governance = Governance(backend.ws).summary(view.row.ref)
-    if as_json:
+        governance = None if as_json else backend.governance().summary(view.row.ref)
+    if governance is None:
         console.print_json(data={**view.manifest.to_json_dict(), "digest": view.row.digest})
         return
     console.print(render.release_view(view))
-    extra = governance_view(governance) if governance is not None else None
+    extra = governance_view(governance)
     if extra is not None:
         console.print(extra)
 
@@ -235,16 +234,15 @@ def diff(
 ) -> None:
     """What changed between two releases: files, components, lineage, metrics, notes."""
     from airlock.cli import render
-    from airlock.cli.backend import LocalBackend, open_backend
+    from airlock.cli.backend import open_backend
     from airlock.cli.governance_cmd import eval_comparison_view
     from airlock.core.diff import render_markdown
-    from airlock.services.governance import Governance
 
     evals = None
     with open_backend() as backend:
         result, _, b = backend.diff(old, new)
-        if isinstance(backend, LocalBackend):  # evaluation results: local only, for now
-            evals = Governance(backend.ws).eval_comparison(old, new)
+        if not (markdown or as_json):
+            evals = backend.governance().eval_comparison(old, new)
     if markdown:
         typer.echo(render_markdown(result, b))
     elif as_json:
@@ -292,7 +290,7 @@ def verify(
     """Re-hash stored blobs; name every damaged or missing blob and the releases using it."""
     from rich.table import Table
 
-    from airlock.cli.backend import LocalBackend, open_backend
+    from airlock.cli.backend import open_backend
 
     if repair is not None:
         _repair(ref, repair)
@@ -300,8 +298,8 @@ def verify(
     with open_backend() as backend, ByteProgress("verify", quiet=quiet) as progress:
         report = backend.verify(ref, on_start=progress.start, on_bytes=progress.advance)
         bad_signatures = 0
-        if ref is not None and isinstance(backend, LocalBackend):
-            bad_signatures = _signature_lines(backend.ws, ref)
+        if ref is not None:
+            bad_signatures = _signature_lines(backend.governance().signatures(ref))
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.checked} blob(s), {human_bytes(report.bytes)} verified"
@@ -330,11 +328,8 @@ def verify(
     raise typer.Exit(code=1)
 
 
-def _signature_lines(ws: Workspace, ref: str) -> int:
-    """Re-check REF's recorded signatures (airlock and OpenSSF); print each; count the bad."""
-    from airlock.services.governance import Governance
-
-    checks = Governance(ws).verify_signatures(ref)
+def _signature_lines(checks: Sequence[SignatureCheck]) -> int:
+    """Print REF's re-checked signatures (airlock and OpenSSF), one line each; count the bad."""
     for c in checks:
         state = "[green]valid[/]" if c.valid else "[bold red]invalid[/]"
         console.print(f"signature {state}: {c.key_name or c.key_id}: {c.why}")

@@ -35,10 +35,11 @@ from typing import Any, Literal
 from airlock import audit
 from airlock.catalog import governance as sql
 from airlock.core.digest import Digest
-from airlock.core.evalstats import Comparison, compare_pass_rates, compare_scores
+from airlock.core.evalstats import Comparison, Interval, compare_pass_rates, compare_scores
 from airlock.core.evalsuite import (
     Case,
     CaseResult,
+    CheckResult,
     Observation,
     Params,
     Suite,
@@ -113,6 +114,61 @@ class EvalRun:
 
     def significant(self, alpha: float = 0.05) -> bool:
         return any(c is not None and c.significant(alpha) for c in (self.pass_rate, self.score))
+
+
+def stored_run(summary: EvalRunSummary) -> EvalRun:
+    """A stored run as ``airlock eval`` printed it, rebuilt from its record (every case and
+    comparison is in it; a case's ``output`` as stored, clipped to the record's limit)."""
+    record = summary.document()
+
+    def case(c: Mapping[str, Any]) -> CaseResult:
+        return CaseResult(
+            id=c["id"],
+            passed=bool(c["passed"]),
+            score=float(c["score"]),
+            checks=tuple(
+                CheckResult(x["check"], bool(x["passed"]), float(x["score"]), x["detail"])
+                for x in c["checks"]
+            ),
+            output=c["output"],
+            latency_ms=float(c["latency_ms"]),
+            error=c.get("error"),
+            flags=tuple(c.get("flags") or ()),
+        )
+
+    def comparison(c: Mapping[str, Any] | None) -> Comparison | None:
+        if c is None:
+            return None
+        return Comparison(
+            method=c["method"],
+            n=int(c["n"]),
+            candidate=float(c["candidate"]),
+            baseline=float(c["baseline"]),
+            ci=Interval(float(c["ci_low"]), float(c["ci_high"]), float(c["confidence"])),
+            p_value=float(c["p_value"]),
+            improved=int(c["improved"]),
+            regressed=int(c["regressed"]),
+        )
+
+    rows = record["cases"]
+    paired = bool(rows) and all(r.get("baseline") for r in rows)
+    return EvalRun(
+        id=summary.id,
+        ref=summary.release_ref,
+        digest=record["digest"],
+        suite=summary.suite,
+        suite_digest=summary.suite_digest,
+        baseline=record.get("baseline"),
+        cases=tuple(case(r) for r in rows),
+        baseline_cases=tuple(case(r["baseline"]) for r in rows) if paired else None,
+        pass_rate=comparison(record["comparison"]["pass_rate"]),
+        score=comparison(record["comparison"]["score"]),
+        latency_ms=dict(record["latency_ms"]),
+        confidence=float(record["confidence"]),
+        actor=summary.actor,
+        started_at=summary.started_at,
+        finished_at=summary.finished_at,
+    )
 
 
 def load_suite(path: Path) -> Suite:

@@ -31,6 +31,7 @@ from airlock.services.promotion import decide
 from airlock.services.registry import Registry
 from airlock.services.release_checks import importers
 from airlock.services.signatures import (
+    AddedSignature,
     SignatureCheck,
     Signatures,
     SignResult,
@@ -263,6 +264,10 @@ class Governance:
     # -- signatures by reference ------------------------------------------------------------
     def sign(self, ref: str, key: Ed25519PrivateKey, *, actor: Actor) -> SignResult:
         return self.signatures.sign(self.registry.resolve(ref), key, actor=actor)
+
+    def add_signature(self, ref: str, bundle: str, *, actor: Actor) -> AddedSignature:
+        """Store a bundle signed on another machine (airlock or OpenSSF format)."""
+        return self.signatures.add(self.registry.resolve(ref), bundle, actor=actor)
 
     def verify_signatures(self, ref: str) -> list[SignatureCheck]:
         return self.signatures.verify(self.registry.resolve(ref))

@@ -44,7 +44,7 @@ from airlock.services.access import authorize
 from airlock.services.identity import Actor
 
 if TYPE_CHECKING:
-    from airlock.services.signatures import Signatures, SignResult
+    from airlock.services.signatures import AddedSignature, Signatures, SignResult
     from airlock.services.workspace import Workspace
 
 CERT_PEM = "-----BEGIN CERTIFICATE-----"
@@ -390,6 +390,42 @@ def sign_release(
         trust=(checked.key_name, checked.valid),
     )
     return result, checked
+
+
+def add_bundle(
+    signatures: Signatures,
+    release: Release,
+    bundle: str,
+    *,
+    trusted: Mapping[str, TrustedKey],
+    actor: Actor,
+) -> AddedSignature:
+    """Store a ``model.sig`` made elsewhere for ``release`` (see ``Signatures.add``)."""
+    from airlock.services.signatures import AddedSignature
+
+    parsed = openssf.parse_bundle(bundle)  # InvalidInput: not a bundle
+    files = release_files(release.manifest(), bundle)
+    problems = openssf.statement_problems(parsed.statement(), files)
+    if problems:
+        raise InvalidInput(
+            f"the signature is not over the files of {release.ref}: " + "; ".join(problems[:3]),
+            hint=f"sign the release as it is stored: `airlock sign {release.ref} --format openssf`",
+        )
+    checked = check(bundle, trusted=trusted, files=files)
+    if checked.key_id == "?":
+        raise InvalidInput(checked.why)
+    key = trusted.get(checked.key_id)
+    if not checked.valid and key is not None and key.revoked_at is None:
+        raise InvalidInput(checked.why, hint="sign again with the private key of that key")
+    result = signatures.record(
+        release,
+        checked.key_id,
+        bundle,
+        actor=actor,
+        fmt="openssf",
+        trust=(checked.key_name, checked.valid),
+    )
+    return AddedSignature(result, checked.valid)
 
 
 def pushed_signature(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +123,28 @@ class SignResult:
     key_name: str | None
     created: bool
     bundle: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddedSignature:
+    """A stored signature bundle, and whether it counts now (valid with a trusted key)."""
+
+    result: SignResult
+    trusted: bool
+
+
+def airlock_bundle(
+    manifest: Manifest, release_digest: str, key: Ed25519PrivateKey
+) -> tuple[str, str]:
+    """(key id, bundle JSON): the release's in-toto statement signed with ``key``.
+
+    Pure: the signer needs only the manifest and its digest, so a remote ``airlock sign``
+    signs on the signer's machine and sends the bundle, never the key.
+    """
+    kid = key_id_of(key.public_key())
+    payload = signing.statement_payload(signing.statement_for(manifest, release_digest))
+    signature = key.sign(signing.pae(signing.PAYLOAD_TYPE, payload))
+    return kid, json.dumps(signing.make_bundle(payload, signature, kid), indent=2, sort_keys=True)
 
 
 def check_bundle(
@@ -250,12 +272,45 @@ class Signatures:
     # -- signing -------------------------------------------------------------------------
     def sign(self, release: Release, key: Ed25519PrivateKey, *, actor: Actor) -> SignResult:
         authorize(self.db, actor, Action.RELEASE_SIGN, release.ref)
-        manifest = release.manifest()
-        kid = key_id_of(key.public_key())
-        payload = signing.statement_payload(signing.statement_for(manifest, release.digest))
-        signature = key.sign(signing.pae(signing.PAYLOAD_TYPE, payload))
-        bundle = json.dumps(signing.make_bundle(payload, signature, kid), indent=2, sort_keys=True)
+        kid, bundle = airlock_bundle(release.manifest(), release.digest, key)
         return self.record(release, kid, bundle, actor=actor)
+
+    def add(self, release: Release, bundle: str, *, actor: Actor) -> AddedSignature:
+        """Store a bundle signed elsewhere (``airlock sign`` against a server: the private
+        key never leaves the signer's machine), in either format.
+
+        Refused (``InvalidInput``) when it is not a signature over this release's digest
+        and files, or when it names a trusted key and does not verify with it. A bundle
+        of a key not (yet) trusted is kept: it counts once an admin trusts the key.
+        """
+        authorize(self.db, actor, Action.RELEASE_SIGN, release.ref)
+        manifest = release.manifest()
+        with self.db.read() as conn:
+            trusted = {k.key_id: k for k in sql.keys(conn)}
+        if openssf_signing.is_openssf_bundle(bundle):
+            from airlock.services.openssf_signatures import add_bundle
+
+            return add_bundle(self, release, bundle, trusted=trusted, actor=actor)
+        parsed = signing.parse_bundle(bundle)  # InvalidInput: not a bundle
+        if parsed.payload_type != signing.PAYLOAD_TYPE:
+            raise InvalidInput(f"unexpected payload type {parsed.payload_type!r}")
+        problems = signing.statement_problems(
+            parsed.statement(), manifest=manifest, release_digest=release.digest
+        )
+        if problems:
+            raise InvalidInput(
+                f"the signature is not over {release.ref}: " + "; ".join(problems[:3]),
+                hint=f"sign the release as it is stored: `airlock sign {release.ref} --key KEY`",
+            )
+        checked = check_bundle(
+            bundle, trusted=trusted, manifest=manifest, release_digest=release.digest
+        )
+        key = trusted.get(parsed.key_id)
+        if not checked.valid and key is not None and key.revoked_at is None:
+            raise InvalidInput(checked.why, hint="sign again with the private key of that key")
+        return AddedSignature(
+            self.record(release, parsed.key_id, bundle, actor=actor), checked.valid
+        )
 
     def record(
         self,
@@ -312,13 +367,17 @@ class Signatures:
 
     def verify_folder(self, bundle: str, folder: Path) -> SignatureCheck:
         """Check a folder on disk (e.g. a pulled or downloaded model) against a bundle."""
-        digests = {}
-        for f in scan_folder(folder):  # re-hashed every time: verification trusts no cache
-            with f.path.open("rb") as fh:
-                digests[f.rel] = hashlib.file_digest(fh, "sha256").hexdigest()
-        with self.db.read() as conn:
-            trusted = {k.key_id: k for k in sql.keys(conn)}
-        return check_bundle(bundle, trusted=trusted, files=digests)
+        return check_folder(bundle, folder, self.keys())
+
+
+def check_folder(bundle: str, folder: Path, keys: Sequence[TrustedKey]) -> SignatureCheck:
+    """Check a folder on disk against a bundle and the trusted ``keys`` (from any catalog:
+    a remote ``airlock signatures --bundle`` reads the server's keys, hashes here)."""
+    digests = {}
+    for f in scan_folder(folder):  # re-hashed every time: verification trusts no cache
+        with f.path.open("rb") as fh:
+            digests[f.rel] = hashlib.file_digest(fh, "sha256").hexdigest()
+    return check_bundle(bundle, trusted={k.key_id: k for k in keys}, files=digests)
 
 
 def release_signature_checks(conn: Connection, release: Release) -> list[SignatureCheck]:
