@@ -39,7 +39,9 @@ class Sides:
     def as_user(self, user: str, *, remote: bool) -> Cli:
         """The CLI on either side holding ``user``'s token."""
         base = self.laptop if remote else self.local
-        return Cli(Path(base.env["AIRLOCK_HOME"]), {**base.env, "AIRLOCK_TOKEN": self.secrets[user]})
+        return Cli(
+            Path(base.env["AIRLOCK_HOME"]), {**base.env, "AIRLOCK_TOKEN": self.secrets[user]}
+        )
 
     def both(self, *args: str, ok: bool = True) -> tuple[str, str]:
         """(remote output, local output) of one read-only command."""
@@ -55,7 +57,14 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sides]:
     local = Cli(home, {})
     local("init")
     for version, seed in (("1.0.0", 1), ("1.1.0", 2), ("1.2.0", 3)):
-        local("push", write_model(root / f"m{seed}", seed=seed), "--name", "chat", "--version", version)
+        local(
+            "push",
+            write_model(root / f"m{seed}", seed=seed),
+            "--name",
+            "chat",
+            "--version",
+            version,
+        )
     ws = Workspace.open(Settings(home=home, user="alice"))
     admin = Actor("alice", "admin")
     secrets = {"alice": (home / "token").read_text().strip()}
@@ -140,6 +149,23 @@ def test_rollouts_remotely_match_local(sides: Sides) -> None:
     assert remote == here and "#2" in remote and "rolled_back" in remote
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="cli/backend.py RemoteBackend.services reads a candidate's 'weight'; the API "
+    "names it 'weight_bp' (rollout_backend._plan reads it right); the lead fixes backend.py",
+)
+def test_service_ls_during_a_rollout_matches_local(sides: Sides) -> None:
+    sides.local("service", "create", "busy", "--stable", "chat@1.0.0")
+    strategy = str(sides.root / "canary.yaml")
+    sides.local("rollout", "start", "busy", "--candidate", "chat@1.1.0", "--strategy", strategy)
+    try:
+        remote, here = sides.both("service", "ls")
+        assert remote == here and "chat@1.1.0 10%" in remote
+    finally:
+        sides.local("rollout", "abort", "busy", "--reason", "test over")
+
+
 def test_rollout_errors_match_local(sides: Sides) -> None:
     strategy = str(sides.root / "canary.yaml")
     sides.local("service", "create", "errs", "--stable", "chat@1.0.0")
@@ -152,7 +178,9 @@ def test_rollout_errors_match_local(sides: Sides) -> None:
     )
     bad = sides.root / "bad.yaml"
     bad.write_text("strategy: canary\nsteps: [{weight_pct: 250}]\n")
-    _same_error(sides, "rollout", "start", "errs", "--candidate", "chat@1.1.0", "--strategy", str(bad))
+    _same_error(
+        sides, "rollout", "start", "errs", "--candidate", "chat@1.1.0", "--strategy", str(bad)
+    )
     _same_error(sides, "rollout", "plan", "errs", "--strategy", strategy)  # no traffic yet
     # a viewer may read but not steer, remotely either; the denial names who and what
     denied = _same_error(
@@ -176,6 +204,9 @@ def test_services_remotely_match_local(sides: Sides) -> None:
     assert "opted out (always stable): amy" in laptop("service", "show", "svc").output
     back = laptop("service", "opt-out", "svc", "amy", "--undo").output
     assert back == "amy back in rollouts of svc\n"
+    assert local("service", "opt-out", "svc", "amy", "--undo").output == back.replace(
+        "\n", " (no change)\n"
+    )  # the server's catalog is the one the laptop changed
 
     on = laptop("service", "transcripts", "svc", "--on", "--retention", "12h", "--reason", "evals")
     assert "transcripts of svc: on, kept 12h" in on.output
@@ -206,9 +237,12 @@ def test_drills_remotely(sides: Sides) -> None:
     # this API server has no gateway to drill: it says so and how, and changes nothing
     out = sides.laptop("drill", "drilled", "--fault", "errors=0.2", ok=False).output
     assert "drills run inside `airlock serve`" in out and "error:" in out
-    assert "--url drives a gateway" in sides.laptop(
-        "drill", "drilled", "--fault", "errors=0.2", "--url", "http://127.0.0.1:1", ok=False
-    ).output
+    assert (
+        "--url drives a gateway"
+        in sides.laptop(
+            "drill", "drilled", "--fault", "errors=0.2", "--url", "http://127.0.0.1:1", ok=False
+        ).output
+    )
     _same_error(sides, "drill", "drilled", "--fault", "errors=2")  # refused before any call
     assert "no drills yet" in sides.laptop("drill", "history").output
 

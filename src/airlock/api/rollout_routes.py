@@ -265,7 +265,7 @@ def start_drill(
             hint=f"start the server with `airlock serve`, or run `airlock drill {name} "
             "--fault ...` where the catalog is",
         )
-    Drills(ro.ws, rollouts=ro).check_start(name, who)
+    Drills(ro.ws, rollouts=ro).check_start(name, who, faults)
     runner(name, faults, who, body.rps, body.spec)
     return DrillStartedOut(
         service=name, faults=faults, status="started", follow=f"/api/v1/services/{name}/rollout"
