@@ -316,3 +316,43 @@ def test_tokens_remotely_match_local_and_stay_private(sides: Sides) -> None:
     remote, here = sides.both("token", "ls", "--all", "--json")
     assert remote == here
     assert {t["state"] for t in json.loads(remote) if t["user"] == "dan"} == {"revoked"}
+
+
+def test_a_remote_drill_runs_in_the_server_and_reports_like_a_local_one(tmp_path: Path) -> None:
+    """Against `airlock serve`, `airlock drill` starts the drill in the server, follows its
+    rollout, and prints the result the server stored, as a local drill prints its own."""
+    from airlock.demo import prepare, scenario
+    from airlock.serve import AirlockApp, RunningServer, ServeSettings
+
+    demo = prepare(tmp_path / "demo")
+    running = RunningServer(AirlockApp(demo.ws, ServeSettings(port=0, sync_seconds=0.5))).start()
+    try:
+        running.wait_ready()
+        env = {
+            "AIRLOCK_TOKEN": demo.secrets["maya"],
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        }
+        laptop = Cli(tmp_path / "laptop" / ".airlock", {**env, "AIRLOCK_URL": running.url})
+        local = Cli(demo.ws.home, env)
+        spec = tmp_path / "drill.yaml"
+        spec.write_text(
+            "strategy: canary\nsteps: [{weight_pct: 30, bake_seconds: 30}]\n"
+            "analysis: {min_requests: 50, max_step_seconds: 60}\n"
+        )
+        out = laptop(
+            "drill", scenario.SERVICE, "--fault", "errors=0.5", "--strategy", spec,
+            "--rps", "80", "--timeout", "90",
+        ).output  # fmt: skip
+        assert f"drill #1 of {scenario.SERVICE}: detected and rolled back" in out
+        assert "time to detect" in out and "lumen@1.0.0-drill.1 (errors=50%)" in out
+        for args in (("drill", "history"), ("drill", "history", "--json")):
+            assert laptop(*args).output == local(*args).output, args
+        [drill] = json.loads(laptop("drill", "history", "--json").output)
+        assert drill["outcome"] == "detected" and drill["result"]["rollout_phase"] == "rolled_back"
+        busy = laptop("rollout", "status", scenario.SERVICE, "--json").output
+        assert json.loads(busy)["kind"] == "drill"
+    finally:
+        running.stop()
+        demo.ws.close()
+    assert not (tmp_path / "laptop").exists()
