@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -152,11 +151,11 @@ class RemoteAccess:
         return [_token(t) for t in found]
 
     def create_token(self, *, user: str, role: str, expires: str | None, note: str) -> IssuedToken:
+        from airlock.cli.rollout_backend import rebuild
         from airlock.services.tokens import IssuedToken
 
-        out = self.client.create_token(user, role, expires_in=expires, note=note)
-        return IssuedToken(
-            out["id"], out["user"], out["role"], out["secret"], _when(out.get("expires_at"))
+        return rebuild(
+            IssuedToken, self.client.create_token(user, role, expires_in=expires, note=note)
         )
 
     def revoke_token(self, token_id: str, *, reason: str) -> TokenInfo:
@@ -196,50 +195,22 @@ class RemoteAccess:
         return _key_info(self.client.revoke_gateway_key(key_id, reason=reason))
 
 
-def _when(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
 def _token(d: Mapping[str, Any]) -> TokenInfo:
+    from airlock.cli.rollout_backend import rebuild
     from airlock.services.tokens import TokenInfo
 
-    return TokenInfo(
-        id=d["id"],
-        user=d["user"],
-        role=d["role"],
-        note=d["note"],
-        created_at=datetime.fromisoformat(d["created_at"]),
-        created_by=d["created_by"],
-        expires_at=_when(d.get("expires_at")),
-        revoked_at=_when(d.get("revoked_at")),
-        revoked_by=d.get("revoked_by"),
-        state=d["state"],
-    )
+    return rebuild(TokenInfo, d)
 
 
 def _key(d: Mapping[str, Any]) -> GatewayKey:
     """A key as the API shows it: never its secret, so ``secret_hash`` is empty here."""
+    from airlock.cli.rollout_backend import rebuild
     from airlock.core.gateway_keys import GatewayKey, KeyScopes
 
-    scopes = set(d["scopes"])
-    return GatewayKey(
-        id=d["id"],
-        service=d["service"],
-        name=d["name"],
-        secret_hash="",
-        scopes=KeyScopes(
-            can_pin="can_pin" in scopes,
-            can_opt_out="can_opt_out" in scopes,
-            can_feedback="can_feedback" in scopes,
-        ),
-        rpm=d["rpm"],
-        tpm=d["tpm"],
-        created_at=datetime.fromisoformat(d["created_at"]),
-        created_by=d["created_by"],
-        expires_at=_when(d.get("expires_at")),
-        revoked_at=_when(d.get("revoked_at")),
-        revoked_by=d.get("revoked_by"),
+    scopes = KeyScopes(
+        *(name in d["scopes"] for name in ("can_pin", "can_opt_out", "can_feedback"))
     )
+    return rebuild(GatewayKey, d, secret_hash="", scopes=scopes)
 
 
 def _key_info(d: Mapping[str, Any]) -> KeyInfo:

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from airlock.client import Client
     from airlock.core.rollout_view import RolloutRecord, RolloutView
     from airlock.core.traffic import PlanChange, TrafficPlan
     from airlock.services.drills import DrillSettings, DrillView
+    from airlock.services.identity import Actor
     from airlock.services.rollout_planning import RolloutPlan
     from airlock.services.rollout_views import Transition
     from airlock.services.serving import ServiceView
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 Verb = Literal["pause", "resume", "promote", "rollback", "abort"]
 Say = Callable[[str], None]
+V = TypeVar("V")
 START_SECONDS = 60.0  # a remote drill pushes its faulty release, then starts its rollout
 
 
@@ -125,7 +127,7 @@ class LocalRollouts:
         self.ws = ws
         self.rollouts = Rollouts(ws)
 
-    def _actor(self) -> Any:
+    def _actor(self) -> Actor:
         from airlock.cli.common import actor
 
         return actor(self.ws)
@@ -361,15 +363,7 @@ class RemoteRollouts:
         from airlock.core.traffic import PlanChange
 
         return [
-            PlanChange(
-                service=name,
-                generation=int(c["generation"]),
-                plan=_plan(c["plan"]),
-                actor=c["actor"],
-                reason=c["reason"],
-                at=datetime.fromisoformat(c["at"]),
-                event_seq=c["event_seq"],
-            )
+            rebuild(PlanChange, c, service=name, plan=_plan(c["plan"]))
             for c in self.client.plan_history(name)
         ]
 
@@ -391,14 +385,29 @@ class RemoteRollouts:
         from airlock.services.transcripts import PurgeResult
 
         out = self.client.purge_transcripts(name)
-        return PurgeResult(int(out["transcripts"]), int(out["feedback"]), tuple(out["services"]))
+        return rebuild(PurgeResult, out, services=tuple(out["services"]))
 
 
 # -- values from the API's bodies ------------------------------------------------------------
 
 
-def _when(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+def rebuild(cls: type[V], body: Mapping[str, Any], **given: Any) -> V:
+    """The frozen value ``cls`` from the API body derived from it (``api/derive.py``): each
+    field from the body (ISO text back to ``datetime``), unless ``given``."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif f.name in body:
+            value, hint = body[f.name], hints[f.name]
+            if isinstance(value, str) and datetime in (hint, *typing.get_args(hint)):
+                value = datetime.fromisoformat(value)
+            values[f.name] = value
+    return cls(**values)
 
 
 def _rollout(d: Mapping[str, Any]) -> RolloutView:
@@ -408,22 +417,12 @@ def _rollout(d: Mapping[str, Any]) -> RolloutView:
     from airlock.core.verdict import VerdictReport
 
     verdict = d.get("last_verdict")
-    return RolloutView(
-        id=int(d["id"]),
-        service=d["service"],
-        kind="drill" if d["kind"] == "drill" else "rollout",
-        candidate=d["candidate"],
-        stable=d["stable"],
+    return rebuild(
+        RolloutView,
+        d,
         spec=parse_spec(d["spec"]),
         state=RolloutState.from_dict(d["state"]),
-        version=int(d["version"]),
-        reason=d["reason"],
-        created_at=datetime.fromisoformat(d["created_at"]),
-        created_by=d["created_by"],
-        updated_at=datetime.fromisoformat(d["updated_at"]),
-        finished_at=_when(d.get("finished_at")),
         last_verdict=VerdictReport.from_dict(verdict) if verdict else None,
-        verdict_at=_when(d.get("verdict_at")),
     )
 
 
@@ -432,98 +431,41 @@ def _record(d: Mapping[str, Any]) -> RolloutRecord:
     from airlock.core.verdict import VerdictReport
 
     verdict = d.get("verdict")
-    return RolloutRecord(
-        rollout_id=int(d["rollout_id"]),
-        at=datetime.fromisoformat(d["at"]),
-        action=d["action"],
-        actor=d["actor"],
-        phase=d["phase"],
-        step_index=int(d["step_index"]),
-        candidate_weight=int(d["candidate_weight"]),
-        reason=d["reason"],
-        verdict=VerdictReport.from_dict(verdict) if verdict else None,
-        plan_generation=d.get("plan_generation"),
-        event_seq=d.get("event_seq"),
-    )
+    return rebuild(RolloutRecord, d, verdict=VerdictReport.from_dict(verdict) if verdict else None)
 
 
 def _plan(d: Mapping[str, Any]) -> TrafficPlan:
     from airlock.core.traffic import TrafficPlan, WeightedRelease
 
-    return TrafficPlan(
-        service=d["service"],
-        stable=d["stable"],
-        candidates=tuple(
-            WeightedRelease(c["release"], int(c["weight_bp"])) for c in d["candidates"]
-        ),
-        shadows=tuple(d["shadows"]),
-        generation=int(d["generation"]),
-        quality=d.get("quality"),
-    )
+    weights = tuple(WeightedRelease(c["release"], int(c["weight_bp"])) for c in d["candidates"])
+    return rebuild(TrafficPlan, d, candidates=weights, shadows=tuple(d["shadows"]))
 
 
 def _transition(d: Mapping[str, Any]) -> Transition:
     from airlock.services.rollout_views import Transition
 
     plan = d.get("plan")
-    return Transition(
-        rollout=_rollout(d["rollout"]),
-        action=d["action"],
-        reason=d["reason"],
-        plan=_plan(plan) if plan else None,
+    return rebuild(
+        Transition, d, rollout=_rollout(d["rollout"]), plan=_plan(plan) if plan else None
     )
 
 
 def _service(d: Mapping[str, Any]) -> ServiceView:
     from airlock.services.serving import ServiceView
 
-    return ServiceView(
-        name=d["name"],
-        plan=_plan(d["plan"]),
-        opt_outs=tuple(d["opt_outs"]),
-        created_at=datetime.fromisoformat(d["created_at"]),
-        created_by=d["created_by"],
-        updated_at=datetime.fromisoformat(d["updated_at"]),
-        updated_by=d["updated_by"],
-    )
+    return rebuild(ServiceView, d, plan=_plan(d["plan"]), opt_outs=tuple(d["opt_outs"]))
 
 
 def _drill(d: Mapping[str, Any]) -> DrillView:
     from airlock.services.drills import DrillView
 
-    return DrillView(
-        id=int(d["id"]),
-        service=d["service"],
-        rollout_id=d["rollout_id"],
-        release=d["release"],
-        stable=d["stable"],
-        faults={k: float(v) for k, v in d["faults"].items()},
-        outcome=d["outcome"],
-        started_at=datetime.fromisoformat(d["started_at"]),
-        finished_at=datetime.fromisoformat(d["finished_at"]),
-        detect_seconds=d["detect_seconds"],
-        revert_seconds=d["revert_seconds"],
-        requests=int(d["requests"]),
-        faulty_requests=int(d["faulty_requests"]),
-        faulted_requests=int(d["faulted_requests"]),
-        result=dict(d["result"]),
-        actor=d["actor"],
-    )
+    return rebuild(DrillView, d)
 
 
 def _transcripts(d: Mapping[str, Any]) -> TranscriptStatus:
     from airlock.services.transcripts import TranscriptStatus
 
-    return TranscriptStatus(
-        service=d["service"],
-        enabled=bool(d["enabled"]),
-        retention_s=int(d["retention_s"]),
-        stored=int(d["stored"]),
-        oldest=_when(d.get("oldest")),
-        newest=_when(d.get("newest")),
-        updated_at=_when(d.get("updated_at")),
-        updated_by=d.get("updated_by"),
-    )
+    return rebuild(TranscriptStatus, d)
 
 
 def _rollout_plan(d: Mapping[str, Any]) -> RolloutPlan:
