@@ -587,8 +587,11 @@ class Client:
         return dict(self._post(f"/api/v1/keys/{name}/revoke", {"reason": reason}))
 
     # -- tokens ------------------------------------------------------------------------------
-    def tokens(self, *, include_inactive: bool = False) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/tokens", all=include_inactive))
+    def tokens(
+        self, *, include_inactive: bool = False, user: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Tokens (never secrets): anyone's (or ``user``'s) for an admin, one's own otherwise."""
+        return list(self._get("/api/v1/tokens", all=include_inactive, user=user))
 
     def create_token(
         self, user: str, role: str, *, expires_in: str | None = None, note: str = ""
@@ -599,9 +602,67 @@ class Client:
     def revoke_token(self, token_id: str, *, reason: str = "") -> dict[str, Any]:
         return dict(self._post(f"/api/v1/tokens/{token_id}/revoke", {"reason": reason}))
 
+    # -- gateway keys (clients' keys to /v1) -------------------------------------------------
+    def gateway_keys(
+        self, *, service: str | None = None, include_inactive: bool = False
+    ) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/gateway-keys", service=service, all=include_inactive))
+
+    def create_gateway_key(
+        self,
+        service: str,
+        name: str,
+        *,
+        can_pin: bool = False,
+        can_opt_out: bool = False,
+        can_feedback: bool = True,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        expires: str | None = None,
+        reason: str = "",
+    ) -> dict[str, Any]:
+        """Create a key for one service; the answer holds its secret, shown this once."""
+        body = {
+            "service": service,
+            "name": name,
+            "can_pin": can_pin,
+            "can_opt_out": can_opt_out,
+            "can_feedback": can_feedback,
+            "rpm": rpm,
+            "tpm": tpm,
+            "expires": expires,
+            "reason": reason,
+        }
+        return dict(self._post("/api/v1/gateway-keys", body))
+
+    def revoke_gateway_key(self, key_id: str, *, reason: str = "") -> dict[str, Any]:
+        return dict(self._post(f"/api/v1/gateway-keys/{key_id}/revoke", {"reason": reason}))
+
     # -- services and telemetry ----------------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/services"))
+
+    def create_service(self, name: str, *, stable: str, reason: str = "") -> dict[str, Any]:
+        body = {"name": name, "stable": stable, "reason": reason}
+        return dict(self._post("/api/v1/services", body))
+
+    def set_opt_out(self, service: str, user: str, *, opted_out: bool = True) -> dict[str, Any]:
+        """Keep ``user`` on the stable release of ``service`` (or let them back in)."""
+        body = {"user": user, "opted_out": opted_out}
+        return dict(self._post(f"/api/v1/services/{service}/opt-outs", body))
+
+    def transcripts(self, service: str) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/services/{service}/transcripts"))
+
+    def configure_transcripts(
+        self, service: str, *, enabled: bool, retention_s: float | None = None, reason: str = ""
+    ) -> dict[str, Any]:
+        body = {"enabled": enabled, "retention_s": retention_s, "reason": reason}
+        path = f"/api/v1/services/{service}/transcripts"
+        return dict(self.request("PUT", path, json=_clean(body)).json())
+
+    def purge_transcripts(self, service: str) -> dict[str, Any]:
+        return dict(self._post(f"/api/v1/services/{service}/transcripts/purge"))
 
     def service(self, name: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/services/{name}"))
@@ -640,12 +701,34 @@ class Client:
         body = {"candidate": candidate, "spec": spec, "reason": reason}
         return dict(self._post(f"/api/v1/services/{service}/rollouts", body))
 
+    def plan_rollout(
+        self,
+        service: str,
+        *,
+        spec: Mapping[str, Any] | str,
+        candidate: str | None = None,
+        lookback_seconds: float = 3600.0,
+        requests_per_second: float | None = None,
+        error_rate: float | None = None,
+    ) -> dict[str, Any]:
+        """What each step of ``spec`` can detect in its bake time (changes nothing)."""
+        body = {
+            "spec": spec,
+            "candidate": candidate,
+            "lookback_seconds": lookback_seconds,
+            "requests_per_second": requests_per_second,
+            "error_rate": error_rate,
+        }
+        return dict(self._post(f"/api/v1/services/{service}/rollout-plan", body))
+
     def rollout(self, service: str) -> dict[str, Any]:
         """The service's current (or latest) rollout with its newest verdict."""
         return dict(self._get(f"/api/v1/services/{service}/rollout"))
 
-    def rollouts(self, service: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/api/v1/services/{service}/rollouts"))
+    def rollouts(self, service: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Rollouts, newest first: one service's (NotFound if it does not exist), or all."""
+        path = f"/api/v1/services/{service}/rollouts" if service else "/api/v1/rollouts"
+        return list(self._get(path, limit=limit))
 
     def rollout_history(self, rollout_id: int) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/rollouts/{rollout_id}"))
@@ -668,8 +751,21 @@ class Client:
     def abort(self, service: str, *, reason: str) -> dict[str, Any]:
         return self._control(service, "abort", reason)
 
-    def drills(self, service: str | None = None) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/drills", service=service))
+    def drills(self, service: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/drills", service=service, limit=limit))
+
+    def start_drill(
+        self,
+        service: str,
+        faults: Sequence[str],
+        *,
+        rps: float = 50.0,
+        spec: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Start a rollback drill in the server (``airlock serve``); it answers at once and
+        the drill's rollout and result appear in ``rollout`` and ``drills``."""
+        body = {"faults": list(faults), "rps": rps, "spec": dict(spec) if spec else None}
+        return dict(self._post(f"/api/v1/services/{service}/drills", body))
 
     # -- audit ----------------------------------------------------------------------------------
     def events(

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from airlock.config import Settings
+from airlock.errors import InvalidInput
+from airlock.services.drills import Drills
+from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 from airlock.services.rollouts import Rollouts
 from airlock.services.workspace import Workspace
@@ -58,5 +61,9 @@ def test_an_unsafe_drill_without_a_safety_policy_is_refused_up_front(cli: Cli, h
     try:
         assert [r.version for r in Registry(ws).releases("chat")] == ["1.0.0", "1.1.0"]
         assert Rollouts(ws).recent("plain") == []
+        # the check a server makes before it answers a remote drill (POST .../drills)
+        with pytest.raises(InvalidInput, match="has none"):
+            Drills(ws).check_start("plain", Actor("alice", "admin"), {"unsafe_rate": 0.3})
+        Drills(ws).check_start("plain", Actor("alice", "admin"), {"error_rate": 0.3})
     finally:
         ws.close()

@@ -1,4 +1,5 @@
-"""REST routes over rollouts: start, status, pause, resume, promote, roll back, abort, history.
+"""REST routes over rollouts: plan, start, status, pause, resume, promote, roll back, abort,
+history; drills: start one in the server, list them.
 
 Every route calls :class:`~airlock.services.rollouts.Rollouts`, which checks
 roles and policy and writes the audit event with the change. When the API runs
@@ -15,12 +16,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from airlock.api.bodies import RolloutOut
+from airlock.api.bodies import PlanOut, RolloutOut
 from airlock.api.deps import ActorDep, IdPath, WorkspaceDep
 from airlock.api.derive import From, Out
+from airlock.core.planning import Baseline, MetricPlan, StepPlan
 from airlock.errors import ServiceUnavailable
 from airlock.services.drills import DrillView
 from airlock.services.identity import Actor
+from airlock.services.rollout_planning import RolloutPlan
 from airlock.services.rollouts import RolloutRecord, Rollouts, RolloutView, Transition
 from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace
@@ -45,7 +48,8 @@ class RolloutDetailOut(RolloutOut):
 
 
 class TransitionOut(Out):
-    __value__ = From(Transition, exclude={"plan"})
+    __value__ = From(Transition)
+    plan: PlanOut | None = Field(description="the traffic plan the transition stored, if any")
     plan_generation: int | None
 
 
@@ -64,6 +68,39 @@ class ControlIn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     reason: str = Field(default="", max_length=4000, description="required to roll back or abort")
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    spec: dict[str, Any] | str = Field(description="the rollout spec to plan (object or text)")
+    candidate: str | None = Field(
+        default=None, max_length=300, description="the release to roll out (checked to exist)"
+    )
+    lookback_seconds: float = Field(
+        default=3600.0, ge=1, description="seconds of recent traffic to plan from"
+    )
+    requests_per_second: float | None = Field(
+        default=None, description="expected requests/s, instead of the service's"
+    )
+    error_rate: float | None = Field(default=None, description="expected error rate (0..1)")
+
+
+class BaselineOut(Out):
+    __value__ = From(Baseline)
+
+
+class MetricPlanOut(Out):
+    __value__ = From(MetricPlan, unbounded={"detectable", "target", "seconds_to_target"})
+
+
+class StepPlanOut(Out):
+    __value__ = From(StepPlan)
+
+
+class RolloutPlanOut(Out):
+    __value__ = From(RolloutPlan)
+    warnings: list[str]
 
 
 class DrillIn(BaseModel):
@@ -89,7 +126,7 @@ DrillRunner = Callable[[str, dict[str, float], Actor, float, dict[str, Any] | No
 
 
 class DrillOut(Out):
-    __value__ = From(DrillView, exclude={"result"})
+    __value__ = From(DrillView)
 
 
 # -- wiring -------------------------------------------------------------------------------------
@@ -112,8 +149,11 @@ def record_out(record: RolloutRecord) -> RecordOut:
 
 
 def transition_out(t: Transition) -> TransitionOut:
+    from airlock.api.serving_routes import plan_out
+
     return TransitionOut.of(
         t,
+        plan=plan_out(t.plan) if t.plan else None,
         plan_generation=t.plan.generation if t.plan else None,
         rollout=rollout_out(t.rollout),
     )
@@ -132,6 +172,27 @@ def rollout_in_flight(ws: Workspace, service: str) -> RolloutOut | None:
 def start_rollout(name: str, body: RolloutIn, ro: RolloutsDep, who: ActorDep) -> TransitionOut:
     """Start moving a service to a candidate (operator; the policy for ``stable`` must pass)."""
     return transition_out(ro.start(name, body.candidate, body.spec, actor=who, reason=body.reason))
+
+
+@router.post("/services/{name}/rollout-plan", response_model=RolloutPlanOut)
+def plan_rollout(name: str, body: PlanIn, ws: WorkspaceDep, _: ActorDep) -> RolloutPlanOut:
+    """What each step of a spec can detect in its bake time, from the service's recent
+    traffic (or the expected traffic given): changes nothing."""
+    from datetime import timedelta
+
+    from airlock.services.registry import Registry
+    from airlock.services.rollout_planning import RolloutPlanner
+
+    if body.candidate is not None:
+        Registry(ws).resolve(body.candidate)
+    given = (("requests_per_second", body.requests_per_second), ("error_rate", body.error_rate))
+    plan = RolloutPlanner(ws).plan(
+        name,
+        body.spec,
+        lookback=timedelta(seconds=body.lookback_seconds),
+        overrides={k: v for k, v in given if v is not None},
+    )
+    return RolloutPlanOut.of(plan)
 
 
 @router.get("/services/{name}/rollout", response_model=RolloutOut)
@@ -201,9 +262,10 @@ def start_drill(
     if runner is None:
         raise ServiceUnavailable(
             "drills run inside `airlock serve`, which has a gateway to send traffic to",
-            hint=f"run `airlock drill {name} --fault ...` from the command line instead",
+            hint=f"start the server with `airlock serve`, or run `airlock drill {name} "
+            "--fault ...` where the catalog is",
         )
-    Drills(ro.ws, rollouts=ro).check_start(name, who)
+    Drills(ro.ws, rollouts=ro).check_start(name, who, faults)
     runner(name, faults, who, body.rps, body.spec)
     return DrillStartedOut(
         service=name, faults=faults, status="started", follow=f"/api/v1/services/{name}/rollout"

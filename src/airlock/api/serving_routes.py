@@ -1,10 +1,13 @@
-"""REST routes over services: their traffic plans, plan history and telemetry for charts."""
+"""REST routes over services: create, traffic plans, plan history, opt-outs, transcript
+settings and telemetry for charts. Every change goes through a service, which checks the
+caller's role and writes the audit event."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import (
     PlanChangeOut,
@@ -16,13 +19,57 @@ from airlock.api.bodies import (
     WeightOut,
 )
 from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.api.derive import From, Out
 from airlock.core.series import ReleaseSeries
 from airlock.core.traffic import BUCKETS, TrafficPlan
 from airlock.services.serving import ServiceView, Serving
 from airlock.services.timeline import Timeline, window
+from airlock.services.transcripts import PurgeResult, Transcripts, TranscriptStatus
 from airlock.services.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["services"])
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServiceIn(_In):
+    name: str = Field(min_length=1, max_length=128, description="what clients send as `model`")
+    stable: str = Field(min_length=1, max_length=300, description="the release serving everyone")
+    reason: str = Field(default="", max_length=4000)
+
+
+class OptOutIn(_In):
+    user: str = Field(description="the user key (a request's `user`)")
+    opted_out: bool = Field(default=True, description="false lets the user into rollouts again")
+
+
+class OptOutOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    service: str
+    user: str
+    opted_out: bool
+    changed: bool = Field(description="false: the user was already so")
+
+
+class TranscriptsIn(_In):
+    enabled: bool
+    retention_s: float | None = Field(
+        default=None, description="seconds a transcript is kept (none: keep the current one)"
+    )
+    reason: str = Field(default="", max_length=4000)
+
+
+class TranscriptsOut(Out):
+    __value__ = From(TranscriptStatus)
+    next_expiry: datetime | None = Field(description="when the oldest stored one is deleted")
+    all_gone_at: datetime | None = Field(description="when the newest stored one is deleted")
+
+
+class PurgeOut(Out):
+    __value__ = From(PurgeResult)
 
 
 def plan_out(plan: TrafficPlan) -> PlanOut:
@@ -50,6 +97,13 @@ def list_services(ws: WorkspaceDep, _: ActorDep) -> list[ServiceOut]:
     return [service_out(ws, v) for v in Serving(ws).all()]
 
 
+@router.post("/services", response_model=ServiceOut, status_code=201)
+def create_service(body: ServiceIn, ws: WorkspaceDep, who: ActorDep) -> ServiceOut:
+    """Create a service serving one stable release to everyone (operators, admins)."""
+    view = Serving(ws).create(body.name, body.stable, actor=who, reason=body.reason)
+    return service_out(ws, view)
+
+
 @router.get("/services/{name}", response_model=ServiceOut)
 def show_service(name: str, ws: WorkspaceDep, _: ActorDep) -> ServiceOut:
     """One service: traffic split, stable release, opt-outs and the rollout in flight."""
@@ -60,6 +114,39 @@ def show_service(name: str, ws: WorkspaceDep, _: ActorDep) -> ServiceOut:
 def plan_history(name: str, ws: WorkspaceDep, _: ActorDep) -> list[PlanChangeOut]:
     """Every traffic plan the service had, oldest first, with who changed it and why."""
     return [PlanChangeOut.of(c, plan=plan_out(c.plan)) for c in Serving(ws).history(name)]
+
+
+@router.post("/services/{name}/opt-outs", response_model=OptOutOut)
+def set_opt_out(name: str, body: OptOutIn, ws: WorkspaceDep, who: ActorDep) -> OptOutOut:
+    """Keep a user on the stable release during rollouts, or let them back in (operators,
+    admins)."""
+    changed = Serving(ws).set_opt_out(name, body.user, actor=who, opted_out=body.opted_out)
+    return OptOutOut(service=name, user=body.user, opted_out=body.opted_out, changed=changed)
+
+
+@router.get("/services/{name}/transcripts", response_model=TranscriptsOut)
+def transcripts(name: str, ws: WorkspaceDep, _: ActorDep) -> TranscriptsOut:
+    """Whether the service keeps prompts and answers, for how long, and how many it holds."""
+    return TranscriptsOut.of(Transcripts(ws).status(name))
+
+
+@router.put("/services/{name}/transcripts", response_model=TranscriptsOut)
+def configure_transcripts(
+    name: str, body: TranscriptsIn, ws: WorkspaceDep, who: ActorDep
+) -> TranscriptsOut:
+    """Keep (or stop keeping) the service's PII-redacted transcripts (operators, admins)."""
+    status = Transcripts(ws).configure(
+        name, enabled=body.enabled, retention_s=body.retention_s, actor=who, reason=body.reason
+    )
+    return TranscriptsOut.of(status)
+
+
+@router.post("/services/{name}/transcripts/purge", response_model=PurgeOut)
+def purge_transcripts(name: str, ws: WorkspaceDep, who: ActorDep) -> PurgeOut:
+    """Delete the service's transcripts older than its retention now (operators, admins)."""
+    from datetime import UTC
+
+    return PurgeOut.of(Transcripts(ws).purge_expired(datetime.now(UTC), service=name, actor=who))
 
 
 def _series_out(s: ReleaseSeries) -> ReleaseTelemetryOut:

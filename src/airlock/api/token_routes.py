@@ -31,9 +31,11 @@ def list_tokens(
     ws: WorkspaceDep,
     who: ActorDep,
     all_: bool = Query(False, alias="all", description="include revoked and expired tokens"),
+    user: str | None = Query(None, max_length=64, description="only this user's (admins only)"),
 ) -> list[TokenOut]:
-    """Tokens (never their secrets): every token for an admin, one's own otherwise."""
-    return [token_out(t) for t in Tokens(ws).visible(who, include_inactive=all_)]
+    """Tokens (never their secrets): every token (or one user's) for an admin, one's own
+    otherwise."""
+    return [token_out(t) for t in Tokens(ws).visible(who, user=user, include_inactive=all_)]
 
 
 @router.post("/tokens", response_model=IssuedTokenOut, status_code=201)

@@ -1,4 +1,9 @@
-"""``airlock drill SERVICE --fault ...`` (a rollback drill) and ``airlock drill history``."""
+"""``airlock drill SERVICE --fault ...`` (a rollback drill) and ``airlock drill history``.
+
+Both work on the local workspace or, with ``AIRLOCK_URL``, on a server
+(:mod:`airlock.cli.rollout_backend`): there the drill runs inside ``airlock serve`` and
+the command follows it until its result is stored.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from airlock.cli.common import actor, console, err_console, handle_errors, workspace
+from airlock.cli.common import console, err_console, handle_errors
 
 if TYPE_CHECKING:
     from airlock.services.drills import DrillSettings, DrillView
@@ -56,7 +61,7 @@ def run(
         str | None,
         typer.Option(
             help="Drive a running gateway (e.g. http://127.0.0.1:8000) instead of one "
-            "started in this process."
+            "started in this process (local workspace only: a server drills its own gateway)."
         ),
     ] = None,
     tick: Annotated[float, typer.Option(help="The drill's controller tick (seconds).")] = 1.0,
@@ -70,11 +75,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run a drill: push the faulty copy, roll it out under traffic, report detect and revert times."""
+    from airlock.cli.rollout_backend import open_rollouts
     from airlock.core.drill import parse_faults
     from airlock.errors import InvalidInput
     from airlock.services.drills import DrillSettings
 
-    faults = parse_faults(fault)
+    parse_faults(fault)  # bad faults are refused before anything else
     spec = None
     if strategy is not None:
         try:
@@ -87,16 +93,17 @@ def run(
     say = (
         (lambda _: None) if as_json else (lambda text: err_console.print(f"[dim]drill:[/] {text}"))
     )
-    with workspace() as ws:
-        who = actor(ws)
-        view = _run(ws, who, service, faults, spec, settings, url, tick, sync, say)
+    with open_rollouts() as side:
+        view = side.run_drill(
+            service, fault, spec=spec, settings=settings, url=url, tick=tick, sync=sync, say=say
+        )
     if as_json:
         typer.echo(json.dumps(view.to_dict(), indent=2, sort_keys=True, default=str))
         return
     _show(view)
 
 
-def _run(
+def run_here(
     ws: Workspace,
     who: Actor,
     service: str,
@@ -108,6 +115,7 @@ def _run(
     sync: float,
     say: Any,
 ) -> DrillView:
+    """The drill run by this process: its own controller, and its own gateway (or ``url``)."""
     import asyncio
     import logging
 
@@ -179,11 +187,11 @@ def history(
     """Past drills: the fault, whether it was caught, time to detect and to revert."""
     from rich.table import Table
 
+    from airlock.cli.rollout_backend import open_rollouts
     from airlock.core.drill import describe
-    from airlock.services.drills import Drills
 
-    with workspace() as ws:
-        drills = Drills(ws).history(service, limit=limit)
+    with open_rollouts() as side:
+        drills = side.drills(service, limit=limit)
     if as_json:
         typer.echo(json.dumps([d.to_dict() for d in drills], indent=2, sort_keys=True))
         return

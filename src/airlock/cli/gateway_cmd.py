@@ -11,7 +11,6 @@ from rich.table import Table
 
 from airlock.cli.common import (
     AsJson,
-    actor,
     console,
     gateway_limits,
     handle_errors,
@@ -127,17 +126,16 @@ def create(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Create a service that serves one stable release to every user."""
-    from airlock.services.registry import Registry
-    from airlock.services.serving import Serving
+    from airlock.cli.rollout_backend import open_rollouts
 
-    with workspace() as ws:
-        view = Serving(ws).create(name, stable, actor=actor(ws), reason=reason)
+    with open_rollouts() as side:
+        view = side.create_service(name, stable, reason=reason)
         model, _, version = view.plan.stable.partition("@")
-        alias = next((a for a in Registry(ws).aliases(model) if a.name == "stable"), None)
+        alias = side.stable_alias(model)
     console.print(f"created service [bold]{view.name}[/] serving {view.plan.stable}")
-    if alias is not None and alias.version != version:
+    if alias is not None and alias != version:
         console.print(
-            f"[yellow]note[/]: {model}@stable points at {alias.version}, not at {version}; "
+            f"[yellow]note[/]: {model}@stable points at {alias}, not at {version}; "
             "a rollout's promotion moves it"
         )
     elif alias is not None:
@@ -171,12 +169,11 @@ def show(
     name: Annotated[str, typer.Argument(help="Service name.")], as_json: AsJson = False
 ) -> None:
     """Show a service's traffic plan, opt-outs and plan history."""
-    from airlock.services.serving import Serving
+    from airlock.cli.rollout_backend import open_rollouts
 
-    with workspace() as ws:
-        serving = Serving(ws)
-        view = serving.get(name)
-        history = serving.history(name)
+    with open_rollouts() as side:
+        view = side.service(name)
+        history = side.plan_history(name)
     if as_json:
         print_json(
             {
@@ -221,10 +218,10 @@ def opt_out(
     undo: Annotated[bool, typer.Option("--undo", help="Let the user into rollouts again.")] = False,
 ) -> None:
     """Keep a user on the stable release of a service during rollouts."""
-    from airlock.services.serving import Serving
+    from airlock.cli.rollout_backend import open_rollouts
 
-    with workspace() as ws:
-        changed = Serving(ws).set_opt_out(name, user, actor=actor(ws), opted_out=not undo)
+    with open_rollouts() as side:
+        changed = side.set_opt_out(name, user, opted_out=not undo)
     state = "back in rollouts" if undo else "kept on the stable release"
     console.print(f"{user} {state} of {name}" + ("" if changed else " (no change)"))
 
@@ -257,11 +254,9 @@ def transcripts(
     """Keep (or stop keeping) a service's prompts and answers, with a retention; show what is kept.
 
     Without --on/--off/--purge, shows the setting and how many transcripts are stored."""
-    from datetime import UTC, datetime
-
+    from airlock.cli.rollout_backend import open_rollouts
     from airlock.core.times import parse_duration
     from airlock.errors import InvalidInput
-    from airlock.services.transcripts import Transcripts
 
     seconds = parse_duration(retention) if retention is not None else None
     if seconds is not None and on is None:
@@ -270,14 +265,12 @@ def transcripts(
             hint=f"airlock service transcripts {name} --on --retention {retention}",
         )
     purged = None
-    with workspace() as ws:
-        store = Transcripts(ws)
-        who = actor(ws) if on is not None or purge else None
-        if on is not None and who is not None:
-            store.configure(name, enabled=on, retention_s=seconds, actor=who, reason=reason)
-        if purge and who is not None:
-            purged = store.purge_expired(datetime.now(UTC), service=name, actor=who)
-        status = store.status(name)
+    with open_rollouts() as side:
+        if on is not None:
+            side.configure_transcripts(name, enabled=on, retention_s=seconds, reason=reason)
+        if purge:
+            purged = side.purge_transcripts(name)
+        status = side.transcripts(name)
     if as_json:
         out: dict[str, object] = {
             "service": status.service,

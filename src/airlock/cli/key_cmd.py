@@ -1,6 +1,7 @@
 """``airlock gateway-key``: clients' keys to the gateway's ``/v1`` (like LiteLLM virtual keys).
 
 (``airlock key`` manages the ed25519 signing keys of releases; these are different.)
+Local or, with ``AIRLOCK_URL``, on a server (:mod:`airlock.cli.access_backend`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from airlock.cli.common import actor, console, err_console, handle_errors, workspace
+from airlock.cli.common import console, err_console, handle_errors
 
 gateway_key_app = typer.Typer(
     help="Gateway keys: which clients may call a service's /v1 endpoints (hashed, scoped, "
@@ -54,15 +55,14 @@ def create(
 ) -> None:
     """Create a gateway key (operators, admins). The secret is printed once; only its hash
     is stored. From then on the service answers only requests with a valid key."""
+    from airlock.cli.access_backend import open_access
     from airlock.core.gateway_keys import KeyScopes
-    from airlock.services.gateway_keys import GatewayKeys
 
     scopes = KeyScopes(can_pin=can_pin, can_opt_out=can_opt_out, can_feedback=can_feedback)
-    with workspace() as ws:
-        issued = GatewayKeys(ws).create(
+    with open_access() as side:
+        issued = side.create_gateway_key(
             service=service,
             name=name,
-            actor=actor(ws),
             scopes=scopes,
             rpm=rpm,
             tpm=tpm,
@@ -94,10 +94,10 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List gateway keys: id, service, name, scopes, limits, state (never the secret)."""
-    from airlock.services.gateway_keys import GatewayKeys
+    from airlock.cli.access_backend import open_access
 
-    with workspace() as ws:
-        infos = GatewayKeys(ws).list(service=service, include_inactive=all_)
+    with open_access() as side:
+        infos = side.gateway_keys(service=service, include_inactive=all_)
     if as_json:
         typer.echo(json.dumps([i.to_dict() for i in infos], indent=2))
         return
@@ -131,10 +131,10 @@ def revoke(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Revoke a gateway key (operators, admins); running gateways refuse it within a second."""
-    from airlock.services.gateway_keys import GatewayKeys
+    from airlock.cli.access_backend import open_access
 
-    with workspace() as ws:
-        info = GatewayKeys(ws).revoke(key_id, actor=actor(ws), reason=reason)
+    with open_access() as side:
+        info = side.revoke_gateway_key(key_id, reason=reason)
     console.print(f"revoked gateway key {info.key.id} ({info.key.name}) of {info.key.service}")
 
 

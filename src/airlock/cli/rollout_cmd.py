@@ -1,8 +1,13 @@
-"""``airlock rollout`` (start, watch and steer rollouts) and ``airlock controller`` (the loop)."""
+"""``airlock rollout`` (start, watch and steer rollouts) and ``airlock controller`` (the loop).
+
+The rollout commands work on the local workspace or, with ``AIRLOCK_URL``, on a server
+(:mod:`airlock.cli.rollout_backend`); the controller runs next to the catalog.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,8 +19,9 @@ from airlock.cli.common import actor, console, handle_errors, workspace
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from airlock.cli.rollout_backend import Verb
     from airlock.services.controller import ControllerEvent
-    from airlock.services.rollouts import RolloutRecord, Rollouts, RolloutView, Transition
+    from airlock.services.rollouts import RolloutRecord, RolloutView, Transition
 
 rollout_app = typer.Typer(
     help="Roll a candidate out to a service step by step; watch, pause, promote, roll back.",
@@ -42,15 +48,11 @@ def start(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Start moving a service to a candidate; the controller drives it from here."""
-    from airlock.errors import InvalidInput
-    from airlock.services.rollouts import Rollouts
+    from airlock.cli.rollout_backend import open_rollouts
 
-    try:
-        text = strategy.read_text("utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {strategy}: {exc.strerror}") from exc
-    with workspace() as ws:
-        t = Rollouts(ws).start(service, candidate, text, actor=actor(ws), reason=reason)
+    text = _read_spec(strategy)
+    with open_rollouts() as side:
+        t = side.start(service, candidate, text, reason=reason)
     view = t.rollout
     console.print(
         f"rollout [bold]#{view.id}[/] of {view.service}: {view.candidate} "
@@ -90,29 +92,29 @@ def plan(
     would expect to catch the targets (2× errors, a 20 % slow-down); warns when
     a step cannot decide in its bake time.
     """
-    from datetime import timedelta
+    from airlock.cli.rollout_backend import open_rollouts
 
-    from airlock.errors import InvalidInput
-    from airlock.services.registry import Registry
-    from airlock.services.rollout_planning import RolloutPlanner
-
-    try:
-        text = strategy.read_text("utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {strategy}: {exc.strerror}") from exc
+    text = _read_spec(strategy)
     overrides = {
         k: v for k, v in (("requests_per_second", rps), ("error_rate", error_rate)) if v is not None
     }
-    with workspace() as ws:
-        if candidate is not None:
-            Registry(ws).resolve(candidate)
-        result = RolloutPlanner(ws).plan(
-            service, text, lookback=timedelta(seconds=lookback), overrides=overrides
+    with open_rollouts() as side:
+        result = side.plan(
+            service, text, candidate=candidate, lookback=lookback, overrides=overrides
         )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         return
     _print_plan(result)
+
+
+def _read_spec(path: Path) -> str:
+    from airlock.errors import InvalidInput
+
+    try:
+        return path.read_text("utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _print_plan(result: Any) -> None:
@@ -188,14 +190,14 @@ def status(
     ] = 1.0,
 ) -> None:
     """Where the service's rollout is: step, weights, and the latest analysis per metric."""
-    from airlock.services.rollouts import Rollouts
+    from airlock.cli.rollout_backend import open_rollouts
 
     if watch:
-        with workspace() as ws:
-            code = _watch(Rollouts(ws), service, interval=interval, as_json=as_json)
+        with open_rollouts() as side:
+            code = _watch(side.status, service, interval=interval, as_json=as_json)
         raise typer.Exit(code)
-    with workspace() as ws:
-        view = Rollouts(ws).status(service)
+    with open_rollouts() as side:
+        view = side.status(service)
     if as_json:
         typer.echo(json.dumps(view.to_dict(), indent=2, sort_keys=True))
         return
@@ -206,7 +208,9 @@ def status(
 ENDED_WELL = frozenset({"promoted", "completed"})
 
 
-def _watch(rollouts: Rollouts, service: str, *, interval: float, as_json: bool) -> int:
+def _watch(
+    look: Callable[[str], RolloutView], service: str, *, interval: float, as_json: bool
+) -> int:
     """Follow the service's rollout until it ends; its exit code (0 went well, 1 did not)."""
     import time
 
@@ -216,13 +220,13 @@ def _watch(rollouts: Rollouts, service: str, *, interval: float, as_json: bool) 
     def ended(view: RolloutView) -> int:
         return 0 if view.phase in ENDED_WELL else 1
 
-    view = rollouts.status(service)
+    view = look(service)
     try:
         if console.is_terminal and not as_json:
             with Live(Group(*_status(view)), console=console, auto_refresh=False) as live:
                 while view.live:
                     time.sleep(interval)
-                    view = rollouts.status(service)
+                    view = look(service)
                     live.update(Group(*_status(view)), refresh=True)
             return ended(view)
         last: tuple[Any, ...] | None = None
@@ -237,7 +241,7 @@ def _watch(rollouts: Rollouts, service: str, *, interval: float, as_json: bool) 
             if not view.live:
                 return ended(view)
             time.sleep(interval)
-            view = rollouts.status(service)
+            view = look(service)
     except KeyboardInterrupt:
         console.print("stopped watching; the rollout goes on (`airlock rollout status` to look)")
         return 130
@@ -247,30 +251,21 @@ def _watch(rollouts: Rollouts, service: str, *, interval: float, as_json: bool) 
 @handle_errors
 def pause(service: Service, reason: Annotated[str, typer.Option(help="Why.")] = "") -> None:
     """Hold the current weights; the analysis still rolls back on harm."""
-    from airlock.services.rollouts import Rollouts
-
-    with workspace() as ws:
-        _done(Rollouts(ws).pause(service, actor=actor(ws), reason=reason))
+    _control(service, "pause", reason)
 
 
 @rollout_app.command("resume")
 @handle_errors
 def resume(service: Service, reason: Annotated[str, typer.Option(help="Why.")] = "") -> None:
     """Continue a paused rollout (approves a step waiting for approval); its clock restarts."""
-    from airlock.services.rollouts import Rollouts
-
-    with workspace() as ws:
-        _done(Rollouts(ws).resume(service, actor=actor(ws), reason=reason))
+    _control(service, "resume", reason)
 
 
 @rollout_app.command("promote")
 @handle_errors
 def promote(service: Service, reason: Annotated[str, typer.Option(help="Why.")] = "") -> None:
     """Skip the remaining steps: the candidate becomes stable (the policy gate still applies)."""
-    from airlock.services.rollouts import Rollouts
-
-    with workspace() as ws:
-        _done(Rollouts(ws).promote(service, actor=actor(ws), reason=reason))
+    _control(service, "promote", reason)
 
 
 @rollout_app.command("abort")
@@ -280,10 +275,7 @@ def abort(
     reason: Annotated[str, typer.Option(help="Why (required; kept in the audit log).")],
 ) -> None:
     """Cancel the rollout without judging the candidate; everyone back on stable."""
-    from airlock.services.rollouts import Rollouts
-
-    with workspace() as ws:
-        _done(Rollouts(ws).abort(service, actor=actor(ws), reason=reason))
+    _control(service, "abort", reason)
 
 
 @rollout_app.command("rollback")
@@ -293,10 +285,14 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Why (required; kept in the audit log).")],
 ) -> None:
     """The candidate is bad: stable takes 100 % of new requests at once; ends rolled_back."""
-    from airlock.services.rollouts import Rollouts
+    _control(service, "rollback", reason)
 
-    with workspace() as ws:
-        _done(Rollouts(ws).rollback(service, actor=actor(ws), reason=reason))
+
+def _control(service: str, verb: Verb, reason: str) -> None:
+    from airlock.cli.rollout_backend import open_rollouts
+
+    with open_rollouts() as side:
+        _done(side.control(service, verb, reason=reason))
 
 
 @rollout_app.command("history")
@@ -313,15 +309,13 @@ def history(
     """Past and current rollouts; with --rollout ID, that rollout's decisions and verdicts."""
     from rich.table import Table
 
-    from airlock.services.rollouts import Rollouts
+    from airlock.cli.rollout_backend import open_rollouts
 
-    with workspace() as ws:
-        rollouts = Rollouts(ws)
+    with open_rollouts() as side:
         if rollout is not None:
-            view = rollouts.get(rollout)
-            records = rollouts.history(rollout)
+            view, records = side.detail(rollout)
         else:
-            views = rollouts.recent(service, limit=limit)
+            views = side.recent(service, limit=limit)
     if rollout is not None:
         if as_json:
             out = {"rollout": view.to_dict(), "history": [r.to_dict() for r in records]}

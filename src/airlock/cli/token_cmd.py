@@ -1,4 +1,7 @@
-"""``airlock token``: API tokens (who is calling, with which role)."""
+"""``airlock token``: API tokens (who is calling, with which role).
+
+Local or, with ``AIRLOCK_URL``, on a server (:mod:`airlock.cli.access_backend`).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,11 @@ from rich.table import Table
 from airlock.cli.common import (
     AsJson,
     Limit,
-    actor,
     console,
     err_console,
     handle_errors,
     limited,
     print_json,
-    workspace,
 )
 from airlock.core.roles import ROLE_NAMES, actions_of, parse_role
 
@@ -41,14 +42,14 @@ def create(
     note: Annotated[str, typer.Option(help="What the token is for (shown by `token ls`).")] = "",
 ) -> None:
     """Create a token (admin only). The secret is printed once; only its hash is stored."""
-    from airlock.services.tokens import Tokens, parse_duration
+    from airlock.cli.access_backend import open_access
+    from airlock.services.tokens import parse_duration
 
     parsed = parse_role(role)
-    lifetime = parse_duration(expires) if expires else None
-    with workspace() as ws:
-        issued = Tokens(ws).create(
-            user=user, role=parsed, actor=actor(ws), expires_in=lifetime, note=note
-        )
+    if expires:
+        parse_duration(expires)  # a bad lifetime is refused before anything else
+    with open_access() as side:
+        issued = side.create_token(user=user, role=parsed.value, expires=expires, note=note)
     err_console.print(
         f"created token [bold]{issued.id}[/] for {issued.user} ({issued.role})"
         + (f", expires {issued.expires_at:%Y-%m-%d %H:%M} UTC" if issued.expires_at else "")
@@ -71,10 +72,10 @@ def list_tokens(
 ) -> None:
     """List tokens: id, user, role, state, who created it and when (never the secret).
     Admins see every token, everyone else their own."""
-    from airlock.services.tokens import Tokens
+    from airlock.cli.access_backend import open_access
 
-    with workspace() as ws:
-        rows = Tokens(ws).visible(actor(ws), user=user, include_inactive=all_)
+    with open_access() as side:
+        rows = side.tokens(user=user, include_inactive=all_)
     rows = list(reversed(limited(list(reversed(rows)), limit)))  # the newest `limit`
     if as_json:
         print_json(rows)
@@ -107,19 +108,22 @@ def revoke(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Revoke a token at once (admins: any token; everyone: their own)."""
-    from airlock.services.tokens import Tokens
+    from airlock.cli.access_backend import open_access
 
-    with workspace() as ws:
-        info = Tokens(ws).revoke(token_id, actor=actor(ws), reason=reason)
+    with open_access() as side:
+        info = side.revoke_token(token_id, reason=reason)
     console.print(f"revoked token {info.id} of {info.user} ({info.role})")
 
 
 @token_app.command("whoami")
 @handle_errors
 def whoami() -> None:
-    """Who the current token (AIRLOCK_TOKEN or the workspace's token file) stands for."""
-    with workspace() as ws:
-        me = actor(ws)
+    """Who the current token (AIRLOCK_TOKEN, the workspace's token file, or the one stored by
+    `airlock login`) stands for."""
+    from airlock.cli.access_backend import open_access
+
+    with open_access() as side:
+        me = side.whoami()
     console.print(f"{me.name} ({me.role}), token {me.token_id}")
     allowed = ", ".join(a.value for a in actions_of(me.role)) or "read only"
     console.print(f"[dim]may: {allowed}[/]")

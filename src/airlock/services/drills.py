@@ -47,7 +47,7 @@ from airlock import audit
 from airlock.catalog import rollouts as sql
 from airlock.catalog.rollouts import StoredDrill
 from airlock.core.drill import DrillSummary, Observation, describe, summarize
-from airlock.core.manifest import Notes
+from airlock.core.manifest import Manifest, Notes
 from airlock.core.roles import Action
 from airlock.core.rollout import RolloutSpec
 from airlock.core.semver import Version
@@ -135,9 +135,12 @@ class Drills:
         authorize(self.db, actor, Action.RELEASE_PUSH, f"drill release for {service}")
         authorize(self.db, actor, Action.ROLLOUT_START, f"drill of {service}")
 
-    def check_start(self, service: str, actor: Actor) -> None:
+    def check_start(
+        self, service: str, actor: Actor, faults: Mapping[str, float] | None = None
+    ) -> None:
         """May ``actor`` start a drill of ``service`` now: it exists (NotFound), the actor may
-        push and start (Forbidden), and no rollout is in flight (Conflict)."""
+        push and start (Forbidden), no rollout is in flight (Conflict), and the stable
+        release can show the ``faults`` (InvalidInput)."""
         self.serving.get(service)
         self.authorize(service, actor)
         active = self.rollouts.active(service)
@@ -146,11 +149,11 @@ class Drills:
                 f"{service} already has rollout #{active.id} in flight",
                 hint="finish, abort or roll it back first",
             )
+        if faults is not None:
+            self._check_faults(service, self.serving.get(service).plan.stable, faults)
 
-    def prepare(self, service: str, faults: Mapping[str, float], *, actor: Actor) -> str:
-        """Push the faulty copy of ``service``'s stable release; its reference."""
-        self.authorize(service, actor)
-        stable = self.serving.get(service).plan.stable
+    def _check_faults(self, service: str, stable: str, faults: Mapping[str, float]) -> Manifest:
+        """The stable release's manifest, once it is clear the faults can be seen on it."""
         manifest = self.registry.manifest(stable)
         if faults.get("unsafe_rate") and "safety_policy" not in manifest.components:
             raise InvalidInput(
@@ -159,6 +162,13 @@ class Drills:
                 hint="drill errors or latency instead, or ship a release with a safety policy "
                 "(--component safety_policy=REF, or a safety_policy.yaml file)",
             )
+        return manifest
+
+    def prepare(self, service: str, faults: Mapping[str, float], *, actor: Actor) -> str:
+        """Push the faulty copy of ``service``'s stable release; its reference."""
+        self.authorize(service, actor)
+        stable = self.serving.get(service).plan.stable
+        manifest = self._check_faults(service, stable, faults)
         base = Version.parse(manifest.version)
         core = f"{base.major}.{base.minor}.{base.patch}"
         taken = {r.version for r in self.registry.releases(manifest.name)}

@@ -34,10 +34,12 @@ from airlock.core.analysis import ReleaseWindow
 from airlock.core.digest import Digest
 from airlock.core.names import check_name
 from airlock.core.records import Release
+from airlock.core.roles import Action
 from airlock.core.telemetry import ShadowSample, TelemetryRecord, Traffic
 from airlock.core.traffic import PlanChange, TrafficPlan, WeightedRelease
 from airlock.errors import Conflict, InvalidInput, NotFound
 from airlock.runtime.loader import ReleaseLoader
+from airlock.services.access import authorize
 from airlock.services.identity import Actor
 from airlock.services.promotion import move_alias
 from airlock.services.registry import Registry
@@ -107,8 +109,9 @@ class Serving:
 
     # -- changing -----------------------------------------------------------------------
     def create(self, name: str, stable: str, *, actor: Actor, reason: str = "") -> ServiceView:
-        """A new service serving ``stable`` to everyone (plan generation 0)."""
+        """A new service serving ``stable`` to everyone (plan generation 0); operators, admins."""
         check_name(name, "service name")
+        authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{name}")
         with self.db.write() as conn:
             if sql.get(conn, name) is not None:
                 raise Conflict(
@@ -151,6 +154,7 @@ class Serving:
         """Keep ``user`` on the stable release of ``name`` (or let them back into rollouts)."""
         if not user or len(user) > 256:
             raise InvalidInput("a user key must be 1 to 256 characters")
+        authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{name}")
         with self.db.write() as conn:
             row = _require(conn, name)
             changed = sql.set_opt_out(
