@@ -149,12 +149,6 @@ def test_rollouts_remotely_match_local(sides: Sides) -> None:
     assert remote == here and "#2" in remote and "rolled_back" in remote
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="cli/backend.py RemoteBackend.services reads a candidate's 'weight'; the API "
-    "names it 'weight_bp' (rollout_backend._plan reads it right); the lead fixes backend.py",
-)
 def test_service_ls_during_a_rollout_matches_local(sides: Sides) -> None:
     sides.local("service", "create", "busy", "--stable", "chat@1.0.0")
     strategy = str(sides.root / "canary.yaml")

@@ -490,28 +490,9 @@ class RemoteBackend:
         return result
 
     def services(self) -> list[ServiceView]:
-        from airlock.core.traffic import TrafficPlan
-        from airlock.services.serving import ServiceView
+        from airlock.cli.rollout_backend import service_value
 
-        fields = ("service", "stable", "candidates", "shadows", "generation")
-        views = []
-        for out in self.client.services():
-            plan = dict(out["plan"])
-            plan["candidates"] = [
-                {"release": c["release"], "weight": c["weight"]} for c in plan.get("candidates", [])
-            ]
-            views.append(
-                ServiceView(
-                    name=out["name"],
-                    plan=TrafficPlan.from_dict({k: plan[k] for k in fields if k in plan}),
-                    opt_outs=tuple(out["opt_outs"]),
-                    created_at=datetime.fromisoformat(out["created_at"]),
-                    created_by=out["created_by"],
-                    updated_at=datetime.fromisoformat(out["updated_at"]),
-                    updated_by=out["updated_by"],
-                )
-            )
-        return views
+        return [service_value(out) for out in self.client.services()]
 
     def audit_events(self, where: EventFilter, *, limit: int | None) -> tuple[Event, ...]:
         from airlock.services.audit_views import Event

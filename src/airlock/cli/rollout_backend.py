@@ -350,14 +350,14 @@ class RemoteRollouts:
         )
 
     def create_service(self, name: str, stable: str, *, reason: str) -> ServiceView:
-        return _service(self.client.create_service(name, stable=stable, reason=reason))
+        return service_value(self.client.create_service(name, stable=stable, reason=reason))
 
     def stable_alias(self, model: str) -> str | None:
         found = (a["version"] for a in self.client.aliases(model) if a["alias"] == "stable")
         return next(found, None)
 
     def service(self, name: str) -> ServiceView:
-        return _service(self.client.service(name))
+        return service_value(self.client.service(name))
 
     def plan_history(self, name: str) -> list[PlanChange]:
         from airlock.core.traffic import PlanChange
@@ -450,7 +450,8 @@ def _transition(d: Mapping[str, Any]) -> Transition:
     )
 
 
-def _service(d: Mapping[str, Any]) -> ServiceView:
+def service_value(d: Mapping[str, Any]) -> ServiceView:
+    """A service as the API body carries it, rebuilt as the service layer's value."""
     from airlock.services.serving import ServiceView
 
     return rebuild(ServiceView, d, plan=_plan(d["plan"]), opt_outs=tuple(d["opt_outs"]))
