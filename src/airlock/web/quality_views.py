@@ -29,6 +29,7 @@ from airlock.services.workspace import Workspace
 from airlock.web.charts import QUALITY_METRICS, Chart, quality_charts
 
 PAIRS_PAGE = 25
+CUSTOM_PREFIX = "custom."  # how the analysis names a custom metric in a verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,8 @@ class QualitySummary:
 
 
 def is_quality(metric: str) -> bool:
-    return metric.startswith(QUALITY_METRICS)
+    """Whether a verdict's metric is a live quality one (``custom.quality.NAME``, ...)."""
+    return metric.removeprefix(CUSTOM_PREFIX).startswith(QUALITY_METRICS)
 
 
 def verdict_quality_rows(verdict: VerdictReport | None) -> list[tuple[dict[str, str], str]]:
