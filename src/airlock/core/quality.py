@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -174,6 +175,20 @@ def parse_quality(data: object, *, where: str = "quality") -> QualitySettings:
         ) from None
 
 
+def parse_quality_text(text: str) -> QualitySettings:
+    """Quality settings from YAML or JSON text: the settings themselves, or a document with
+    a ``quality:`` section (a rollout spec's, say); ``InvalidInput`` names what is wrong."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidInput(f"quality settings are not valid YAML or JSON{where}") from exc
+    if isinstance(data, Mapping) and "quality" in data:
+        data = data["quality"]
+    return parse_quality(data)
+
+
 def scorer_metric(name: str) -> str:
     return QUALITY_PREFIX + name
 
@@ -264,6 +279,7 @@ __all__ = [
     "not_gating",
     "pair_counts",
     "parse_quality",
+    "parse_quality_text",
     "sampled",
     "scorer_metric",
 ]
