@@ -301,15 +301,19 @@ def transcripts(
             "all_gone_at": status.all_gone_at,
         }
         if purged is not None:
-            out["purged"] = {"transcripts": purged.transcripts, "feedback": purged.feedback}
+            out["purged"] = {
+                "transcripts": purged.transcripts,
+                "feedback": purged.feedback,
+                "pairs": purged.pairs,
+            }
         print_json(out)
         return
     state = "on" if status.enabled else "off"
     console.print(f"transcripts of [bold]{name}[/]: {state}, kept {_duration(status.retention_s)}")
     if purged is not None:
         console.print(
-            f"purged {purged.transcripts} transcripts and {purged.feedback} scores "
-            "older than the retention"
+            f"purged {purged.transcripts} transcripts, {purged.feedback} scores and "
+            f"{purged.pairs} judged pairs older than the retention"
         )
     if status.stored and status.next_expiry and status.all_gone_at:
         console.print(
