@@ -151,17 +151,18 @@ def custom_steps(
             t.service == service,
             t.window_start >= since,
             t.window_start < until,
-            t.detail.is_not(None),
-            custom.is_not(None),
+            t.detail.is_not(None),  # (no filter on the extract: it would parse it twice)
         )
         .group_by(t.release, t.traffic, literal_column("i"))
         .order_by(func.min(t.id))
     )
     rows = []
     for release, traffic, i, joined in conn.execute(q):
+        if not joined:  # no record of this step carries a custom metric
+            continue
         kind: Traffic = "shadow" if traffic == "shadow" else "live"
         merged: dict[str, tuple[float, float]] = {}
-        for part in json.loads(f"[{joined}]") if joined else []:
+        for part in json.loads(f"[{joined}]"):
             for name, pair in part.items():
                 s0, t0 = merged.get(name, (0.0, 0.0))
                 merged[name] = (s0 + float(pair[0]), t0 + float(pair[1]))
