@@ -120,3 +120,22 @@ def test_defaults_that_clash_with_the_spec_s_custom_metrics_are_refused_at_start
     with pytest.raises(InvalidInput, match="the service's default quality settings do not fit"):
         lab.rollouts.start("chat", "chat@1.1.0", spec, actor=OPERATOR)
     assert lab.rollouts.active("chat") is None
+
+
+def test_the_detection_plan_counts_the_default_scorers_share_of_alpha(lab: Lab) -> None:
+    """A rollout plan is made for what the rollout would judge: with default scorers taking
+    their share of the error budget, the error rate's detectable effect grows."""
+    from airlock.services.rollout_planning import RolloutPlanner
+
+    planner = RolloutPlanner(lab.ws, serving=lab.serving)
+    traffic = {"requests_per_second": 50.0, "error_rate": 0.01}
+
+    def detectable() -> float:
+        plan = planner.plan("chat", canary(10, bake=600), overrides=traffic)
+        return next(m.detectable for m in plan.steps[0].metrics if m.metric == "error_rate")
+
+    alone = detectable()
+    lab.serving.set_quality("chat", {**REFUSALS, "scorers": {
+        f"s{i}": {"check": {"refusal": False}, "weight": 5} for i in range(3)
+    }}, actor=OPERATOR)  # fmt: skip
+    assert detectable() > alone
