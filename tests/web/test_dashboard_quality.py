@@ -179,6 +179,9 @@ def test_judged_pairs_come_newest_first_a_keyset_page_at_a_time(
     assert (tally.wins, tally.ties, tally.losses) == (10, 10, 10)
     only_later = store.tally("chat", PairFilter(since=t0 + timedelta(seconds=27)))
     assert only_later.total == 3
+    shown = quality_views.pairs_page(lab.ws, lab.serving, "chat")
+    assert len(shown["pairs"]) == quality_views.PAIRS_PAGE and shown["next_cursor"]
+    assert not shown["keeping"]  # the page says no new pairs are kept, and how to keep them
 
     # kept with the transcripts: they go when the service's retention has passed
     Transcripts(lab.ws).configure("chat", enabled=True, retention_s=3600, actor=OPERATOR)

@@ -84,8 +84,10 @@ def rollout_quality(ws: Workspace, view: RolloutView, w: Window) -> dict[str, An
     """A rollout's quality card: settings, the verdict's quality lines, charts over ``w``."""
     settings = view.spec.quality
     sides = [("stable", view.stable), ("candidate", view.candidate)]
-    series = Timeline(ws).quality(view.service, w, prefixes=QUALITY_METRICS)
-    charts: tuple[Chart, ...] = quality_charts(series, sides, w)
+    charts: tuple[Chart, ...] = ()
+    if settings is not None and settings.enabled:  # nothing is scored otherwise
+        series = Timeline(ws).quality(view.service, w, prefixes=QUALITY_METRICS)
+        charts = quality_charts(series, sides, w)
     judge = settings.judge if settings is not None else None
     pairwise = judge is not None and judge.mode == "pairwise"
     return {
