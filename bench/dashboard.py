@@ -8,7 +8,10 @@ gateway flushes it: 172,800 records), measures the median of repeated builds of:
   rollout page and ``live.json?range=``), against reading every record and adding them
   up one by one (``Timeline.series``) for the 24 h range;
 - the overview's health figures (last 5 minutes, every service);
-- the whole rollout page (``views.rollout_page``) over its own span and over 24 h.
+- the whole rollout page (``views.rollout_page``) over its own span and over 24 h;
+- the live quality series (``Timeline.quality``: one scored answer a second per release,
+  a ``quality.no_refusal`` custom metric in each record's detail, as gateways write it
+  with per-cluster rows) over 24 h / 1 h, which the rollout page's quality card charts.
 
 ``python -m bench dashboard [--hours H]``.
 """
@@ -25,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from airlock.core.telemetry import LATENCY_HISTOGRAM_SIZE, TelemetryRecord
+from airlock.core.window import CLUSTERS, custom_field
 from airlock.demo import prepare, scenario
 from airlock.services.health import Health
 from airlock.services.rollouts import Rollouts
@@ -50,6 +54,17 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return round(statistics.median(times), 1)
 
 
+METRIC = "quality.no_refusal"
+PREFIXES = ("quality.",)
+
+
+def _one(s: int, value: float) -> tuple[float, ...]:
+    """A per-cluster row with ``value`` in the cluster of second ``s``'s user."""
+    row = [0.0] * CLUSTERS
+    row[s % CLUSTERS] = value
+    return tuple(row)
+
+
 def _records(service: str, release: str, start: datetime, seconds: int) -> list[TelemetryRecord]:
     out = []
     for s in range(seconds):
@@ -60,6 +75,12 @@ def _records(service: str, release: str, start: datetime, seconds: int) -> list[
             TelemetryRecord(
                 service, release, "live", t, t + timedelta(seconds=1),
                 requests=10, errors=1 if s % 500 == 0 else 0, latency_histogram=tuple(hist),
+                custom={METRIC: (passed := 0.0 if s % 20 == 0 else 1.0, 1.0)},
+                clusters={
+                    "requests": _one(s, 10.0),
+                    custom_field(METRIC, "successes"): _one(s, passed),
+                    custom_field(METRIC, "trials"): _one(s, 1.0),
+                },
             )
         )  # fmt: skip
     return out
@@ -102,6 +123,13 @@ def main(argv: list[str]) -> int:
         rows.append(
             ["chart 24 h, every record read", 120, _median_ms(lambda: timeline.series(service, day), 1)]
         )  # fmt: skip
+        for label, span in (("24 h", timedelta(hours=24)), ("1 h", timedelta(hours=1))):
+            w = chart_window(now - span, now)
+            points = len(timeline.quality(service, w, prefixes=PREFIXES)[0].points)
+            rows.append(
+                [f"quality series {label}, JSON part summed per step", points,
+                 _median_ms(lambda w=w: timeline.quality(service, w, prefixes=PREFIXES), 3)]
+            )  # fmt: skip
         rows.append(["overview health (5 min)", "—", _median_ms(lambda: Health(ws).overview(), 5)])
         rows.append(
             ["rollout page, its span", "—",

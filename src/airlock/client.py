@@ -667,6 +667,17 @@ class Client:
     def service(self, name: str) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/services/{name}"))
 
+    def service_quality(self, name: str) -> dict[str, Any]:
+        """A service's default quality settings (``quality`` is null when it has none)."""
+        return dict(self._get(f"/api/v1/services/{name}/quality"))
+
+    def set_service_quality(
+        self, name: str, quality: Mapping[str, Any] | None, *, reason: str = ""
+    ) -> dict[str, Any]:
+        """Set (or, with None, clear) a service's default quality settings."""
+        body = {"quality": None if quality is None else dict(quality), "reason": reason}
+        return dict(self.request("PUT", f"/api/v1/services/{name}/quality", json=body).json())
+
     def plan_history(self, name: str) -> list[dict[str, Any]]:
         return list(self._get(f"/api/v1/services/{name}/plans"))
 

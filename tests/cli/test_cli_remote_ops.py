@@ -212,7 +212,7 @@ def test_services_remotely_match_local(sides: Sides) -> None:
         remote, here = sides.both(*args)
         assert remote == here, args
     purged = json.loads(laptop("service", "transcripts", "svc", "--purge", "--json").output)
-    assert purged["purged"] == {"transcripts": 0, "feedback": 0} and purged["enabled"]
+    assert purged["purged"] == {"transcripts": 0, "feedback": 0, "pairs": 0} and purged["enabled"]
 
     _same_error(sides, "service", "show", "nope")
     _same_error(sides, "service", "create", "svc", "--stable", "chat@1.0.0")  # exists
@@ -221,6 +221,34 @@ def test_services_remotely_match_local(sides: Sides) -> None:
     denied = _same_error(sides, "service", "opt-out", "svc", "bob", user="vic")
     assert "vic" in denied and "service.configure" in denied
     _same_error(sides, "service", "create", "mine", "--stable", "chat@1.0.0", user="carol")
+
+
+def test_service_quality_defaults_remotely_match_local(sides: Sides) -> None:
+    laptop, local = sides.laptop, sides.local
+    laptop("service", "create", "judged", "--stable", "chat@1.0.0")
+    path = sides.root / "quality.yaml"
+    path.write_text("sample: 0.2\nscorers:\n  no_refusal: {check: {refusal: false}}\n")
+    set_out = laptop("service", "quality", "judged", "--file", str(path), "--reason", "refusals")
+    assert "quality.no_refusal" in set_out.output
+    for args in (
+        ("service", "quality", "judged"),
+        ("service", "quality", "judged", "--json"),
+        ("service", "show", "judged"),
+        ("service", "show", "judged", "--json"),
+    ):
+        remote, here = sides.both(*args)
+        assert remote == here, args
+    shown = json.loads(local("service", "quality", "judged", "--json").output)
+    assert shown["quality"]["sample"] == 0.2 and shown["updated_by"] == "alice"
+    bad = sides.root / "bad-quality.yaml"
+    bad.write_text("sample: 2\n")
+    assert "quality.sample" in _same_error(
+        sides, "service", "quality", "judged", "--file", str(bad)
+    )
+    _same_error(sides, "service", "quality", "judged", "--clear", user="vic")
+    cleared = laptop("service", "quality", "judged", "--clear", "--json").output
+    assert json.loads(cleared)["quality"] is None
+    assert "no default quality settings" in local("service", "quality", "judged").output
 
 
 def test_drills_remotely(sides: Sides) -> None:

@@ -1,10 +1,11 @@
 """REST routes over services: create, traffic plans, plan history, opt-outs, transcript
-settings and telemetry for charts. Every change goes through a service, which checks the
-caller's role and writes the audit event."""
+settings, default quality settings and telemetry for charts. Every change goes through a
+service, which checks the caller's role and writes the audit event."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,7 @@ from airlock.api.bodies import (
 )
 from airlock.api.deps import ActorDep, WorkspaceDep
 from airlock.api.derive import From, Out
+from airlock.core.quality import ServiceQuality
 from airlock.core.series import ReleaseSeries
 from airlock.core.traffic import BUCKETS, TrafficPlan
 from airlock.services.serving import ServiceView, Serving
@@ -147,6 +149,52 @@ def purge_transcripts(name: str, ws: WorkspaceDep, who: ActorDep) -> PurgeOut:
     from datetime import UTC
 
     return PurgeOut.of(Transcripts(ws).purge_expired(datetime.now(UTC), service=name, actor=who))
+
+
+class QualityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    quality: dict[str, Any] | None = Field(
+        description="the quality settings (sample, scorers, judge; see docs/quality.md), "
+        "or null to clear them"
+    )
+    reason: str = Field(default="", max_length=2000, description="kept in the audit log")
+
+
+class QualityOut(BaseModel):
+    service: str
+    quality: dict[str, Any] | None = Field(
+        description="what a rollout of this service scores when its spec has no quality section"
+    )
+    updated_at: datetime | None
+    updated_by: str | None
+
+
+def _quality_out(name: str, value: ServiceQuality | None) -> QualityOut:
+    if value is None:
+        return QualityOut(service=name, quality=None, updated_at=None, updated_by=None)
+    return QualityOut(
+        service=name,
+        quality=value.settings.model_dump(mode="json", by_alias=True),
+        updated_at=value.updated_at,
+        updated_by=value.updated_by,
+    )
+
+
+@router.get("/services/{name}/quality", response_model=QualityOut)
+def service_quality(name: str, ws: WorkspaceDep, _: ActorDep) -> QualityOut:
+    """The service's default quality settings (null: a rollout scores only what its spec
+    names)."""
+    return _quality_out(name, Serving(ws).quality(name))
+
+
+@router.put("/services/{name}/quality", response_model=QualityOut)
+def set_service_quality(name: str, body: QualityIn, ws: WorkspaceDep, who: ActorDep) -> QualityOut:
+    """Set (or, with ``quality: null``, clear) the quality settings a rollout of this service
+    uses when its spec has none of its own (operator or admin; audited as ``service.quality``).
+    A wrong field is refused with 400 naming it."""
+    stored = Serving(ws).set_quality(name, body.quality, actor=who, reason=body.reason)
+    return _quality_out(name, stored)
 
 
 def _series_out(s: ReleaseSeries) -> ReleaseTelemetryOut:

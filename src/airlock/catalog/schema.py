@@ -594,3 +594,37 @@ Index("ix_events_actor", events.c.actor, events.c.seq)
 Index("ix_events_subject_seq", events.c.subject, events.c.seq)
 Index("ix_release_telemetry_window_end", release_telemetry.c.window_end)
 Index("ix_rollout_history_at", rollout_history.c.at)
+
+# -- service quality (migration 0011_service_quality) -----------------------------------------
+# A service's default online-quality settings (what a rollout on it scores when its spec names
+# none), and the pairs a pairwise judge compared in shadow phases: outcome, releases and judge
+# always; prompt and answers (redacted) only for services that keep transcripts, deleted with
+# them when their retention passes.
+
+service_quality = Table(
+    "service_quality",
+    metadata,
+    Column("service", String(128), primary_key=True),
+    Column("settings", Text, nullable=False),  # QualitySettings as canonical JSON
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+judged_pairs = Table(
+    "judged_pairs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(128), nullable=False),
+    Column("request_id", String(1024), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("stable_release", String(256), nullable=False),
+    Column("candidate_release", String(256), nullable=False),
+    Column("judge", String(256), nullable=False),
+    Column("outcome", String(8), nullable=False),  # the candidate's: win | tie | loss
+    Column("prompt", Text, nullable=False),  # redacted (JSON, as transcripts store it)
+    Column("stable_answer", Text, nullable=False),  # redacted
+    Column("candidate_answer", Text, nullable=False),  # redacted
+    Column("gateway", String(256), nullable=False),
+    Index("ix_judged_pairs_service_id", "service", "id"),
+    Index("ix_judged_pairs_service_at", "service", "at"),
+)

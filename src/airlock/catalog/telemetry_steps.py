@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Float, Integer, cast, func, literal_column, select
+from sqlalchemy import JSON, Connection, Float, Integer, cast, func, literal_column, select
 
 from airlock.catalog.schema import release_telemetry
-from airlock.core.series import MAX_POINTS, ReleaseSeries, SeriesPoint
+from airlock.core.series import MAX_POINTS, MetricSeries, ReleaseSeries, SeriesPoint, custom_series
 from airlock.core.telemetry import Traffic
 from airlock.errors import InvalidInput
 
@@ -121,6 +121,55 @@ def steps(
     return out
 
 
+def custom_steps(
+    conn: Connection,
+    service: str,
+    *,
+    since: datetime,
+    until: datetime,
+    step: timedelta,
+    prefixes: tuple[str, ...],
+) -> list[MetricSeries]:
+    """The custom metrics named ``prefix...`` per (release, traffic) and step: only the
+    ``custom`` part of each record's detail leaves the database (JSON-extracted there and
+    concatenated per step), so a day of charts parses one short string per step."""
+    seconds = step.total_seconds()
+    if seconds <= 0 or until <= since:
+        raise InvalidInput("a time series needs a positive step and must end after it starts")
+    count = math.ceil((until - since) / step)
+    if count > MAX_POINTS:
+        raise InvalidInput(f"{count} points requested; at most {MAX_POINTS}")
+    t = release_telemetry.c
+    if conn.dialect.name == "sqlite":
+        custom = func.json_extract(t.detail, "$.custom")
+    else:
+        custom = func.json_extract_path_text(cast(t.detail, JSON), "custom")
+    index = _step_index(conn, since, seconds).label("i")
+    q = (
+        select(t.release, t.traffic, index, func.aggregate_strings(custom, ","))
+        .where(
+            t.service == service,
+            t.window_start >= since,
+            t.window_start < until,
+            t.detail.is_not(None),  # (no filter on the extract: it would parse it twice)
+        )
+        .group_by(t.release, t.traffic, literal_column("i"))
+        .order_by(func.min(t.id))
+    )
+    rows = []
+    for release, traffic, i, joined in conn.execute(q):
+        if not joined:  # no record of this step carries a custom metric
+            continue
+        kind: Traffic = "shadow" if traffic == "shadow" else "live"
+        merged: dict[str, tuple[float, float]] = {}
+        for part in json.loads(f"[{joined}]"):
+            for name, pair in part.items():
+                s0, t0 = merged.get(name, (0.0, 0.0))
+                merged[name] = (s0 + float(pair[0]), t0 + float(pair[1]))
+        rows.append((str(release), kind, int(i), merged))
+    return custom_series(rows, count=count, prefixes=prefixes)
+
+
 def _summed(concatenated: str | None) -> tuple[int, ...]:
     """``"[1,2],[3,4]"`` → ``(4, 6)``; empty histograms are left out."""
     if not concatenated:
@@ -143,4 +192,4 @@ def _add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(x + y for x, y in zip(a, b, strict=True)) if a and b else a or b
 
 
-__all__ = ["steps"]
+__all__ = ["custom_steps", "steps"]

@@ -3,6 +3,7 @@ the services it serves)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +20,7 @@ from airlock.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from airlock.core.quality import QualitySettings
     from airlock.services.serving import ServiceView
 
 service_app = typer.Typer(
@@ -168,16 +170,20 @@ def ls(as_json: AsJson = False) -> None:
 def show(
     name: Annotated[str, typer.Argument(help="Service name.")], as_json: AsJson = False
 ) -> None:
-    """Show a service's traffic plan, opt-outs and plan history."""
+    """Show a service's traffic plan, opt-outs, default quality settings and plan history."""
     from airlock.cli.rollout_backend import open_rollouts
 
     with open_rollouts() as side:
         view = side.service(name)
         history = side.plan_history(name)
+        defaults = side.service_quality(name)
     if as_json:
         print_json(
             {
                 **_service_json(view),
+                "quality": None
+                if defaults is None
+                else defaults.settings.model_dump(mode="json", by_alias=True),
                 "history": [
                     {
                         "generation": c.generation,
@@ -202,6 +208,11 @@ def show(
     console.print(table)
     if view.opt_outs:
         console.print(f"opted out (always stable): {', '.join(view.opt_outs)}")
+    if defaults is not None:
+        console.print("default quality settings (for rollouts whose spec has none):")
+        _print_quality(defaults.settings)
+    else:
+        console.print("default quality settings: none")
     console.print("history:")
     for change in history:
         console.print(
@@ -283,15 +294,19 @@ def transcripts(
             "all_gone_at": status.all_gone_at,
         }
         if purged is not None:
-            out["purged"] = {"transcripts": purged.transcripts, "feedback": purged.feedback}
+            out["purged"] = {
+                "transcripts": purged.transcripts,
+                "feedback": purged.feedback,
+                "pairs": purged.pairs,
+            }
         print_json(out)
         return
     state = "on" if status.enabled else "off"
     console.print(f"transcripts of [bold]{name}[/]: {state}, kept {_duration(status.retention_s)}")
     if purged is not None:
         console.print(
-            f"purged {purged.transcripts} transcripts and {purged.feedback} scores "
-            "older than the retention"
+            f"purged {purged.transcripts} transcripts, {purged.feedback} scores and "
+            f"{purged.pairs} judged pairs older than the retention"
         )
     if status.stored and status.next_expiry and status.all_gone_at:
         console.print(
@@ -303,6 +318,92 @@ def transcripts(
         console.print("none stored")
     if status.enabled and on:
         console.print(f"next: traffic, then `airlock feedback export {name} --out FILE.jsonl`")
+
+
+@service_app.command("quality")
+@handle_errors
+def quality(
+    name: Annotated[str, typer.Argument(help="Service name.")],
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="YAML or JSON quality settings (sample, scorers, judge), or a rollout spec "
+            "whose `quality:` section to use. A rollout of this service whose spec has no "
+            "quality section of its own scores with these.",
+        ),
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Remove the defaults: rollouts score only their own.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    as_json: AsJson = False,
+) -> None:
+    """Set, clear or show a service's default quality settings (online scorers, a judge).
+
+    A rollout spec's own `quality:` section wins; the settings a rollout uses are recorded
+    in it when it starts. Without --file/--clear, shows the current defaults."""
+    from airlock.cli.rollout_backend import open_rollouts
+    from airlock.core.quality import parse_quality_text
+    from airlock.errors import InvalidInput
+
+    if file is not None and clear:
+        raise InvalidInput("--file and --clear do not go together", hint="choose one")
+    settings = None
+    if file is not None:
+        try:
+            text = file.read_text("utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {file}: {exc.strerror or exc}") from exc
+        settings = parse_quality_text(text)
+    with open_rollouts() as side:
+        if file is not None or clear:
+            current = side.set_service_quality(name, settings, reason=reason)
+        else:
+            current = side.service_quality(name)
+    if as_json:
+        print_json(
+            {
+                "service": name,
+                "quality": None
+                if current is None
+                else current.settings.model_dump(mode="json", by_alias=True),
+                "updated_at": None if current is None else current.updated_at,
+                "updated_by": None if current is None else current.updated_by,
+            }
+        )
+        return
+    if current is None:
+        console.print(
+            f"[bold]{name}[/] has no default quality settings: a rollout scores only what its "
+            f"spec names (set them with `airlock service quality {name} --file FILE`)"
+        )
+        return
+    console.print(
+        f"default quality settings of [bold]{name}[/] (set {current.updated_at:%Y-%m-%d %H:%M} "
+        f"by {current.updated_by}); a rollout spec's own `quality:` section wins"
+    )
+    _print_quality(current.settings)
+
+
+def _print_quality(settings: QualitySettings) -> None:
+    from rich.markup import escape
+
+    console.print(f"  sample: {settings.sample * 100:g} % of answers, on both arms")
+    for scorer, s in sorted(settings.scorers.items()):
+        check = s.check.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        console.print(
+            escape(f"  quality.{scorer}: {json.dumps(check)}")
+            + f"  tolerance {s.tolerance:g}  weight {s.weight:g}"
+            + ("  required" if s.required else "")
+        )
+    judge = settings.judge
+    if judge is not None:
+        console.print(
+            f"  judge: {judge.release} ({judge.mode}), prompt {judge.prompt or 'built-in'}"
+            + (f", gates at >= {judge.min_agreement:g} agreement" if judge.min_agreement else "")
+        )
 
 
 def _duration(seconds: int) -> str:

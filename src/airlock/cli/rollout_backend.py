@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from airlock.client import Client
+    from airlock.core.quality import QualitySettings, ServiceQuality
     from airlock.core.rollout_view import RolloutRecord, RolloutView
     from airlock.core.traffic import PlanChange, TrafficPlan
     from airlock.services.drills import DrillSettings, DrillView
@@ -90,6 +91,12 @@ class RolloutBackend(Protocol):
         ...
 
     def service(self, name: str) -> ServiceView: ...
+
+    def service_quality(self, name: str) -> ServiceQuality | None: ...
+
+    def set_service_quality(
+        self, name: str, settings: QualitySettings | None, *, reason: str
+    ) -> ServiceQuality | None: ...
 
     def plan_history(self, name: str) -> list[PlanChange]: ...
 
@@ -213,6 +220,14 @@ class LocalRollouts:
 
     def service(self, name: str) -> ServiceView:
         return self.rollouts.serving.get(name)
+
+    def service_quality(self, name: str) -> ServiceQuality | None:
+        return self.rollouts.serving.quality(name)
+
+    def set_service_quality(
+        self, name: str, settings: QualitySettings | None, *, reason: str
+    ) -> ServiceQuality | None:
+        return self.rollouts.serving.set_quality(name, settings, actor=self._actor(), reason=reason)
 
     def plan_history(self, name: str) -> list[PlanChange]:
         return self.rollouts.serving.history(name)
@@ -359,6 +374,15 @@ class RemoteRollouts:
     def service(self, name: str) -> ServiceView:
         return service_value(self.client.service(name))
 
+    def service_quality(self, name: str) -> ServiceQuality | None:
+        return _service_quality(self.client.service_quality(name))
+
+    def set_service_quality(
+        self, name: str, settings: QualitySettings | None, *, reason: str
+    ) -> ServiceQuality | None:
+        given = None if settings is None else settings.model_dump(mode="json", by_alias=True)
+        return _service_quality(self.client.set_service_quality(name, given, reason=reason))
+
     def plan_history(self, name: str) -> list[PlanChange]:
         from airlock.core.traffic import PlanChange
 
@@ -448,6 +472,14 @@ def _transition(d: Mapping[str, Any]) -> Transition:
     return rebuild(
         Transition, d, rollout=_rollout(d["rollout"]), plan=_plan(plan) if plan else None
     )
+
+
+def _service_quality(d: Mapping[str, Any]) -> ServiceQuality | None:
+    from airlock.core.quality import ServiceQuality, parse_quality
+
+    if d["quality"] is None:
+        return None
+    return rebuild(ServiceQuality, d, settings=parse_quality(d["quality"]))
 
 
 def service_value(d: Mapping[str, Any]) -> ServiceView:

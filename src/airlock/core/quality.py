@@ -45,9 +45,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from airlock.core.analysis import AnalysisSettings, CustomMetric
 from airlock.core.evalsuite import Check
@@ -134,6 +144,51 @@ class QualitySettings(_Frozen):
         return self.sample > 0 and (bool(self.scorers) or self.judge is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceQuality:
+    """A service's default quality settings: what a rollout on it scores when its spec has
+    no ``quality`` section of its own (a spec's section, even ``sample: 0``, wins)."""
+
+    service: str
+    settings: QualitySettings
+    updated_at: datetime
+    updated_by: str
+
+
+def parse_quality(data: object, *, where: str = "quality") -> QualitySettings:
+    """``data`` (a mapping, as YAML or JSON gives it) as settings, or ``InvalidInput`` naming
+    the field that is wrong (``quality.scorers.x.check: ...``)."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput(
+            f"{where} must be a mapping, got {type(data).__name__}",
+            hint="e.g. {sample: 0.1, scorers: {no_refusal: {check: {refusal: false}}}}",
+        )
+    try:
+        return QualitySettings.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:5]:
+            loc = ".".join(str(p) for p in (where, *err["loc"]))
+            problems.append(f"{loc}: {err['msg']}")
+        raise InvalidInput(
+            "; ".join(problems), hint="see docs/quality.md for the quality settings"
+        ) from None
+
+
+def parse_quality_text(text: str) -> QualitySettings:
+    """Quality settings from YAML or JSON text: the settings themselves, or a document with
+    a ``quality:`` section (a rollout spec's, say); ``InvalidInput`` names what is wrong."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidInput(f"quality settings are not valid YAML or JSON{where}") from exc
+    if isinstance(data, Mapping) and "quality" in data:
+        data = data["quality"]
+    return parse_quality(data)
+
+
 def scorer_metric(name: str) -> str:
     return QUALITY_PREFIX + name
 
@@ -218,10 +273,13 @@ __all__ = [
     "JudgeSpec",
     "OnlineScorer",
     "QualitySettings",
+    "ServiceQuality",
     "analysis_metrics",
     "merged_custom",
     "not_gating",
     "pair_counts",
+    "parse_quality",
+    "parse_quality_text",
     "sampled",
     "scorer_metric",
 ]

@@ -238,6 +238,21 @@ def parse_spec(source: str | Mapping[str, Any]) -> RolloutSpec:
         raise _invalid(exc, data) from exc
 
 
+def with_default_quality(spec: RolloutSpec, quality: QualitySettings | None) -> RolloutSpec:
+    """``spec`` with a service's default ``quality`` when it has no section of its own (its
+    own, even ``sample: 0``, wins). Refused, naming both, when a default scorer's metric
+    clashes with a custom metric the spec declares."""
+    if quality is None or spec.quality is not None:
+        return spec
+    try:
+        return parse_spec({**spec.to_dict(), "quality": quality.model_dump(mode="json")})
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"the service's default quality settings do not fit this spec: {exc.message}",
+            hint="give the spec its own quality section, or rename its custom metric",
+        ) from None
+
+
 _MODELS: dict[str, type[_Spec]] = {
     "canary": CanarySpec,
     "linear": LinearSpec,
@@ -290,4 +305,5 @@ __all__ = [
     "RolloutStep",
     "ShadowSpec",
     "parse_spec",
+    "with_default_quality",
 ]

@@ -100,6 +100,55 @@ class ReleaseSeries:
     points: tuple[SeriesPoint, ...]
 
 
+Counts = tuple[float, float]  # (successes, trials) of a custom metric
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """One custom metric (``quality.NAME``, ``judge.score``, ``pairwise.judge``) of one
+    release and traffic kind, per step: ``(successes, trials)``; the rate is their ratio."""
+
+    release: str
+    traffic: Traffic
+    metric: str
+    totals: Counts
+    points: tuple[Counts, ...]
+
+    @staticmethod
+    def rate(counts: Counts) -> float | None:
+        successes, trials = counts
+        return successes / trials if trials else None
+
+
+def custom_series(
+    steps: Iterable[tuple[str, Traffic, int, dict[str, Counts]]],
+    *,
+    count: int,
+    prefixes: tuple[str, ...],
+) -> list[MetricSeries]:
+    """Add up ``(release, traffic, step index, {metric: counts})`` into one series per
+    (release, traffic, metric) whose name starts with one of ``prefixes``, ``count`` steps
+    long; series come out by release and traffic in order of appearance, metrics sorted."""
+    found: dict[tuple[str, Traffic], dict[str, list[Counts]]] = {}
+    for release, traffic, index, custom in steps:
+        at = min(max(index, 0), count - 1)
+        for metric, (s, t) in custom.items():
+            if not metric.startswith(prefixes):
+                continue
+            points = found.setdefault((release, traffic), {}).setdefault(
+                metric, [(0.0, 0.0)] * count
+            )
+            s0, t0 = points[at]
+            points[at] = (s0 + s, t0 + t)
+    out = []
+    for (release, traffic), metrics in found.items():
+        for metric in sorted(metrics):
+            points = metrics[metric]
+            totals = (sum(p[0] for p in points), sum(p[1] for p in points))
+            out.append(MetricSeries(release, traffic, metric, totals, tuple(points)))
+    return out
+
+
 def bucket(
     records: Iterable[TelemetryRecord],
     *,
@@ -140,4 +189,12 @@ def bucket(
     ]
 
 
-__all__ = ["MAX_POINTS", "ReleaseSeries", "SeriesPoint", "bucket"]
+__all__ = [
+    "MAX_POINTS",
+    "Counts",
+    "MetricSeries",
+    "ReleaseSeries",
+    "SeriesPoint",
+    "bucket",
+    "custom_series",
+]

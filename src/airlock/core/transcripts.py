@@ -92,6 +92,56 @@ class Transcript:
         return None if self.feedback is None else self.feedback.score
 
 
+PairOutcome = Literal["win", "tie", "loss"]
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedPair:
+    """One prompt answered by both arms and compared by a pairwise judge (shadow phases).
+
+    ``outcome`` is the candidate's. Prompt and answers are redacted before they are stored
+    (:func:`redact_pair`), and kept only for services that keep transcripts.
+    """
+
+    service: str
+    request_id: str
+    at: datetime
+    stable_release: str
+    candidate_release: str
+    judge: str
+    outcome: PairOutcome
+    prompt: Prompt
+    stable_answer: str
+    candidate_answer: str
+
+
+def redact_pair(
+    stable: SafetyPolicy | None, candidate: SafetyPolicy | None, pair: JudgedPair
+) -> JudgedPair:
+    """``pair`` redacted for storage: each answer by its release's policy, the prompt by both."""
+
+    def both(text: str) -> str:
+        return redact_for_log(candidate, redact_for_log(stable, text))
+
+    prompt: Prompt
+    if isinstance(pair.prompt, str):
+        prompt = both(pair.prompt)
+    else:
+        prompt = tuple((role, both(text)) for role, text in pair.prompt)
+    return JudgedPair(
+        pair.service,
+        pair.request_id,
+        pair.at,
+        pair.stable_release,
+        pair.candidate_release,
+        pair.judge,
+        pair.outcome,
+        prompt,
+        redact_for_log(stable, pair.stable_answer),
+        redact_for_log(candidate, pair.candidate_answer),
+    )
+
+
 def redact_entry(policy: SafetyPolicy | None, entry: TranscriptEntry) -> TranscriptEntry:
     """``entry`` with its prompt and answer redacted for storage (see the module docstring)."""
     prompt: Prompt
@@ -165,6 +215,8 @@ __all__ = [
     "REDACTION",
     "Arm",
     "FeedbackEntry",
+    "JudgedPair",
+    "PairOutcome",
     "Prompt",
     "Transcript",
     "TranscriptEntry",
@@ -173,4 +225,5 @@ __all__ = [
     "parse_prompt",
     "prompt_json",
     "redact_entry",
+    "redact_pair",
 ]

@@ -149,6 +149,7 @@ class Gateway:
         )
         self.shadow_runner.quality = self.quality
         self.quality.on_scored = self.transcripts.scored
+        self.quality.on_paired = self.transcripts.paired
         self.started_at = time.time()
         # Readiness: releases that failed to load (verification) and services that cannot
         # serve because of it (answered 503 with the reason, not 404).

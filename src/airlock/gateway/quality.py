@@ -13,7 +13,9 @@ settings (:mod:`airlock.core.quality`) and the response id is sampled, a
   answer's analysis cluster;
 * a pointwise judge adds to ``judge.score``; a pairwise judge, given a shadow
   answer and the live answer it mirrors, adds a loss to the candidate's
-  ``pairwise.judge`` and a win to stable's (see :func:`airlock.core.quality.pair_counts`).
+  ``pairwise.judge`` and a win to stable's (see :func:`airlock.core.quality.pair_counts`),
+  and hands the pair to ``on_paired`` (the transcripts keep it for the shadow comparisons
+  page when the service keeps transcripts).
 
 The judge is a release loaded into the gateway's pool and held there (never
 routed to, never in a service's telemetry). A judge that fails, times out or
@@ -28,10 +30,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from airlock.core import judge as judge_wire
 from airlock.core.evalsuite import Case, Observation, run_check
+from airlock.core.guardrails import SafetyPolicy
 from airlock.core.judge import JudgeCost, JudgeUnreadable
 from airlock.core.quality import (
     JUDGE_METRIC,
@@ -44,6 +48,7 @@ from airlock.core.quality import (
 from airlock.core.scorers import Scorer
 from airlock.core.telemetry import Traffic
 from airlock.core.traffic import TrafficPlan
+from airlock.core.transcripts import JudgedPair, PairOutcome
 from airlock.errors import AirlockError
 from airlock.gateway import openai_wire as wire
 from airlock.gateway.pool import ReleasePool
@@ -106,6 +111,11 @@ class OnlineQuality:
         # (service, response id, scores, judge release) of each scored answer: the
         # transcripts keep them, where people's labels can be compared with the judge's
         self.on_scored: Callable[[str, str, dict[str, float], str | None], None] | None = None
+        # each pair a pairwise judge compared, with the stable and candidate safety policies:
+        # the transcripts keep them (redacted) for services that keep transcripts
+        self.on_paired: (
+            Callable[[JudgedPair, SafetyPolicy | None, SafetyPolicy | None], None] | None
+        ) = None
 
     # -- what to score ---------------------------------------------------------------
     def settings_for(self, plan: TrafficPlan) -> QualitySettings | None:
@@ -164,9 +174,32 @@ class OnlineQuality:
                     self.telemetry.custom(key, PAIRWISE_METRIC, cand, job.cluster)
                     stable_key: Key = (job.service, job.stable_release, "live")
                     self.telemetry.custom(stable_key, PAIRWISE_METRIC, stab, job.cluster)
+                    await self._paired(job, judge.release, outcome)
         self.samples[(job.service, job.release, "scored")] += 1
         if named and job.traffic == "live" and self.on_scored is not None:
             self.on_scored(job.service, job.request_id, named, judge.release if judge else None)
+
+    async def _paired(self, job: QualityJob, judge: str, outcome: PairOutcome) -> None:
+        """Hand a judged pair, with both releases' safety policies, to ``on_paired``."""
+        if self.on_paired is None or job.stable_release is None or job.stable_answer is None:
+            return
+        try:
+            loaded = await self.pool.load([job.stable_release, job.release])
+        except AirlockError:  # cannot redact by the releases' policies: keep no text
+            return
+        pair = JudgedPair(
+            service=job.service,
+            request_id=job.request_id,
+            at=datetime.now(UTC),
+            stable_release=job.stable_release,
+            candidate_release=job.release,
+            judge=judge,
+            outcome=outcome,
+            prompt=job.prompt,
+            stable_answer=job.stable_answer,
+            candidate_answer=job.answer,
+        )
+        self.on_paired(pair, loaded[job.stable_release].safety, loaded[job.release].safety)
 
     def _checks(self, job: QualityJob) -> dict[str, float]:
         case = Case(id=job.request_id, prompt=job.prompt)

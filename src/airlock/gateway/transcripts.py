@@ -32,10 +32,12 @@ from airlock.core.traffic import TrafficPlan
 from airlock.core.transcripts import (
     Arm,
     FeedbackEntry,
+    JudgedPair,
     Prompt,
     TranscriptEntry,
     TranscriptSetting,
     redact_entry,
+    redact_pair,
 )
 from airlock.errors import AirlockError
 from airlock.gateway.openai_wire import OpenAIRequest
@@ -55,6 +57,7 @@ class TranscriptStore(Protocol):
         feedback: Sequence[FeedbackEntry] = (),
         *,
         gateway: str,
+        pairs: Sequence[JudgedPair] = (),
     ) -> None: ...
 
     def settings(self) -> tuple[TranscriptSetting, ...]: ...
@@ -87,6 +90,7 @@ class TranscriptBuffer:
         self._answers: list[_Recorded] = []
         self._scores: list[FeedbackEntry] = []
         self._judged: list[tuple[str, dict[str, float], str | None]] = []
+        self._pairs: list[tuple[JudgedPair, SafetyPolicy | None, SafetyPolicy | None]] = []
         self.recorded = 0
         self.dropped = 0
 
@@ -164,6 +168,21 @@ class TranscriptBuffer:
         self._judged.append((response_id, dict(scores), judge))
 
     # -- the flush ------------------------------------------------------------------------------
+    def paired(
+        self, pair: JudgedPair, stable: SafetyPolicy | None, candidate: SafetyPolicy | None
+    ) -> None:
+        """Keep a judged pair (raw; redacted at flush) if its service keeps transcripts."""
+        if pair.service not in self._services:
+            return
+        if len(self._pairs) >= self.capacity:
+            self.dropped += 1
+            return
+        self._pairs.append((pair, stable, candidate))
+
+    def drain_pairs(self) -> list[tuple[JudgedPair, SafetyPolicy | None, SafetyPolicy | None]]:
+        pairs, self._pairs = self._pairs, []
+        return pairs
+
     def drain_scored(self) -> list[tuple[str, dict[str, float], str | None]]:
         judged, self._judged = self._judged, []
         return judged
@@ -236,6 +255,7 @@ class TranscriptSink:
         self.clock = clock
         self._entries: list[TranscriptEntry] = []
         self._scores: list[FeedbackEntry] = []
+        self._pairs: list[JudgedPair] = []
         self._last_purge: float | None = None
         self.flushes = 0
         self.purges = 0
@@ -245,8 +265,9 @@ class TranscriptSink:
         (a failure is logged; the rows wait for the next flush)."""
         answers, scores = self.buffer.drain()
         judged = self.buffer.drain_scored()
+        pairs = self.buffer.drain_pairs()
         try:
-            enabled = await asyncio.to_thread(self._flush, answers, scores, judged)
+            enabled = await asyncio.to_thread(self._flush, answers, scores, judged, pairs)
         except AirlockError as exc:
             log.warning("transcript flush failed (%s); keeping %d rows", exc, len(self._entries))
             return
@@ -260,14 +281,19 @@ class TranscriptSink:
         answers: list[Any],
         scores: list[FeedbackEntry],
         judged: Sequence[tuple[str, dict[str, float], str | None]] = (),
+        pairs: Sequence[tuple[JudgedPair, SafetyPolicy | None, SafetyPolicy | None]] = (),
     ) -> list[str]:
         self._entries.extend(entry_of(a, self.read_ticket) for a in answers)
         self._scores.extend(scores)
+        self._pairs.extend(redact_pair(stable, cand, pair) for pair, stable, cand in pairs)
         self._entries = self._entries[-self.backlog :]
         self._scores = self._scores[-self.backlog :]
-        if self._entries or self._scores:
-            self.store.write(self._entries, self._scores, gateway=self.gateway_id)
-            self._entries, self._scores = [], []
+        self._pairs = self._pairs[-self.backlog :]
+        if self._entries or self._scores or self._pairs:
+            self.store.write(
+                self._entries, self._scores, gateway=self.gateway_id, pairs=self._pairs
+            )
+            self._entries, self._scores, self._pairs = [], [], []
             self.flushes += 1
         for response_id, named, judge in judged:  # after the answers they score
             self.store.update_scores(response_id, named, judge)

@@ -20,7 +20,7 @@ import numpy as np
 
 from airlock.core.evidence import rate_dispersion
 from airlock.core.planning import Baseline, StepPlan, plan_detection
-from airlock.core.rollout_spec import RolloutSpec, parse_spec
+from airlock.core.rollout_spec import RolloutSpec, parse_spec, with_default_quality
 from airlock.core.window import CELL_LOG_WIDTH, CELL_MIN_MS, CELLS, CLUSTERS, ReleaseWindow
 from airlock.errors import InvalidInput
 from airlock.services.serving import Serving
@@ -130,6 +130,8 @@ class RolloutPlanner:
         or ``latency_sigma`` where the service has no (or unrepresentative) traffic.
         """
         parsed = spec if not isinstance(spec, str | Mapping) else parse_spec(spec)
+        defaults = self.serving.quality(service)  # what the rollout would score, as at start
+        parsed = with_default_quality(parsed, defaults.settings if defaults else None)
         plan = self.serving.plan(service)
         now = now or datetime.now(UTC)
         records = self.serving.telemetry(service, since=now - lookback, until=now)

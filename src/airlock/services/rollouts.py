@@ -51,6 +51,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from airlock import audit
+from airlock.catalog import quality as quality_sql
 from airlock.catalog import rollouts as sql
 from airlock.catalog import serving as serving_sql
 from airlock.core import rollout as machine
@@ -59,7 +60,7 @@ from airlock.core.policy import PolicyVerdict
 from airlock.core.records import Release
 from airlock.core.roles import Action
 from airlock.core.rollout import RolloutSpec, RolloutState
-from airlock.core.rollout_spec import parse_spec
+from airlock.core.rollout_spec import parse_spec, with_default_quality
 from airlock.core.traffic import TrafficPlan
 from airlock.errors import Conflict, InvalidInput, NotFound, PolicyViolation
 from airlock.services import rollout_views as views
@@ -187,6 +188,10 @@ class Rollouts:
         try:
             with self.db.write() as conn:
                 svc = _service(conn, service)
+                defaults = quality_sql.defaults(conn, service)  # the spec's own section wins
+                quality_from = "spec" if spec.quality is not None else None
+                if quality_from is None and defaults is not None:
+                    spec, quality_from = with_default_quality(spec, defaults.settings), "service"
                 current = sql.active_for(conn, service)
                 if current is not None:
                     raise Conflict(
@@ -243,6 +248,7 @@ class Rollouts:
                             "stable": plan.stable,
                             "strategy": spec.strategy,
                             "spec": spec.to_dict(),
+                            "quality_from": quality_from,
                             "gate": gate_note,
                             "reason": why,
                             "plan_generation": stored.generation if stored else None,

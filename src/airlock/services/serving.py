@@ -27,12 +27,14 @@ from sqlalchemy import Connection
 from airlock import audit
 from airlock.catalog import aliases as alias_sql
 from airlock.catalog import gateway_keys as sync_versions
+from airlock.catalog import quality as quality_sql
 from airlock.catalog import releases as release_sql
 from airlock.catalog import serving as sql
 from airlock.catalog.notify import KEYS_TOPIC, ChangeListener, change_listener, opt_outs_topic
 from airlock.core.analysis import ReleaseWindow
 from airlock.core.digest import Digest
 from airlock.core.names import check_name
+from airlock.core.quality import QualitySettings, ServiceQuality, parse_quality
 from airlock.core.records import Release
 from airlock.core.roles import Action
 from airlock.core.telemetry import ShadowSample, TelemetryRecord, Traffic
@@ -170,6 +172,69 @@ class Serving:
                     details={"user": user},
                 )
         return changed
+
+    # -- default quality settings ---------------------------------------------------------
+    def quality(self, name: str) -> ServiceQuality | None:
+        """The service's default quality settings (None: a rollout scores only what its
+        spec names)."""
+        with self.db.read() as conn:
+            _require(conn, name)
+            return quality_sql.defaults(conn, name)
+
+    def set_quality(
+        self,
+        name: str,
+        settings: QualitySettings | object | None,
+        *,
+        actor: Actor,
+        reason: str = "",
+    ) -> ServiceQuality | None:
+        """Set (or, with None, clear) the quality settings a rollout of ``name`` uses when its
+        spec has no ``quality`` section; audited as ``service.quality`` with before and after.
+
+        ``settings`` may be a mapping as YAML or JSON gives it: a wrong field is refused
+        naming it (``quality.sample: ...``); a judge must name releases that exist.
+        """
+        value = None
+        if settings is not None:
+            value = settings if isinstance(settings, QualitySettings) else parse_quality(settings)
+        authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{name}")
+        with self.db.write() as conn:
+            _require(conn, name)
+            if value is not None and value.judge is not None:
+                judge = value.judge
+                for field, ref in (("release", judge.release), ("prompt", judge.prompt)):
+                    if ref is None:
+                        continue
+                    try:
+                        self.registry.resolve_in(conn, ref)
+                    except NotFound as exc:
+                        raise NotFound(
+                            f"quality.judge.{field}: {exc.message}",
+                            hint="push the judge first, or pin a release that exists",
+                        ) from None
+            before = quality_sql.defaults(conn, name)
+            now = datetime.now(UTC)
+            stored = None
+            if value is None:
+                changed = quality_sql.clear_defaults(conn, name)
+            else:
+                stored = ServiceQuality(name, value, now, actor.name)
+                quality_sql.put_defaults(conn, stored)
+                changed = before is None or before.settings != value
+            if changed:
+                audit.append(
+                    conn,
+                    actor=actor.name,
+                    action="service.quality",
+                    subject=name,
+                    details={
+                        "from": None if before is None else before.settings.model_dump(mode="json"),
+                        "to": None if value is None else value.model_dump(mode="json"),
+                        "reason": reason,
+                    },
+                )
+            return stored
 
     # -- telemetry ----------------------------------------------------------------------
     def flush(

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from airlock.catalog import serving as sql
 from airlock.catalog import telemetry_steps
-from airlock.core.series import ReleaseSeries, bucket
+from airlock.core.series import MetricSeries, ReleaseSeries, bucket
 from airlock.errors import InvalidInput, NotFound
 from airlock.services.registry import Registry
 from airlock.services.workspace import Workspace
@@ -73,6 +73,16 @@ class Timeline:
             if sql.get(conn, service) is None:
                 raise NotFound(f"no service named {service!r}", hint="run `airlock service ls`")
             return telemetry_steps.steps(conn, service, since=w.since, until=w.until, step=w.step)
+
+    def quality(self, service: str, w: Window, *, prefixes: tuple[str, ...]) -> list[MetricSeries]:
+        """The live quality metrics (custom metrics named ``prefix...``) per release, traffic
+        and step of ``w``, added up inside the database."""
+        with self.ws.db.read() as conn:
+            if sql.get(conn, service) is None:
+                raise NotFound(f"no service named {service!r}", hint="run `airlock service ls`")
+            return telemetry_steps.custom_steps(
+                conn, service, since=w.since, until=w.until, step=w.step, prefixes=prefixes
+            )
 
     def release_series(self, ref: str, w: Window) -> dict[str, list[ReleaseSeries]]:
         """One release's traffic in every service that served it, by service."""

@@ -13,6 +13,7 @@
   feedback) of responses older than its retention. Gateways call it from their
   flush loop at most every ``purge_every`` seconds; ``airlock service transcripts
   SERVICE --purge`` calls it for one service (audited as ``transcripts.purge``).
+  Judged pairs (prompt and both arms' answers, shadow phases) go with them.
 * ``update_scores(response_id, scores, judge)`` adds named quality scores and the
   judge release that gave them to a stored transcript.
 * ``export(service, path, ...)`` writes JSON Lines for the next training set,
@@ -37,6 +38,7 @@ from pathlib import Path
 from sqlalchemy import Connection
 
 from airlock import __version__, audit
+from airlock.catalog import quality as pairs_sql
 from airlock.catalog import serving as serving_sql
 from airlock.catalog import transcripts as sql
 from airlock.core.calibration import Agreement, agreement
@@ -46,6 +48,7 @@ from airlock.core.transcripts import (
     DEFAULT_RETENTION_S,
     REDACTION,
     FeedbackEntry,
+    JudgedPair,
     TranscriptEntry,
     TranscriptSetting,
     export_record,
@@ -91,6 +94,7 @@ class PurgeResult:
     transcripts: int
     feedback: int
     services: tuple[str, ...]  # the services that lost rows
+    pairs: int = 0  # judged pairs (they hold prompts too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +190,16 @@ class Transcripts:
         feedback: Sequence[FeedbackEntry] = (),
         *,
         gateway: str,
+        pairs: Sequence[JudgedPair] = (),
     ) -> None:
-        """One gateway flush: redacted transcripts and scores, in one transaction."""
-        if not entries and not feedback:
+        """One gateway flush: redacted transcripts, scores and judged pairs, in one
+        transaction."""
+        if not entries and not feedback and not pairs:
             return
         with self.db.write() as conn:
             sql.insert_entries(conn, entries, gateway=gateway)
             sql.upsert_feedback(conn, feedback)
+            pairs_sql.insert_pairs(conn, pairs, gateway=gateway)
 
     def update_scores(
         self, response_id: str, scores: Mapping[str, float], judge: str | None
@@ -265,7 +272,7 @@ class Transcripts:
         """
         if actor is not None:
             authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{service or '*'}")
-        gone = scored = 0
+        gone = scored = paired = 0
         touched: list[str] = []
         with self.db.write() as conn:
             if service is not None:
@@ -275,20 +282,31 @@ class Transcripts:
                     continue
                 cutoff = now - timedelta(seconds=s.retention_s)
                 n, m = sql.delete_before(conn, s.service, cutoff)
-                if n or m:
+                k = pairs_sql.delete_pairs_before(conn, s.service, cutoff)  # they hold prompts
+                if n or m or k:
                     touched.append(s.service)
-                gone, scored = gone + n, scored + m
+                gone, scored, paired = gone + n, scored + m, paired + k
             if actor is not None:
                 audit.append(
                     conn,
                     actor=actor.name,
                     action="transcripts.purge",
                     subject=service or "*",
-                    details={"transcripts": gone, "feedback": scored, "now": now.isoformat()},
+                    details={
+                        "transcripts": gone,
+                        "feedback": scored,
+                        "pairs": paired,
+                        "now": now.isoformat(),
+                    },
                 )
-        if gone or scored:
-            log.info("deleted %d expired transcripts and %d scores", gone, scored)
-        return PurgeResult(gone, scored, tuple(touched))
+        if gone or scored or paired:
+            log.info(
+                "deleted %d expired transcripts, %d scores and %d judged pairs",
+                gone,
+                scored,
+                paired,
+            )
+        return PurgeResult(gone, scored, tuple(touched), paired)
 
     # -- export ------------------------------------------------------------------------------------
     def export(

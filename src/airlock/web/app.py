@@ -6,7 +6,8 @@
                                     release: requests/s, error %, p95), models,
                                     recent rollouts
 ``GET  /services/{name}``           one service: split, step, live charts, verdict
-                                    with confidence intervals, controls, history
+                                    with confidence intervals, quality (defaults,
+                                    charts per scorer), controls, history
 ``GET  /services/{name}/live.json`` what that page polls every two seconds
                                     (``?range=15m|1h|24h`` for a longer chart)
 ``GET  /rollouts``                  every rollout, newest first, a page at a time
@@ -15,6 +16,10 @@
                                     progress, decisions, verdict in words, charts
                                     (``?range=15m|1h|24h``; default: its own span;
                                     ``?holds=all``: every 30-second hold too)
+``GET  /services/{name}/pairs``     shadow comparisons: the pairs a pairwise judge
+                                    compared (prompt, both answers, win/tie/loss,
+                                    judge), newest first, a page at a time
+                                    (``?cursor=``; ``?rollout=ID``: one rollout's)
 ``POST /services/{name}/rollout/{verb}``  pause, resume, promote, rollback, abort
 ``GET  /models/{name}``             a model's releases and alias moves
 ``GET  /releases/{ref}``            manifest, lineage graph, evaluations, approvals,
@@ -67,7 +72,7 @@ from airlock.services.identity import Actor
 from airlock.services.rollouts import Rollouts
 from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace
-from airlock.web import markdown, views
+from airlock.web import markdown, quality_views, views
 from airlock.web.charts import parse_range
 
 COOKIE = "airlock_token"
@@ -261,8 +266,23 @@ def create_dashboard(
 
     async def service(request: Request, who: Actor) -> Response:
         name = request.path_params["name"]
-        data = await _thread(views.service_page, workspace, serving, name)
+        span = parse_range(request.query_params.get("range"))
+        data = await _thread(lambda: views.service_page(workspace, serving, name, span=span))
         return render(request, who, "service.html", **data)
+
+    async def pairs(request: Request, who: Actor) -> Response:
+        name, q = request.path_params["name"], request.query_params
+        chosen = q.get("rollout")
+        data = await _thread(
+            lambda: quality_views.pairs_page(
+                workspace,
+                serving,
+                name,
+                rollout_id=_rollout_id(chosen) if chosen else None,
+                cursor=q.get("cursor") or None,
+            )
+        )
+        return render(request, who, "pairs.html", **data)
 
     async def service_live(request: Request, who: Actor) -> Response:
         name = request.path_params["name"]
@@ -346,6 +366,7 @@ def create_dashboard(
         Route("/logout", logout, methods=["POST"]),
         Route("/services/{name}", page(service)),
         Route("/services/{name}/live.json", page(service_live)),
+        Route("/services/{name}/pairs", page(pairs)),
         Route("/services/{name}/rollout/{verb}", page(control), methods=["POST"]),
         Route("/rollouts", page(rollout_list)),
         Route("/rollouts/{id}", page(rollout)),

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from airlock.core.series import ReleaseSeries, SeriesPoint
+from airlock.core.quality import JUDGE_METRIC, PAIRWISE_METRIC, QUALITY_PREFIX
+from airlock.core.series import MetricSeries, ReleaseSeries, SeriesPoint
 from airlock.errors import InvalidInput
 from airlock.services.timeline import Window
 
@@ -235,9 +236,76 @@ def charts(
     return tuple(out)
 
 
+# -- live quality metrics ---------------------------------------------------------------------
+
+QUALITY_METRICS = (QUALITY_PREFIX, JUDGE_METRIC, PAIRWISE_METRIC)
+"""The custom metrics the quality charts show (prefixes of their names)."""
+
+
+def quality_title(metric: str) -> str:
+    """What a quality chart is called: its scorer, and what the line measures."""
+    if metric == PAIRWISE_METRIC:
+        return "Pairwise judge: share of pairs lost"
+    if metric == JUDGE_METRIC:
+        return "Judge: pass rate"
+    return f"Quality {metric.removeprefix(QUALITY_PREFIX)}: pass rate"
+
+
+def quality_side(series: Sequence[MetricSeries], release: str, metric: str) -> MetricSeries | None:
+    """A release's scored answers of ``metric``: live ones, or its mirrored ones when no live
+    answer was scored (a shadow phase: the candidate answered copies only)."""
+    mine = [s for s in series if s.release == release and s.metric == metric]
+    live = next((s for s in mine if s.traffic == "live" and s.totals[1]), None)
+    return live or next((s for s in mine if s.totals[1]), None)
+
+
+def quality_charts(
+    series: Sequence[MetricSeries], sides: Sequence[tuple[str, str]], w: Window
+) -> tuple[Chart, ...]:
+    """One chart per live quality metric that either side has scores for: the pass rate of
+    each scorer and of a pointwise judge, or the share of judged pairs each side lost.
+
+    The pairwise metric counts, per pair, a loss on the candidate's side and a win on
+    stable's (``airlock.core.quality.pair_counts``): both lines are "share of pairs this
+    side lost", so they cross when the candidate starts losing more than it wins.
+    """
+    names = sorted({s.metric for s in series if s.totals[1]})
+    out = []
+    for metric in names:
+        chosen = [(role, release, quality_side(series, release, metric)) for role, release in sides]
+        values = {
+            release: [] if s is None else [MetricSeries.rate(p) for p in s.points]
+            for _, release, s in chosen
+        }
+        ax = axis([v for vs in values.values() for v in vs], floor=0.01, scale=100, unit=" %")
+        d = decimals_for([t.value * 100 for t in ax.ticks]) + 1
+        lines = []
+        for role, release, s in chosen:
+            vs = values[release]
+            known = [v for v in vs if v is not None]
+            n = 0 if s is None else round(s.totals[1])
+            total = None if s is None else MetricSeries.rate(s.totals)
+            mirrored = s is not None and s.traffic == "shadow"
+            overall = "—" if total is None else f"{total * 100:.{d}f} %"
+            lines.append(
+                Line(
+                    f"{release} ({role}{', mirrored' if mirrored else ''}) · {n} scored, "
+                    f"{overall} overall",
+                    role,
+                    _path(vs, ax),
+                    len(known),
+                    f"{known[-1] * 100:.{d}f} %" if known else "—",
+                )
+            )
+        end = w.until.strftime("%H:%M UTC")
+        out.append(Chart(metric, quality_title(metric), ax, tuple(lines), _span_label(w), end))
+    return tuple(out)
+
+
 __all__ = [
     "MAX_POINTS",
     "METRICS",
+    "QUALITY_METRICS",
     "RANGES",
     "Axis",
     "Chart",
@@ -248,5 +316,8 @@ __all__ = [
     "charts",
     "decimals_for",
     "parse_range",
+    "quality_charts",
+    "quality_side",
+    "quality_title",
     "side_series",
 ]

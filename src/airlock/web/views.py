@@ -27,10 +27,12 @@ from airlock.services.rollouts import Rollouts, RolloutView
 from airlock.services.serving import ServiceView, Serving
 from airlock.services.timeline import Timeline, window
 from airlock.services.workspace import Workspace
+from airlock.web import quality_views
 from airlock.web.charts import RANGES, chart_window, charts
 
 VERIFY_LIMIT = 512 * 1024 * 1024  # releases up to this size are re-hashed on page load
 LIVE_SPAN = timedelta(minutes=5)
+MIN_SPAN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +78,30 @@ def overview(ws: Workspace, serving: Serving, *, now: datetime | None = None) ->
     return {"cards": cards, "models": models, "recent": rollouts.recent(None, limit=10)}
 
 
-def service_page(ws: Workspace, serving: Serving, name: str) -> dict[str, Any]:
+def service_page(
+    ws: Workspace,
+    serving: Serving,
+    name: str,
+    *,
+    span: timedelta | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     view = serving.get(name)
     rollouts = Rollouts(ws, serving=serving)
     recent = rollouts.recent(name, limit=20)
     current = rollouts.active(name) or (recent[0] if recent else None)
     history = rollouts.history(current.id) if current else []
+    now = now or datetime.now(UTC)
+    if span is not None:
+        since = now - span
+    else:  # what the live charts show: the last five minutes, zoomed in on a recent rollout
+        since = now - LIVE_SPAN
+        if current is not None:
+            since = max(since, min(current.created_at - timedelta(seconds=20), now - MIN_SPAN))
     return {
+        "quality": quality_views.service_quality(
+            ws, serving, name, current, chart_window(since, now)
+        ),
         "service": view,
         "split": split(view.plan),
         "rollout": current,
@@ -183,6 +202,7 @@ def rollout_page(
         "verdict_srm": sample_ratio(verdict) if verdict else None,
         "verdict_detectable": detectable(verdict) if verdict else "",
         "charts": charts(series, sides, w),
+        "quality": quality_views.rollout_quality(ws, view, w),
         "window": w,
         "ranges": list(RANGES),
     }
