@@ -28,7 +28,7 @@ from sqlalchemy import Connection
 from airlock import audit
 from airlock.catalog import governance as sql
 from airlock.catalog.governance import StoredToken
-from airlock.config import TOKEN_ENV
+from airlock.config import TOKEN_ENV as TOKEN_ENV  # re-exported: where callers look for it
 from airlock.core.names import check_name
 from airlock.core.roles import Action, Role, parse_role
 from airlock.errors import Forbidden, InvalidInput, NotFound
