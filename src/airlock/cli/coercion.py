@@ -3,10 +3,11 @@
 Typer (0.2x) coerces every parameter value, defaults included, through a pydantic
 ``TypeAdapter`` that it builds on first use: importing pydantic and building one
 adapter costs a quick command like ``airlock ls`` tens of milliseconds. For the
-values whose result is certain (a ``str`` that is valid Unicode, a plain decimal
-``int`` within the option's range, a ``float`` or ``bool`` value) :class:`PlainValue` returns
-what the adapter would; any other value (out of range, ``1_000``, an invalid string,
-...) goes to Typer's own adapter, so every message and result stays Typer's.
+values whose result is certain (a ``str`` that is valid Unicode; a plain decimal
+``int`` or fixed-point ``float`` within the option's range; a ``bool``),
+:class:`PlainValue` returns what the adapter would; any other value (out of range,
+``1_000``, ``1e3``, an invalid string...) goes to Typer's own adapter, so every
+message and result stays Typer's.
 
 :func:`plain_values` puts :class:`PlainValue` on a built command's plain parameters;
 with a Typer that has no such adapters it does nothing.
@@ -28,6 +29,7 @@ except ImportError:  # pragma: no cover - an older or newer Typer: leave its coe
     RuntimeParam = None  # type: ignore[assignment,misc]
 
 _DECIMAL = re.compile(r"(?:0|[1-9][0-9]{0,17})")
+_FIXED_POINT = re.compile(r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?")
 _PLAIN = (str, int, float, bool)
 
 if RuntimeParam is not None:
@@ -67,6 +69,8 @@ def _plain(annotation: Any, value: Any, info: Any) -> tuple[bool, Any]:
             return False, None
     elif annotation is float and type(value) is float and value == value:  # not NaN
         number = value
+    elif annotation is float and type(value) is str and _FIXED_POINT.fullmatch(value):
+        number = float(value)  # correctly rounded, as pydantic's parser
     else:
         return False, None
     if (info.min is not None and number < info.min) or (info.max is not None and number > info.max):
