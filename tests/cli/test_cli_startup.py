@@ -109,11 +109,10 @@ def test_help_imports_no_command_module(tmp_path: Path) -> None:
     assert imported == ["airlock.cli.coercion", "airlock.cli.main"]
 
 
-def _airlock(args: list[str], env: dict[str, str], tmp_path: Path) -> None:
+def _airlock(args: list[str], env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-c", "from airlock.cli.main import run; run()", *args],
         env={**os.environ, "AIRLOCK_NO_PROGRESS": "1", **env},
-        cwd=tmp_path,
         capture_output=True,
         check=True,
     )
@@ -124,10 +123,10 @@ def _airlock(args: list[str], env: dict[str, str], tmp_path: Path) -> None:
 )
 def test_ls_imports_only_what_listing_needs(tmp_path: Path, args: list[str]) -> None:
     env = {"AIRLOCK_HOME": str(tmp_path / ".airlock"), "AIRLOCK_USER": "alice"}
-    _airlock(["init"], env, tmp_path)
+    _airlock(["init"], env)
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "weights.txt").write_text("weights\n")
-    _airlock(["push", "model", "--name", "chat", "--version", "1.0.0"], env, tmp_path)
+    _airlock(["push", str(tmp_path / "model"), "--name", "chat", "--version", "1.0.0"], env)
     imported = _imported_by(args, NOT_FOR_LS, env)
     assert [m for m in imported if not m.startswith("airlock.cli.")] == []
     assert {m for m in imported if m.startswith("airlock.cli.")} <= LS_CLI_MODULES
