@@ -10,12 +10,21 @@ Targets (issue 14): ``airlock --help`` ≤ 0.15 s and ``airlock ls`` ≤ 0.3 s w
 ``--airlock PATH`` times another installation's ``airlock``; ``--before PATH`` also
 times a second installation (e.g. the main checkout's ``.venv/bin/airlock``) in the
 same interleaved runs, so a before/after table shares one machine load.
+
+``--instructions`` also counts the instructions each command executes, once, under
+valgrind (cachegrind, no cache simulation; a fixed hash seed): a figure that does not
+move with the machine's load, for comparing two versions on a busy machine.
+
+``PYTHONDONTWRITEBYTECODE`` is dropped from the commands' environment: an installed
+package has its bytecode, so the warm-up run writes it and the timed runs use it (with
+it set, every run compiled Airlock's modules again: ~15 % of ``airlock ls``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -49,6 +58,30 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path, cpu: list[float] | None
     return wall
 
 
+def _instructions(cmd: list[str], env: dict[str, str], cwd: Path) -> int | None:
+    """Instructions ``cmd`` executes (valgrind), or None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    done = subprocess.run(
+        [
+            valgrind,
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--trace-children=yes",  # through a wrapper script's exec
+            "--cachegrind-out-file=/dev/null",
+            *cmd,
+        ],
+        env={**env, "PYTHONHASHSEED": "0"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    counts = re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    return int(counts[-1].replace(",", "")) if done.returncode == 0 and counts else None
+
+
 def _workspace(airlock: str, env: dict[str, str], root: Path, releases: int, tag: str) -> str:
     """``airlock init`` and ``releases`` small releases of ``chat``; returns the last ref."""
     _run([airlock, "init"], env, root)
@@ -69,6 +102,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--releases", type=int, default=5, help="Releases in the workspace.")
     parser.add_argument("--airlock", default=AIRLOCK, help="The airlock executable to time.")
     parser.add_argument("--before", help="Another airlock executable to time alongside.")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="Also count each command's instructions once under valgrind (load-independent).",
+    )
     args = parser.parse_args(argv)
     airlock = shutil.which(args.airlock) or args.airlock
     python = str(Path(airlock).with_name("python"))
@@ -81,6 +119,7 @@ def main(argv: list[str]) -> int:
         "COLUMNS": "120",
     }
     base_env.pop("AIRLOCK_URL", None)  # a local workspace: no remote transport
+    base_env.pop("PYTHONDONTWRITEBYTECODE", None)  # time what users run: cached bytecode
     try:
         commands: dict[str, tuple[list[str], dict[str, str]]] = {
             "python -c pass": ([python, "-c", "pass"], base_env)
@@ -100,6 +139,10 @@ def main(argv: list[str]) -> int:
         for _ in range(args.runs):  # interleaved, so a burst of load hits every command alike
             for name, (cmd, env) in commands.items():
                 walls[name].append(_run(cmd, env, root, cpus[name]))
+        instructions = {
+            name: _instructions(cmd, env, root) if args.instructions else None
+            for name, (cmd, env) in commands.items()
+        }
     finally:
         shutil.rmtree(root, ignore_errors=True)
     base = statistics.median(walls["python -c pass"])
@@ -116,6 +159,7 @@ def main(argv: list[str]) -> int:
             "min_s": min(times),
             "cpu_median_s": statistics.median(cpus[name]),
             "over_python_s": median - base,
+            "instructions": instructions[name],
             "target_s": target,
             "pass": passed,
         }
@@ -126,6 +170,7 @@ def main(argv: list[str]) -> int:
                 f"{min(times):.3f}",
                 f"{statistics.median(cpus[name]):.3f}",
                 "—" if name == "python -c pass" else f"{median - base:+.3f}",
+                "—" if instructions[name] is None else f"{instructions[name] / 1e6:,.0f}",
                 "—" if target is None else f"≤ {target:g}",
                 "—" if passed is None else ("pass" if passed else "FAIL"),
             ]
@@ -133,7 +178,7 @@ def main(argv: list[str]) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report(
         "cli",
-        ["command", "median s", "min s", "cpu s", "over python", "target", "result"],
+        ["command", "median s", "min s", "cpu s", "over python", "M instr", "target", "result"],
         rows,
         {"runs": args.runs, "airlock": airlock, "load_average_1m": load, "results": results},
     )

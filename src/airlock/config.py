@@ -9,6 +9,8 @@ module-level mutable configuration.
 ``AIRLOCK_DATABASE_URL``  catalog database (default: SQLite in the workspace)
 ``AIRLOCK_STORE_URL``     blob store (default: the workspace's ``blobs/``)
 ``AIRLOCK_USER``          who acts (default: the login name)
+``AIRLOCK_TOKEN``         the caller's API token (default: the workspace's token
+                          file; see ``services/tokens.py``)
 ``AIRLOCK_WORKERS``       threads for hashing (default: one per core)
 ``AIRLOCK_AUTO_MIGRATE``  1: any process may migrate an older PostgreSQL catalog on
                           start (default: only ``airlock db upgrade`` does; SQLite
@@ -25,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 WORKSPACE_DIR = ".airlock"
+TOKEN_ENV = "AIRLOCK_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)

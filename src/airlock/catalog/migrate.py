@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +45,13 @@ def _config() -> Config:
     return cfg
 
 
+# ``revision = "0005_integrity"``, ``down_revision = ...``, ``depends_on = ...``: one line each,
+# at the top of the migration files (Alembic's template); anything else is parsed in full.
+_ASSIGNMENT = re.compile(
+    r"^(revision|down_revision|depends_on)[ \t]*=[ \t]*(.+?)[ \t]*(?:#.*)?$", re.MULTILINE
+)
+
+
 @functools.cache
 def _graph() -> tuple[tuple[str, tuple[str, ...]], ...]:
     """Every revision with its parents (``down_revision`` and ``depends_on``), in file order.
@@ -53,24 +61,40 @@ def _graph() -> tuple[tuple[str, tuple[str, ...]], ...]:
     """
     out: list[tuple[str, tuple[str, ...]]] = []
     for path in sorted((MIGRATIONS / "versions").glob("*.py")):
+        text = path.read_text("utf-8")
+        try:
+            found = [(m[1], ast.literal_eval(m[2])) for m in _ASSIGNMENT.finditer(text)]
+        except (ValueError, SyntaxError):  # a value over several lines: read the whole file
+            found = _assignments(text)
+        if len({name for name, _ in found}) != len(found):  # one in a docstring? be sure
+            found = _assignments(text)
         revision: str | None = None
         parents: list[str] = []
-        for node in ast.parse(path.read_text("utf-8")).body:
-            if not isinstance(node, ast.Assign) or len(node.targets) != 1:
-                continue
-            target = node.targets[0]
-            names = ("revision", "down_revision", "depends_on")
-            if not isinstance(target, ast.Name) or target.id not in names:
-                continue
-            value = ast.literal_eval(node.value)
+        for name, value in found:
             values = value if isinstance(value, tuple | list) else (value,)
-            if target.id == "revision":
+            if name == "revision":
                 revision = str(value)
             else:
                 parents.extend(str(v) for v in values if v)
         if revision is not None:
             out.append((revision, tuple(parents)))
     return tuple(out)
+
+
+def _assignments(text: str) -> list[tuple[str, object]]:
+    """``revision``, ``down_revision`` and ``depends_on`` of a module, parsed in full."""
+    found: list[tuple[str, object]] = []
+    for node in ast.parse(text).body:
+        if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+            continue
+        target = node.targets[0]
+        if isinstance(target, ast.Name) and target.id in (
+            "revision",
+            "down_revision",
+            "depends_on",
+        ):
+            found.append((target.id, ast.literal_eval(node.value)))
+    return found
 
 
 def known_revisions() -> tuple[str, ...]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, Select, and_, func, insert, or_, select
 
@@ -16,9 +16,11 @@ from airlock.catalog.schema import (
     release_files,
     releases,
 )
-from airlock.core.manifest import Manifest
 from airlock.core.paging import FINAL_KEY_SUFFIX, version_key
 from airlock.core.records import ModelSummary, Release
+
+if TYPE_CHECKING:
+    from airlock.core.manifest import Manifest
 
 _RELEASE_COLUMNS = (
     releases.c.id,

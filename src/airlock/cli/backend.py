@@ -145,7 +145,7 @@ def config_path() -> Path:
 
 def remote_config() -> RemoteConfig | None:
     """The server to talk to: ``AIRLOCK_URL`` (+ ``AIRLOCK_TOKEN``), else the login file."""
-    from airlock.services.tokens import TOKEN_ENV
+    from airlock.config import TOKEN_ENV  # not services.tokens: no catalog for a local ls
 
     url = os.environ.get(URL_ENV)
     if url:

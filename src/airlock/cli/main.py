@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import typer
 from typer import _click as click
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 
 class LazyCommand(NamedTuple):
@@ -226,8 +226,12 @@ COMMANDS: dict[str, LazyCommand] = {
 is added here; tests/cli/test_cli_startup.py fails if a line disagrees with the command)."""
 
 
-def load_command(name: str, entry: LazyCommand) -> click.Command:
-    """Import ``entry`` and build its click command the way Typer would have."""
+def load_command(name: str, entry: LazyCommand, ctx: click.Context | None = None) -> click.Command:
+    """Import ``entry`` and build its click command the way Typer would have.
+
+    Its plain parameters then coerce without pydantic (cli/coercion.py); with the
+    parent's ``ctx``, its ``--help`` option too.
+    """
     target: Any = getattr(importlib.import_module(entry.module), entry.attr)
     if isinstance(target, typer.Typer):
         command: click.Command = typer.main.get_group(target)
@@ -236,6 +240,9 @@ def load_command(name: str, entry: LazyCommand) -> click.Command:
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name
+    from airlock.cli.coercion import plain_values
+
+    plain_values(command, ctx)
     return command
 
 
@@ -260,9 +267,17 @@ class LazyGroup(TyperGroup):
             return None
         if self._listing:  # the root's --help: name and one line, no import
             return TyperCommand(name=cmd_name, help=entry.help)
-        command = load_command(cmd_name, entry)
+        command = load_command(cmd_name, entry, ctx)
         self.commands[cmd_name] = command
         return command
+
+    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
+        from airlock.cli.coercion import make_plain
+
+        option = super().get_help_option(ctx)
+        if option is not None:
+            make_plain(option)
+        return option
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         self._listing = True
@@ -314,5 +329,27 @@ def main(
     """Airlock keeps its catalog and blobs in ./.airlock (see AIRLOCK_HOME, AIRLOCK_DATABASE_URL)."""
 
 
+START_UP_S = 1.0
+"""How long a command runs without the cyclic garbage collector (see :func:`run`)."""
+
+
 def run() -> None:
+    """The ``airlock`` executable.
+
+    Start-up builds ~100,000 objects (modules, classes, SQLAlchemy's tables and
+    statements) that live until the process exits; the collector's full passes over
+    them are wasted work, a tenth of a quick command's time. So the collector is off
+    for the first :data:`START_UP_S` and then back on for a command that runs longer
+    (and in a forked child at once); ``gateway/server.settle_heap`` freezes the
+    start-up objects of a server for good.
+    """
+    import gc
+    import os
+    import threading
+
+    gc.disable()
+    os.register_at_fork(after_in_child=gc.enable)
+    timer = threading.Timer(START_UP_S, gc.enable)
+    timer.daemon = True
+    timer.start()
     app()

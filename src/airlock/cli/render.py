@@ -12,10 +12,10 @@ from rich.text import Text
 
 from airlock.cli.backend import ReleaseListing
 from airlock.cli.common import human_bytes, human_count
-from airlock.core.diff import ManifestDiff, describe_component
 from airlock.core.digest import short
 
 if TYPE_CHECKING:
+    from airlock.core.diff import ManifestDiff
     from airlock.core.verdict import VerdictReport
     from airlock.services.registry import ReleaseView
 
@@ -63,6 +63,8 @@ def release_view(view: ReleaseView) -> RenderableType:
             )
         )
     if m.components:
+        from airlock.core.diff import describe_component
+
         comp = Table("role", "component", title="components", title_justify="left")
         for role, c in sorted(m.components.items()):
             comp.add_row(role, describe_component(c) or "—")

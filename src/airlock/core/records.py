@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airlock.core.digest import Digest
-from airlock.core.manifest import Manifest, manifest_from_json
 
 if TYPE_CHECKING:
+    from airlock.core.manifest import Manifest
     from airlock.core.policy import ApprovalFact
 
 
@@ -42,6 +42,8 @@ class Release:
         return f"{self.model}@{self.version}"
 
     def manifest(self) -> Manifest:
+        from airlock.core.manifest import manifest_from_json  # pydantic: only when read
+
         return manifest_from_json(self.manifest_json)
 
 

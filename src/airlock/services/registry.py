@@ -21,20 +21,8 @@ from airlock import audit
 from airlock.catalog import aliases as alias_sql
 from airlock.catalog import events as event_sql
 from airlock.catalog import releases as release_sql
-from airlock.core.diff import ManifestDiff, diff_manifests
 from airlock.core.digest import Digest, parse_digest, short
-from airlock.core.documents import validation_message
 from airlock.core.limits import quoted
-from airlock.core.manifest import (
-    CodeRef,
-    Component,
-    Dataset,
-    FileEntry,
-    Lineage,
-    Manifest,
-    Notes,
-    manifest_from_json,
-)
 from airlock.core.names import check_name
 from airlock.core.paging import Page, decode_cursor, page_limit, page_of, version_key
 from airlock.core.records import Alias, AliasMove, ModelSummary, Release
@@ -48,6 +36,8 @@ from airlock.services.release_checks import checked_manifest, release_problem
 from airlock.services.workspace import Workspace
 
 if TYPE_CHECKING:
+    from airlock.core.diff import ManifestDiff
+    from airlock.core.manifest import CodeRef, Component, Dataset, FileEntry, Manifest, Notes
     from airlock.services.ingest import IngestResult, SourceFile, StoredFile
     from airlock.services.promotion import AliasResult
 
@@ -276,6 +266,8 @@ class Registry:
             return alias_sql.of_model(conn, mid)
 
     def diff(self, old: str, new: str) -> tuple[ManifestDiff, Manifest, Manifest]:
+        from airlock.core.diff import diff_manifests
+
         a, b = self.manifest(old), self.manifest(new)
         return diff_manifests(a, b), a, b
 
@@ -420,6 +412,8 @@ class Registry:
         after_record: Callable[[], None] | None = None,
     ) -> PushResult:
         """Build, store and record the manifest of stored files; undo what this push added."""
+        from airlock.core.manifest import Lineage, Notes
+
         name, version, actor = meta.name, meta.version, meta.actor
         added = list(ingest.new_blobs)
         try:
@@ -641,6 +635,7 @@ class Registry:
     def _components(
         self, conn: Connection, rels: set[str], given: dict[str, str]
     ) -> dict[str, Component]:
+        from airlock.core.manifest import Component
         from airlock.services.push_inputs import WELL_KNOWN_COMPONENTS
 
         comps: dict[str, Component] = {
@@ -832,6 +827,8 @@ class Registry:
 
 def _imported_manifest(manifest_json: bytes, expected: Digest | None) -> Manifest:
     """The manifest of an imported release, if it is canonical and hashes to ``expected``."""
+    from airlock.core.manifest import manifest_from_json
+
     manifest = manifest_from_json(manifest_json)
     if manifest.canonical() != manifest_json:
         raise IntegrityError(
@@ -849,6 +846,9 @@ def _imported_manifest(manifest_json: bytes, expected: Digest | None) -> Manifes
 
 def _build_manifest(**fields: Any) -> Manifest:
     from pydantic import ValidationError
+
+    from airlock.core.documents import validation_message
+    from airlock.core.manifest import Manifest
 
     try:
         return Manifest(created_at=datetime.now(UTC), **fields)

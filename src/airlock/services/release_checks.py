@@ -11,14 +11,17 @@ which ``airlock audit verify`` protects (and checkpoints, against a rewrite).
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection
 
 from airlock import audit
 from airlock.core.digest import short
-from airlock.core.manifest import Manifest, manifest_from_json
 from airlock.core.records import Release
 from airlock.errors import AirlockError, IntegrityError
+
+if TYPE_CHECKING:
+    from airlock.core.manifest import Manifest
 
 RECORDING_ACTIONS = ("release.push", "release.import")
 """The audit events that bring a release into the catalog (made here, or imported as is)."""
@@ -45,6 +48,10 @@ def importers(conn: Connection, ref: str) -> frozenset[str]:
 
 def release_problem(conn: Connection, row: Release) -> str | None:
     """Why ``row`` is not the release that was pushed, or None when it is."""
+    from pydantic import ValidationError  # a manifest is a pydantic model: only when checked
+
+    from airlock.core.manifest import manifest_from_json
+
     try:
         manifest = manifest_from_json(row.manifest_json)
     except (ValidationError, ValueError, AirlockError):

@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from airlock import audit
 from airlock.catalog import governance as sql
 from airlock.catalog.governance import StoredToken
+from airlock.config import TOKEN_ENV as TOKEN_ENV  # re-exported: where callers look for it
 from airlock.core.names import check_name
 from airlock.core.roles import Action, Role, parse_role
 from airlock.errors import Forbidden, InvalidInput, NotFound
@@ -36,7 +37,6 @@ from airlock.services.identity import Actor
 from airlock.services.workspace import Workspace
 
 PREFIX = "alk"
-TOKEN_ENV = "AIRLOCK_TOKEN"
 TOKEN_FILE = "token"
 _TOKEN_RE = re.compile(r"^alk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _DURATION_RE = re.compile(r"^(\d+)\s*([mhdw])$")
