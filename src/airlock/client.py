@@ -954,9 +954,15 @@ class Client:
                 if response.status_code >= 400:
                     response.read()
                     raise error_from_response(response)
-                for line in response.iter_lines():
-                    if line.strip():
-                        yield json.loads(line)
+                rest = b""
+                for chunk in response.iter_bytes(CHUNK):
+                    lines = (rest + chunk).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+                if rest.strip():
+                    yield json.loads(rest)
         except httpx.TransportError as exc:
             raise ServiceUnavailable(
                 f"the download from {self.base_url}{path} broke off: {exc}",

@@ -96,7 +96,13 @@ def chain(
     events = AuditLog(ws).stored(after_seq=after_seq, limit=limit)
 
     def lines(found: Iterator[ChainEvent]) -> Iterator[bytes]:
+        chunk: list[str] = []
         for ev in found:
-            yield (ev.to_json() + "\n").encode("utf-8")
+            chunk.append(ev.to_json())
+            if len(chunk) == 1000:  # one write per thousand events, not per event
+                yield ("\n".join(chunk) + "\n").encode("utf-8")
+                chunk = []
+        if chunk:
+            yield ("\n".join(chunk) + "\n").encode("utf-8")
 
     return StreamingResponse(lines(events), media_type="application/x-ndjson")

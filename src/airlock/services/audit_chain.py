@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from airlock.audit.chain import ChainProblem, ChainReport, Checkpoint, verify_chain
 from airlock.errors import IntegrityError
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 RECENT = 65_536  # hashes kept to name a reordered event (about 10 MB)
 
 
@@ -42,7 +43,18 @@ class ChainEvent:
     hash: str
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return _dumps(
+            {
+                "seq": self.seq,
+                "at": self.at,
+                "actor": self.actor,
+                "action": self.action,
+                "subject": self.subject,
+                "details": self.details,
+                "prev_hash": self.prev_hash,
+                "hash": self.hash,
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: Any) -> ChainEvent:
