@@ -779,8 +779,8 @@ class Client:
 
     def label(self, response_id: str, *, good: bool, reason: str = "") -> dict[str, Any]:
         """A person's verdict on a kept answer (operators, admins); the answer names its service."""
-        body = {"good": good, "reason": reason}
-        return dict(self._post(f"/api/v1/transcripts/{response_id}/label", body))
+        body = {"response_id": response_id, "good": good, "reason": reason}
+        return dict(self._post("/api/v1/transcripts/labels", body))
 
     def judge_agreement(
         self, service: str, *, judge: str, threshold: float = 0.5

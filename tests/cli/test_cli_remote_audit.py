@@ -339,6 +339,7 @@ def test_judge_labels_and_agreement_match_local(sides: Sides) -> None:
         in laptop("judge", "agreement", "chat", "--judge", "judge@1.0.0").output
     )
     sides.same_error("judge", "label", "chatcmpl-404", "--good")
+    sides.same_error("judge", "label", "pasted/with spaces?", "--good")
     denied = sides.same_error("judge", "label", "chatcmpl-1", "--bad", user="vic")
     assert "vic" in denied
     labelled = local("audit", "log", "--json", "--action", "judge.label").output.splitlines()

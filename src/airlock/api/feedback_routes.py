@@ -46,6 +46,7 @@ class FeedbackExportIn(BaseModel):
 class LabelIn(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    response_id: str = Field(min_length=1, max_length=4096, description="chatcmpl-...")
     good: bool
     reason: str = Field(default="", max_length=4000)
 
@@ -112,12 +113,12 @@ def _delete(file: Path) -> None:
         file.unlink()
 
 
-@router.post("/transcripts/{response_id}/label", response_model=LabelOut)
-def label(response_id: str, body: LabelIn, ws: WorkspaceDep, who: ActorDep) -> LabelOut:
+@router.post("/transcripts/labels", response_model=LabelOut)
+def label(body: LabelIn, ws: WorkspaceDep, who: ActorDep) -> LabelOut:
     """Record a person's verdict on a kept answer (operators, admins); it counts as that
-    answer's feedback."""
-    service = Transcripts(ws).label(response_id, body.good, actor=who, reason=body.reason)
-    return LabelOut(response_id=response_id, service=service, good=body.good)
+    answer's feedback. The response id travels in the body: it is pasted text."""
+    service = Transcripts(ws).label(body.response_id, body.good, actor=who, reason=body.reason)
+    return LabelOut(response_id=body.response_id, service=service, good=body.good)
 
 
 @router.get("/services/{name}/judge-agreement", response_model=AgreementOut)
