@@ -56,9 +56,9 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from airlock.core.manifest import CodeRef, Dataset, Notes
+    from airlock.services.feedback_export import ExportResult
     from airlock.services.ingest import SourceFile
     from airlock.services.registry import PullResult, PushResult
-    from airlock.services.transcripts import ExportResult
 
 ProgressFn = Callable[[int], None]
 CHUNK = 4 << 20
@@ -710,7 +710,7 @@ class Client:
         against the sha256 the audit event recorded, then renamed: whole or not at all."""
         import json
 
-        from airlock.services.transcripts import (
+        from airlock.services.feedback_export import (
             ExportFilter,
             ExportResult,
             check_export_target,

@@ -23,6 +23,7 @@ from starlette.background import BackgroundTask
 from airlock.api.deps import ActorDep, WorkspaceDep
 from airlock.api.derive import From, Out
 from airlock.core.calibration import Agreement
+from airlock.services.feedback_export import FeedbackExport
 from airlock.services.transcripts import Transcripts
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"])
@@ -74,7 +75,7 @@ def export_feedback(
     """Export the service's transcripts with feedback and scores as JSON Lines (operators,
     admins). Headers: ``X-Airlock-Count``, ``X-Airlock-Sha256``, ``X-Airlock-Event-Seq``,
     ``X-Airlock-Exported-At``, ``X-Airlock-Filter`` (JSON)."""
-    spooled = Transcripts(ws).export_spooled(
+    spooled = FeedbackExport(ws).export_spooled(
         name,
         actor=who,
         destination=body.path,

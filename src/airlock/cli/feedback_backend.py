@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from airlock.client import Client
     from airlock.core.calibration import Agreement
     from airlock.core.webhooks import Webhook, WebhookAttempt, WebhookDelivery
-    from airlock.services.transcripts import ExportResult
+    from airlock.services.feedback_export import ExportResult
     from airlock.services.webhooks import AttemptResult, DispatchReport, NewWebhook
     from airlock.services.workspace import Workspace
 

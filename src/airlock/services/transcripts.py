@@ -22,23 +22,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from airlock import __version__, audit
+from airlock import audit
 from airlock.catalog import serving as serving_sql
 from airlock.catalog import transcripts as sql
 from airlock.core.calibration import Agreement, agreement
@@ -46,22 +40,22 @@ from airlock.core.quality import JUDGE_METRIC
 from airlock.core.roles import Action
 from airlock.core.transcripts import (
     DEFAULT_RETENTION_S,
-    REDACTION,
     FeedbackEntry,
     TranscriptEntry,
     TranscriptSetting,
-    export_record,
 )
-from airlock.errors import Conflict, InvalidInput, NotFound
+from airlock.errors import InvalidInput, NotFound
 from airlock.services.access import authorize
 from airlock.services.identity import Actor
 from airlock.services.workspace import Workspace
+
+if TYPE_CHECKING:
+    from airlock.services.feedback_export import ExportResult
 
 log = logging.getLogger("airlock.transcripts")
 
 MIN_RETENTION_S = 60
 MAX_RETENTION_S = 10 * 366 * 86_400
-_PAGE = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,35 +89,6 @@ class PurgeResult:
     services: tuple[str, ...]  # the services that lost rows
 
 
-@dataclass(frozen=True, slots=True)
-class ExportFilter:
-    since: datetime | None = None
-    release: str | None = None
-    min_score: float | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "since": None if self.since is None else self.since.isoformat(),
-            "release": self.release,
-            "min_score": self.min_score,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ExportResult:
-    path: Path
-    service: str
-    count: int
-    sha256: str  # hex of the file's bytes
-    filter: ExportFilter
-    exported_at: datetime
-    event_seq: int
-
-    @property
-    def digest(self) -> str:
-        return f"sha256:{self.sha256}"
-
-
 class Transcripts:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
@@ -145,7 +110,7 @@ class Transcripts:
             retention_s = _check_retention(retention_s)
         authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{service}")
         with self.db.write() as conn:
-            _require_service(conn, service)
+            require_service(conn, service)
             before = sql.setting(conn, service)
             keep = before.retention_s if before is not None else DEFAULT_RETENTION_S
             value = TranscriptSetting(
@@ -173,7 +138,7 @@ class Transcripts:
 
     def status(self, service: str) -> TranscriptStatus:
         with self.db.read() as conn:
-            _require_service(conn, service)
+            require_service(conn, service)
             return _status(conn, service, sql.setting(conn, service))
 
     def settings(self) -> tuple[TranscriptSetting, ...]:
@@ -271,7 +236,7 @@ class Transcripts:
         touched: list[str] = []
         with self.db.write() as conn:
             if service is not None:
-                _require_service(conn, service)
+                require_service(conn, service)
             for s in sql.settings(conn):
                 if service is not None and s.service != service:
                     continue
@@ -304,155 +269,19 @@ class Transcripts:
         min_score: float | None = None,
         force: bool = False,
     ) -> ExportResult:
-        """Write the service's transcripts as JSON Lines to ``path`` (see the module docstring).
+        """Write the service's transcripts as JSON Lines to ``path``
+        (:meth:`airlock.services.feedback_export.FeedbackExport.export`)."""
+        from airlock.services.feedback_export import FeedbackExport
 
-        Refuses an existing ``path`` unless ``force``. The file appears whole or not at all
-        (a temporary file in the same folder, renamed when the audit event is written).
-        """
-        check_min_score(min_score)
-        authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{service}")
-        path = check_export_target(Path(path), force=force)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                written = self._write_export(out, service, since, release, min_score)
-            with self.db.write() as conn:
-                result = self._record_export(conn, actor, written, str(path.resolve()))
-                if path.exists() and not force:  # appeared while exporting
-                    raise Conflict(f"{path} appeared while exporting; nothing was written")
-                os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        return dataclasses.replace(result, path=path)
-
-    def export_spooled(
-        self,
-        service: str,
-        *,
-        actor: Actor,
-        destination: str,
-        since: datetime | None = None,
-        release: str | None = None,
-        min_score: float | None = None,
-    ) -> SpooledExport:
-        """The same export into a temporary file here, for a client that downloads it to
-        ``destination`` (the path it names, kept in the audit event): the caller sends the
-        file and deletes it. The event is written once the file is complete, as locally."""
-        check_min_score(min_score)
-        authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{service}")
-        fd, tmp_name = tempfile.mkstemp(prefix=".airlock-feedback-", suffix=".jsonl")
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                written = self._write_export(out, service, since, release, min_score)
-            with self.db.write() as conn:
-                result = self._record_export(conn, actor, written, destination)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return SpooledExport(tmp, tmp.stat().st_size, result)
-
-    def _write_export(
-        self,
-        out: BinaryIO,
-        service: str,
-        since: datetime | None,
-        release: str | None,
-        min_score: float | None,
-    ) -> ExportResult:
-        """Write the JSON Lines to ``out`` (fsynced); the result without its path and event."""
-        with self.db.read() as conn:
-            _require_service(conn, service)
-            release = _release_ref(self.ws, conn, release)
-        filt = ExportFilter(since=since, release=release, min_score=min_score)
-        exported_at = datetime.now(UTC)
-        provenance = {
-            "source": "airlock transcripts",
-            "service": service,
-            "exported_at": exported_at.isoformat(),
-            "airlock_version": __version__,
-            "filter": filt.to_dict(),
-            "redaction": REDACTION,
-        }
-        digest = hashlib.sha256()
-        count = 0
-        after = 0
-        while True:
-            with self.db.read() as conn:
-                rows = sql.page(
-                    conn,
-                    service,
-                    after_id=after,
-                    limit=_PAGE,
-                    since=since,
-                    release=release,
-                    min_score=min_score,
-                )
-            for row_id, transcript in rows:
-                after = row_id
-                line = json.dumps(
-                    export_record(transcript, provenance),
-                    ensure_ascii=False,
-                    sort_keys=True,
-                    separators=(",", ":"),
-                )
-                data = (line + "\n").encode("utf-8")
-                digest.update(data)
-                out.write(data)
-                count += 1
-            if len(rows) < _PAGE:
-                break
-        out.flush()
-        os.fsync(out.fileno())
-        return ExportResult(Path(), service, count, digest.hexdigest(), filt, exported_at, 0)
-
-    def _record_export(
-        self, conn: Connection, actor: Actor, written: ExportResult, path: str
-    ) -> ExportResult:
-        event = audit.append(
-            conn,
-            actor=actor.name,
-            action="feedback.export",
-            subject=written.service,
-            details={
-                "path": path,
-                "count": written.count,
-                "sha256": written.sha256,
-                "filter": written.filter.to_dict(),
-            },
+        return FeedbackExport(self.ws).export(
+            service,
+            path,
+            actor=actor,
+            since=since,
+            release=release,
+            min_score=min_score,
+            force=force,
         )
-        return dataclasses.replace(written, path=Path(path), event_seq=event.seq)
-
-
-@dataclass(frozen=True, slots=True)
-class SpooledExport:
-    """An export written to a temporary ``file`` of ``size`` bytes, to send and delete."""
-
-    file: Path
-    size: int
-    result: ExportResult
-
-
-def check_min_score(min_score: float | None) -> None:
-    if min_score is not None and not (math.isfinite(min_score) and 0.0 <= min_score <= 1.0):
-        raise InvalidInput(f"--min-score must be in [0, 1], got {min_score!r}")
-
-
-def check_export_target(path: Path, *, force: bool) -> Path:
-    """``path`` if an export may be written there: not an existing file (unless ``force``),
-    not a folder, in a folder that exists."""
-    if path.exists() and not force:
-        raise Conflict(
-            f"{path} already exists",
-            hint="choose another --out, or pass --force to replace it",
-        )
-    if path.is_dir():
-        raise InvalidInput(f"{path} is a folder; --out names the .jsonl file to write")
-    if not path.parent.is_dir():
-        raise NotFound(f"no folder {path.parent} to write {path.name} into")
-    return path
 
 
 def _check_retention(seconds: float) -> float:
@@ -466,7 +295,7 @@ def _check_retention(seconds: float) -> float:
     return seconds
 
 
-def _require_service(conn: Connection, service: str) -> None:
+def require_service(conn: Connection, service: str) -> None:
     if serving_sql.get(conn, service) is None:
         raise NotFound(
             f"service {service!r} does not exist",
@@ -474,7 +303,7 @@ def _require_service(conn: Connection, service: str) -> None:
         )
 
 
-def _release_ref(ws: Workspace, conn: Connection, ref: str | None) -> str | None:
+def release_ref(ws: Workspace, conn: Connection, ref: str | None) -> str | None:
     """An exact ``name@version`` for ``--release`` (an alias is resolved now)."""
     if ref is None:
         return None
@@ -498,8 +327,6 @@ def _status(conn: Connection, service: str, value: TranscriptSetting | None) -> 
 
 
 __all__ = [
-    "ExportFilter",
-    "ExportResult",
     "PurgeResult",
     "TranscriptStatus",
     "Transcripts",
