@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from airlock.core.manifest import CodeRef, Dataset, Notes
+    from airlock.services.feedback_export import ExportResult
     from airlock.services.ingest import SourceFile
     from airlock.services.registry import PullResult, PushResult
 
@@ -700,6 +702,132 @@ class Client:
             )
         )
 
+    # -- feedback, labels and the judge ----------------------------------------------------------
+    def export_feedback(
+        self,
+        service: str,
+        path: Path,
+        *,
+        since: datetime | None = None,
+        release: str | None = None,
+        min_score: float | None = None,
+        force: bool = False,
+        on_start: ProgressFn | None = None,
+        on_bytes: ProgressFn | None = None,
+    ) -> ExportResult:
+        """Export a service's transcripts with feedback to ``path`` (JSON Lines), as
+        ``airlock feedback export`` does on the server: written and audited there (redacted,
+        operators and admins), streamed here into a temporary file beside ``path``, checked
+        against the sha256 the audit event recorded, then renamed: whole or not at all."""
+        import json
+
+        from airlock.services.feedback_export import (
+            ExportFilter,
+            ExportResult,
+            check_export_target,
+            check_min_score,
+        )
+
+        check_min_score(min_score)
+        path = check_export_target(Path(path), force=force)
+        body = {
+            "since": since.isoformat() if since is not None else None,
+            "release": release,
+            "min_score": min_score,
+            "path": str(path.resolve()),
+        }
+        url = f"/api/v1/services/{service}/feedback/export"
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        tmp = Path(tmp_name)
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    with self._http.stream("POST", url, json=_clean(body), timeout=None) as r:
+                        if r.status_code >= 400:
+                            r.read()
+                            raise error_from_response(r)
+                        if on_start is not None:
+                            on_start(int(r.headers.get("Content-Length", 0)))
+                        for chunk in r.iter_bytes(CHUNK):
+                            h.update(chunk)
+                            out.write(chunk)
+                            if on_bytes is not None:
+                                on_bytes(len(chunk))
+                        head = dict(r.headers)
+                except httpx.TransportError as exc:
+                    raise ServiceUnavailable(
+                        f"the export from {self.base_url} broke off: {exc}",
+                        hint="export again; the server recorded the export it made",
+                    ) from exc
+                out.flush()
+                os.fsync(out.fileno())
+            if h.hexdigest() != head.get("x-airlock-sha256"):
+                raise IntegrityError(
+                    f"the export of {service} the server sent does not hash to the sha256 its "
+                    "audit event recorded; nothing was written",
+                    hint="export again",
+                )
+            if path.exists() and not force:
+                raise Conflict(f"{path} appeared while exporting; nothing was written")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        filt = json.loads(head["x-airlock-filter"])
+        return ExportResult(
+            path=path,
+            service=service,
+            count=int(head["x-airlock-count"]),
+            sha256=h.hexdigest(),
+            filter=ExportFilter(
+                since=datetime.fromisoformat(filt["since"]) if filt["since"] else None,
+                release=filt["release"],
+                min_score=filt["min_score"],
+            ),
+            exported_at=datetime.fromisoformat(head["x-airlock-exported-at"]),
+            event_seq=int(head["x-airlock-event-seq"]),
+        )
+
+    def label(self, response_id: str, *, good: bool, reason: str = "") -> dict[str, Any]:
+        """A person's verdict on a kept answer (operators, admins); the answer names its service."""
+        body = {"response_id": response_id, "good": good, "reason": reason}
+        return dict(self._post("/api/v1/transcripts/labels", body))
+
+    def judge_agreement(
+        self, service: str, *, judge: str, threshold: float = 0.5
+    ) -> dict[str, Any]:
+        path = f"/api/v1/services/{service}/judge-agreement"
+        return dict(self._get(path, judge=judge, threshold=threshold))
+
+    # -- webhooks ---------------------------------------------------------------------------------
+    def webhooks(self, *, include_removed: bool = False) -> list[dict[str, Any]]:
+        """Subscriptions: never their secrets, URLs without their path."""
+        return list(self._get("/api/v1/webhooks", all=include_removed))
+
+    def add_webhook(
+        self, url: str, *, events: str, secret: str | None = None, fmt: str = "json"
+    ) -> dict[str, Any]:
+        """Subscribe ``url`` (admin); ``secret`` in the answer is the generated one, shown once."""
+        body = {"url": url, "events": events, "secret": secret, "format": fmt}
+        return dict(self._post("/api/v1/webhooks", body))
+
+    def remove_webhook(self, webhook_id: str, *, reason: str = "") -> dict[str, Any]:
+        return dict(self._post(f"/api/v1/webhooks/{webhook_id}/remove", {"reason": reason}))
+
+    def webhook_deliveries(
+        self, *, limit: int = 20, webhook_id: str | None = None, attempts: bool = False
+    ) -> list[dict[str, Any]]:
+        params = {"limit": limit, "webhook": webhook_id, "attempts": attempts}
+        return list(self._get("/api/v1/webhooks/deliveries", **params))
+
+    def test_webhook(self, webhook_id: str) -> list[dict[str, Any]]:
+        """Send a ``webhook.test`` delivery now, from the server; the attempt's result."""
+        return list(self._post(f"/api/v1/webhooks/{webhook_id}/test"))
+
+    def deliver_webhooks(self, *, timeout: float = 5.0) -> dict[str, Any]:
+        """One delivery pass on the server now (admin): ``queued`` and the ``attempts``."""
+        return dict(self._post("/api/v1/webhooks/deliver", {"timeout": timeout}))
+
     # -- rollouts and drills ------------------------------------------------------------------
     def start_rollout(
         self,
@@ -802,7 +930,60 @@ class Client:
         )
 
     def verify_audit(self, *, expected_head: str | None = None) -> dict[str, Any]:
+        """The server's own verification: a server that rewrote its log could lie here;
+        :meth:`audit_chain` gives the events to verify on this machine."""
         return dict(self._get("/api/v1/audit/verify", expected_head=expected_head))
+
+    def audit_head(self) -> dict[str, Any]:
+        """The newest event's ``seq`` and ``hash`` as the server stores them."""
+        return dict(self._get("/api/v1/audit/head"))
+
+    def audit_chain(self, *, after_seq: int = 0, page: int = 10_000) -> Iterator[dict[str, Any]]:
+        """Every stored event after ``after_seq``, ascending, exactly as stored (``details``
+        is the text the hash covers): streamed a page at a time, paged by sequence."""
+        cursor = after_seq
+        while True:
+            params = {"after_seq": cursor, "limit": page}
+            count = 0
+            for event in self._json_lines("/api/v1/audit/chain", params):
+                count += 1
+                seq = event.get("seq") if isinstance(event, dict) else None
+                if not isinstance(seq, int) or seq <= cursor:  # the caller names the fault
+                    yield event
+                    return
+                cursor = seq
+                yield event
+            if count < page:
+                return
+
+    def _json_lines(self, path: str, params: Mapping[str, Any]) -> Iterator[Any]:
+        """Each line of a streamed JSON Lines answer, parsed; a broken stream raises."""
+        import json
+
+        try:
+            with self._http.stream("GET", path, params=_clean(params), timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                rest = b""
+                for chunk in response.iter_bytes(CHUNK):
+                    lines = (rest + chunk).split(b"\n")
+                    rest = lines.pop()
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+                if rest.strip():
+                    yield json.loads(rest)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"the download from {self.base_url}{path} broke off: {exc}",
+                hint="run the command again",
+            ) from exc
+        except ValueError as exc:
+            raise IntegrityError(
+                f"the server sent a line that is not JSON on {path} ({exc})",
+                hint="retry; if it persists, the server's API is damaged",
+            ) from exc
 
 
 __all__ = ["Client", "error_from_response"]

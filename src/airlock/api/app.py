@@ -20,12 +20,14 @@ from airlock import __version__
 from airlock.api import (
     audit_routes,
     blob_routes,
+    feedback_routes,
     gateway_key_routes,
     governance_routes,
     registry_routes,
     rollout_routes,
     serving_routes,
     token_routes,
+    webhook_routes,
 )
 from airlock.api.deps import Authenticator
 from airlock.api.errors import error_json, install_error_handlers
@@ -78,6 +80,8 @@ def create_app(
     app.include_router(serving_routes.router)
     app.include_router(rollout_routes.router)
     app.include_router(gateway_key_routes.router)
+    app.include_router(feedback_routes.router)
+    app.include_router(webhook_routes.router)
     for router in routers:
         app.include_router(router)
 

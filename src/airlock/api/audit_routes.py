@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from airlock.api.deps import ActorDep, WorkspaceDep, seq_query
-from airlock.api.schemas import ChainOut, EventOut, EventPage
+from airlock.api.schemas import ChainHeadOut, ChainOut, EventOut, EventPage
 from airlock.core.times import since_text
 from airlock.errors import InvalidInput
-from airlock.services.audit_views import AuditLog, Checkpoint, EventFilter
+from airlock.services.audit_views import AuditLog, ChainEvent, Checkpoint, EventFilter
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -66,3 +68,41 @@ def verify_chain(
         head_hash=report.head_hash,
         problem=dataclasses.asdict(report.problem) if report.problem else None,
     )
+
+
+CHAIN_PAGE_MAX = 100_000
+
+
+@router.get("/head", response_model=ChainHeadOut)
+def chain_head(ws: WorkspaceDep, _: ActorDep) -> ChainHeadOut:
+    """The newest event's sequence and hash as stored (0 and 64 zeros: an empty log)."""
+    return ChainHeadOut.of(AuditLog(ws).head())
+
+
+@router.get(
+    "/chain",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+def chain(
+    ws: WorkspaceDep,
+    _: ActorDep,
+    after_seq: int = seq_query(0, description="page cursor: events after this sequence"),
+    limit: int = Query(10_000, ge=1, le=CHAIN_PAGE_MAX),
+) -> StreamingResponse:
+    """Events exactly as stored, ascending, as JSON Lines (seq, at, actor, action, subject,
+    details as the hashed text, prev_hash, hash): what `airlock audit verify` against a
+    server recomputes the chain from, on the client. Fewer than ``limit`` lines: the end."""
+    events = AuditLog(ws).stored(after_seq=after_seq, limit=limit)
+
+    def lines(found: Iterator[ChainEvent]) -> Iterator[bytes]:
+        chunk: list[str] = []
+        for ev in found:
+            chunk.append(ev.to_json())
+            if len(chunk) == 1000:  # one write per thousand events, not per event
+                yield ("\n".join(chunk) + "\n").encode("utf-8")
+                chunk = []
+        if chunk:
+            yield ("\n".join(chunk) + "\n").encode("utf-8")
+
+    return StreamingResponse(lines(events), media_type="application/x-ndjson")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.derive import From, Out
 from airlock.core.records import Alias, AliasMove, ModelSummary, Release
-from airlock.services.audit_views import Event
+from airlock.services.audit_views import ChainHead, Event
 from airlock.services.lineage import Edge, Node
 from airlock.services.promotion import AliasResult
 from airlock.services.registry import VerifyReport
@@ -75,6 +75,10 @@ class ChainOut(_Body):
     head_seq: int
     head_hash: str
     problem: dict[str, Any] | None
+
+
+class ChainHeadOut(Out):
+    __value__ = From(ChainHead)
 
 
 class VerifyOut(Out):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from airlock.cli.common import console, err_console, handle_errors, workspace
+from airlock.cli.common import console, err_console, handle_errors
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
 
@@ -56,9 +59,9 @@ def verify(
 ) -> None:
     """Recompute the hash chain; report the first edited, missing or reordered event, and
     check it still contains every checkpoint given."""
+    from airlock.cli.audit_backend import open_audit
     from airlock.errors import InvalidInput
     from airlock.services.audit_views import Checkpoint
-    from airlock.services.checkpoints import Checkpoints
 
     expected: list[Checkpoint] = []
     for text in expect or []:
@@ -71,15 +74,23 @@ def verify(
     files = [(str(f), _read(f)) for f in checkpoint or []]
     keys = [_read(k) for k in public_key or []]
     start = (str(from_checkpoint), _read(from_checkpoint)) if from_checkpoint else None
-    with workspace() as ws:
-        result = Checkpoints(ws).verify(
+    with open_audit() as side, EventProgress("verifying") as progress:
+        result = side.verify(
             files=files,
             expect=expected,
             expected_head=expect_head,
             public_keys=keys,
             start_from=start,
+            on_start=progress.start,
+            on_events=progress.advance,
         )
     report = result.report
+    where = (
+        f"verified on this machine: the events were downloaded from {side.where} and every "
+        "hash and link recomputed here"
+        if side.remote
+        else None
+    )
     if report.ok and result.start is not None:
         console.print(f"from checkpoint {result.start.checkpoint.seq} (signature ok):")
     if report.ok:
@@ -89,12 +100,16 @@ def verify(
         held = len(expected) + len(result.checkpoints) + (1 if expect_head else 0)
         if held:
             console.print(f"the chain contains all {held} checkpoint(s) given")
+        if where:
+            console.print(where)
         return
     assert report.problem is not None
     err_console.print(
         f"[bold red]audit chain broken[/] at event {report.problem.seq}: {report.problem.message}"
     )
     err_console.print(f"{report.checked} event(s) before it verified.")
+    if where:
+        err_console.print(where)
     raise typer.Exit(code=1)
 
 
@@ -124,11 +139,15 @@ def checkpoint(
     ] = None,
 ) -> None:
     """Print a signed checkpoint of the chain's head (JSON), to keep outside Airlock;
-    `audit verify --checkpoint FILE` later proves the chain still contains it."""
-    from airlock.services.checkpoints import Checkpoints, audit_key
+    `audit verify --checkpoint FILE` later proves the chain still contains it.
 
-    with workspace() as ws:
-        signed = Checkpoints(ws).make(audit_key(ws, key))
+    Against a server (AIRLOCK_URL) the chain is downloaded and verified on this machine
+    first, and the head it verified is signed here: with --key, or this user's own audit
+    key ($XDG_CONFIG_HOME/airlock/keys/audit.key, made on first use)."""
+    from airlock.cli.audit_backend import open_audit
+
+    with open_audit() as side, EventProgress("verifying") as progress:
+        signed = side.checkpoint(key, on_start=progress.start, on_events=progress.advance)
     text = signed.to_json()
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,12 +159,13 @@ def checkpoint(
 @audit_app.command("head")
 @handle_errors
 def head() -> None:
-    """Print the newest event's sequence and hash, to record outside Airlock."""
-    from airlock.services.audit_views import AuditLog
+    """Print the newest event's sequence and hash, to record outside Airlock (against a
+    server: the head it reports; `audit verify` checks it on this machine)."""
+    from airlock.cli.audit_backend import open_audit
 
-    with workspace() as ws:
-        report = AuditLog(ws).verify()
-    typer.echo(f"{report.head_seq} {report.head_hash}")
+    with open_audit() as side:
+        found = side.head()
+    typer.echo(f"{found.seq} {found.hash}")
 
 
 @audit_app.command("log")
@@ -200,6 +220,53 @@ def log(
             str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details
         )
     console.print(t)
+
+
+class EventProgress:
+    """An events-counted progress bar on stderr, shown once the count is known (remote
+    verification downloads and recomputes every event; locally nothing is reported)."""
+
+    def __init__(self, description: str) -> None:
+        import os
+
+        self.description = description
+        self.disabled = bool(os.environ.get("AIRLOCK_NO_PROGRESS"))
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> EventProgress:
+        return self
+
+    def start(self, total: int) -> None:
+        if self.disabled or self._bar is not None or total < 1:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("events"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(self.description, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def _limit(limit: int | None, as_json: bool) -> int | None:

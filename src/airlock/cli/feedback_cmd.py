@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from airlock.cli.common import AsJson, actor, console, handle_errors, print_json, workspace
+from airlock.cli.common import AsJson, ByteProgress, console, handle_errors, print_json
 
 feedback_app = typer.Typer(
     help="Users' feedback on a service's answers: export prompts, answers and scores "
@@ -43,22 +43,26 @@ def export(
 
     One object per line: prompt, answer, score, scores, feedback, release, judge, response
     id, time, and provenance (service, exported_at, airlock version, this filter). Record
-    the file in the next release with `airlock push ... --dataset feedback=FILE.jsonl`."""
+    the file in the next release with `airlock push ... --dataset feedback=FILE.jsonl`.
+
+    Against a server (AIRLOCK_URL) the export is made and audited there, redacted as
+    locally, and downloaded to --out, checked against the sha256 its audit event recorded."""
     from datetime import UTC, datetime
 
+    from airlock.cli.feedback_backend import open_feedback
     from airlock.core.times import parse_since
-    from airlock.services.transcripts import Transcripts
 
     after = parse_since(since, datetime.now(UTC)) if since is not None else None
-    with workspace() as ws:
-        result = Transcripts(ws).export(
+    with open_feedback() as side, ByteProgress("downloading", quiet=as_json) as progress:
+        result = side.export(
             service,
             out,
-            actor=actor(ws),
             since=after,
             release=release,
             min_score=min_score,
             force=force,
+            on_start=progress.start,
+            on_bytes=progress.advance,
         )
     if as_json:
         print_json(

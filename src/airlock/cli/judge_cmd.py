@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from airlock.cli.common import AsJson, actor, console, handle_errors, print_json, workspace
+from airlock.cli.common import AsJson, console, handle_errors, print_json
 
 judge_app = typer.Typer(
     help="Calibrate an LLM judge: label answers it scored, see its agreement with people "
@@ -25,10 +25,10 @@ def label(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Record a person's verdict on a kept answer; it counts as that answer's feedback."""
-    from airlock.services.transcripts import Transcripts
+    from airlock.cli.feedback_backend import open_feedback
 
-    with workspace() as ws:
-        service = Transcripts(ws).label(response_id, good, actor=actor(ws), reason=reason)
+    with open_feedback() as side:
+        service = side.label(response_id, good, reason=reason)
     console.print(f"labelled {response_id} of {service} as {'good' if good else 'bad'}")
 
 
@@ -43,10 +43,10 @@ def agreement(
     as_json: AsJson = False,
 ) -> None:
     """How often the judge's pass/fail matched people's (feedback and labels)."""
-    from airlock.services.transcripts import Transcripts
+    from airlock.cli.feedback_backend import open_feedback
 
-    with workspace() as ws:
-        found = Transcripts(ws).judge_agreement(service, judge, threshold=threshold)
+    with open_feedback() as side:
+        found = side.judge_agreement(service, judge, threshold=threshold)
     if as_json:
         print_json(
             {

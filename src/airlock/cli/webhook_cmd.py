@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from airlock.cli.common import (
-    AsJson,
-    actor,
-    console,
-    err_console,
-    handle_errors,
-    print_json,
-    workspace,
-)
+from airlock.cli.common import AsJson, console, err_console, handle_errors, print_json
 
 if TYPE_CHECKING:
     from airlock.services.webhooks import AttemptResult
@@ -62,13 +54,16 @@ def add(
     ] = "json",
 ) -> None:
     """Subscribe URL to audit actions (admin). A generated secret is printed once."""
-    from airlock.services.webhooks import Webhooks, read_secret_file
+    from airlock.cli.feedback_backend import open_feedback
+    from airlock.services.webhooks import read_secret_file
 
     secret = read_secret_file(secret_file) if secret_file is not None else None
-    with workspace() as ws:
-        new = Webhooks(ws).add(url, events=events, actor=actor(ws), secret=secret, fmt=fmt)
+    with open_feedback() as side:
+        new = side.add_webhook(url, events=events, secret=secret, fmt=fmt)
+    from airlock.core.webhooks import redacted_url
+
     console.print(
-        f"webhook [bold]{new.row.id}[/] → {new.row.url} on {', '.join(new.row.events)} "
+        f"webhook [bold]{new.row.id}[/] → {redacted_url(new.row.url)} on {', '.join(new.row.events)} "
         f"({new.row.format})"
     )
     if new.secret is not None:
@@ -86,11 +81,11 @@ def ls(
     as_json: AsJson = False,
 ) -> None:
     """List webhook subscriptions (never their secrets; URLs without their path)."""
+    from airlock.cli.feedback_backend import open_feedback
     from airlock.core.webhooks import redacted_url
-    from airlock.services.webhooks import Webhooks
 
-    with workspace() as ws:
-        rows = Webhooks(ws).subscriptions(include_removed=all_)
+    with open_feedback() as side:
+        rows = side.webhooks(include_removed=all_)
     if as_json:
         print_json([_public(r) for r in rows])
         return
@@ -121,10 +116,10 @@ def rm(
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
 ) -> None:
     """Remove a subscription (admin); its pending deliveries are not sent."""
-    from airlock.services.webhooks import Webhooks
+    from airlock.cli.feedback_backend import open_feedback
 
-    with workspace() as ws:
-        row = Webhooks(ws).remove(webhook_id, actor=actor(ws), reason=reason)
+    with open_feedback() as side:
+        row = side.remove_webhook(webhook_id, reason=reason)
     console.print(f"removed webhook {row.id}")
 
 
@@ -141,12 +136,14 @@ def deliveries(
     as_json: AsJson = False,
 ) -> None:
     """The delivery log: each delivery's state, attempts, last status or error."""
-    from airlock.services.webhooks import Webhooks
+    from airlock.cli.feedback_backend import open_feedback
 
-    with workspace() as ws:
-        hooks = Webhooks(ws)
-        rows = hooks.deliveries(limit=limit or None, webhook_id=webhook_id)
-        tries = {d.id: hooks.attempts(d.id) for d in rows} if (attempts or as_json) else {}
+    with open_feedback() as side:
+        found = side.deliveries(
+            limit=limit or None, webhook_id=webhook_id, attempts=attempts or as_json
+        )
+    rows = [d for d, _ in found]
+    tries = {d.id: log for d, log in found}
     if as_json:
         print_json(
             [{**_public(d), "attempt_log": [_public(a) for a in tries.get(d.id, [])]} for d in rows]
@@ -199,11 +196,10 @@ def test(
     webhook_id: Annotated[str, typer.Argument(help="Webhook id (wh-...).")],
 ) -> None:
     """Send a webhook.test delivery to one subscription now; exit 1 if it was not accepted."""
-    from airlock.services.webhooks import WebhookDispatcher, Webhooks
+    from airlock.cli.feedback_backend import open_feedback
 
-    with workspace() as ws:
-        did = Webhooks(ws).test(webhook_id, actor=actor(ws))
-        results = WebhookDispatcher(ws.db).deliver_due(only=did)
+    with open_feedback() as side:
+        results = side.test_webhook(webhook_id)
     _show(results)
     if not results or results[0].state != "delivered":
         err_console.print("[dim]hint:[/] see `airlock webhook deliveries --attempts`")
@@ -221,37 +217,30 @@ def deliver(
     timeout: Annotated[float, typer.Option(help="Seconds for one POST.")] = 5.0,
     as_json: AsJson = False,
 ) -> None:
-    """Deliver webhooks: one pass with --once (cron), else run until interrupted."""
-    from airlock.services.webhooks import WebhookDispatcher, WebhookSettings
+    """Deliver webhooks: one pass with --once (cron), else run until interrupted. Against
+    a server (AIRLOCK_URL) the passes run there, where the subscriptions live (admin)."""
+    from airlock.cli.feedback_backend import open_feedback
 
-    settings = WebhookSettings(timeout=timeout, interval=interval)
-    with workspace() as ws:
-        dispatcher = WebhookDispatcher(ws.db, settings)
+    with open_feedback() as side:
         if once:
-            report = dispatcher.run_once()
-            if as_json:
-                typer.echo(
-                    json.dumps(
-                        {
-                            "queued": report.queued,
-                            "attempts": [_public(a) for a in report.attempts],
-                        },
-                        indent=2,
-                    )
+            report = side.deliver_once(timeout=timeout)
+        else:
+            console.print("delivering webhooks; Ctrl-C to stop")
+            with contextlib.suppress(KeyboardInterrupt):
+                side.deliver_forever(
+                    interval=interval, timeout=timeout, on_pass=lambda r: _show(list(r.attempts))
                 )
-                return
-            _show(list(report.attempts))
-            console.print(
-                f"queued {report.queued}, delivered {report.delivered}, failed {report.failed}, "
-                f"retrying {len(report.attempts) - report.delivered - report.failed}"
-            )
             return
-        dispatcher.start()
-        console.print("delivering webhooks; Ctrl-C to stop")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            dispatcher.stop()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"queued": report.queued, "attempts": [_public(a) for a in report.attempts]},
+                indent=2,
+            )
+        )
+        return
+    _show(list(report.attempts))
+    console.print(
+        f"queued {report.queued}, delivered {report.delivered}, failed {report.failed}, "
+        f"retrying {len(report.attempts) - report.delivered - report.failed}"
+    )

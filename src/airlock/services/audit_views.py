@@ -12,13 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 from sqlalchemy import Connection
 
 from airlock import audit
-from airlock.audit.chain import ChainProblem, ChainReport, Checkpoint
+from airlock.audit.chain import GENESIS, ChainProblem, ChainReport, Checkpoint
 from airlock.audit.log import Event
+from airlock.catalog import events as event_sql
+from airlock.services.audit_chain import ChainEvent, ChainHead
 from airlock.services.workspace import Workspace
+
+CHAIN_BATCH = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,31 @@ class AuditLog:
             events = tuple(_entries(conn, where, after_seq, limit + 1, newest_first, before_seq))
         return EventPage(events[:limit], len(events) > limit)
 
+    def head(self) -> ChainHead:
+        """The newest event's sequence and hash, as stored (nothing is recomputed)."""
+        with self.db.read() as conn:
+            found = event_sql.head(conn)
+        return ChainHead(*found) if found else ChainHead(0, GENESIS)
+
+    def stored(self, *, after_seq: int = 0, limit: int | None = None) -> Iterator[ChainEvent]:
+        """The events after ``after_seq`` exactly as stored (``details`` as the hashed text),
+        ascending, at most ``limit``: what a client recomputes the chain from. Read in
+        batches by sequence, each in its own short read, so a long download holds no
+        transaction open and memory stays flat."""
+        last, left = after_seq, limit
+        while left is None or left > 0:
+            size = CHAIN_BATCH if left is None else min(CHAIN_BATCH, left)
+            with self.db.read() as conn:
+                rows = list(islice(event_sql.stream(conn, after_seq=last, batch=size), size))
+            for r in rows:
+                yield ChainEvent(
+                    r.seq, r.at, r.actor, r.action, r.subject, r.details, r.prev_hash, r.hash
+                )
+            if len(rows) < size:
+                return
+            last = rows[-1].seq
+            left = None if left is None else left - len(rows)
+
     def verify(
         self, *, expected_head: str | None = None, checkpoints: Sequence[Checkpoint] = ()
     ) -> ChainReport:
@@ -109,6 +139,8 @@ def _entries(
 
 __all__ = [
     "AuditLog",
+    "ChainEvent",
+    "ChainHead",
     "ChainProblem",
     "ChainReport",
     "Checkpoint",

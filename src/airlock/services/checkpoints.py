@@ -43,10 +43,14 @@ def audit_key(ws: Workspace, path: Path | None = None) -> Ed25519PrivateKey:
     """The key given, or the workspace's audit key (made on first use)."""
     if path is not None:
         return load_private_key(path)
-    own = audit_key_path(ws)
-    if not own.exists():
-        generate_key(own)
-    return load_private_key(own)
+    return own_key(audit_key_path(ws))
+
+
+def own_key(path: Path) -> Ed25519PrivateKey:
+    """The ed25519 key at ``path``, made there (0600, with ``path.pub``) on first use."""
+    if not path.exists():
+        generate_key(path)
+    return load_private_key(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +69,7 @@ class Checkpoints:
         """A signed checkpoint of the head, after verifying the whole chain."""
         with self.db.read() as conn:
             report = audit.verify(conn)
-        if not report.ok:
-            assert report.problem is not None
-            raise IntegrityError(
-                f"the audit chain is broken at event {report.problem.seq}: "
-                f"{report.problem.message}; refusing to sign a checkpoint of it",
-                hint="run `airlock audit verify` and restore the catalog from a backup",
-            )
-        if report.head_seq == 0:
-            raise NotFound("the audit log is empty: nothing to checkpoint yet")
-        return sign_checkpoint(Checkpoint(report.head_seq, report.head_hash), now_text(), key)
+        return sign_head(report, key)
 
     def verify(
         self,
@@ -91,22 +86,9 @@ class Checkpoints:
         newest checkpoint, once its signature is checked and the stored event at its
         sequence still has its hash; the chain is streamed, so memory stays flat.
         """
-        signed = [c for name, text in files for c in parse_checkpoints(text, source=name)]
-        start: SignedCheckpoint | None = None
-        if start_from is not None:
-            name, text = start_from
-            start = max(parse_checkpoints(text, source=name), key=lambda c: c.checkpoint.seq)
         with self.db.read() as conn:
             trusted = self._trusted(conn, public_keys)
-            for c in [*signed, *([start] if start else [])]:
-                c.check_signature()
-                if c.key_id not in trusted:
-                    raise IntegrityError(
-                        f"checkpoint {c.checkpoint.seq} was signed by key {c.key_id}, which is "
-                        "neither this workspace's audit key nor a trusted key",
-                        hint="give the signer's public key with --public-key, "
-                        "or trust it with `airlock key trust`",
-                    )
+            signed, start = check_signed(files, start_from, trusted)
             report = audit.verify(
                 conn,
                 expected_head=expected_head,
@@ -116,12 +98,59 @@ class Checkpoints:
         return CheckpointCheck(report, tuple(signed), start)
 
     def _trusted(self, conn: Connection, public_keys: Sequence[str]) -> set[str]:
-        ids = {key_id_of(load_public_key(pem)) for pem in public_keys}
-        pub = audit_key_path(self.ws).with_name("audit.key.pub")
-        if pub.exists():
-            ids.add(key_id_of(load_public_key(pub.read_text(encoding="ascii"))))
-        ids.update(k.key_id for k in gov_sql.keys(conn) if k.revoked_at is None)
-        return ids
+        trusted = [k.key_id for k in gov_sql.keys(conn) if k.revoked_at is None]
+        return trusted_key_ids(public_keys, audit_key_path(self.ws), trusted)
+
+
+def trusted_key_ids(
+    public_keys: Sequence[str], own_key: Path | None, trusted: Sequence[str]
+) -> set[str]:
+    """Whose checkpoints count: the PEM keys given, the public half of ``own_key`` (the
+    audit key that signs here, if it exists) and the ``trusted`` key ids."""
+    ids = {key_id_of(load_public_key(pem)) for pem in public_keys}
+    pub = own_key.with_name(own_key.name + ".pub") if own_key is not None else None
+    if pub is not None and pub.exists():
+        ids.add(key_id_of(load_public_key(pub.read_text(encoding="ascii"))))
+    ids.update(trusted)
+    return ids
+
+
+def check_signed(
+    files: Sequence[tuple[str, str]],
+    start_from: tuple[str, str] | None,
+    trusted: set[str],
+) -> tuple[tuple[SignedCheckpoint, ...], SignedCheckpoint | None]:
+    """The checkpoints of ``files`` and the newest of ``start_from`` (name and text each),
+    every signature checked and made by a ``trusted`` key (else IntegrityError)."""
+    signed = [c for name, text in files for c in parse_checkpoints(text, source=name)]
+    start: SignedCheckpoint | None = None
+    if start_from is not None:
+        name, text = start_from
+        start = max(parse_checkpoints(text, source=name), key=lambda c: c.checkpoint.seq)
+    for c in [*signed, *([start] if start else [])]:
+        c.check_signature()
+        if c.key_id not in trusted:
+            raise IntegrityError(
+                f"checkpoint {c.checkpoint.seq} was signed by key {c.key_id}, which is "
+                "neither this workspace's audit key nor a trusted key",
+                hint="give the signer's public key with --public-key, "
+                "or trust it with `airlock key trust`",
+            )
+    return tuple(signed), start
+
+
+def sign_head(report: ChainReport, key: Ed25519PrivateKey) -> SignedCheckpoint:
+    """A signed checkpoint of the head of a chain verified as ``report`` says."""
+    if not report.ok:
+        assert report.problem is not None
+        raise IntegrityError(
+            f"the audit chain is broken at event {report.problem.seq}: "
+            f"{report.problem.message}; refusing to sign a checkpoint of it",
+            hint="run `airlock audit verify` and restore the catalog from a backup",
+        )
+    if report.head_seq == 0:
+        raise NotFound("the audit log is empty: nothing to checkpoint yet")
+    return sign_checkpoint(Checkpoint(report.head_seq, report.head_hash), now_text(), key)
 
 
 class CheckpointPublisher:
@@ -162,3 +191,17 @@ def _last_published(path: Path) -> int:
     if not text.strip():
         return 0
     return max(c.checkpoint.seq for c in parse_checkpoints(text, source=str(path)))
+
+
+__all__ = [
+    "CheckpointCheck",
+    "CheckpointPublisher",
+    "Checkpoints",
+    "SignedCheckpoint",
+    "audit_key",
+    "audit_key_path",
+    "check_signed",
+    "own_key",
+    "sign_head",
+    "trusted_key_ids",
+]

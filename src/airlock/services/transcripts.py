@@ -23,21 +23,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from airlock import __version__, audit
+from airlock import audit
 from airlock.catalog import quality as pairs_sql
 from airlock.catalog import serving as serving_sql
 from airlock.catalog import transcripts as sql
@@ -46,23 +42,23 @@ from airlock.core.quality import JUDGE_METRIC
 from airlock.core.roles import Action
 from airlock.core.transcripts import (
     DEFAULT_RETENTION_S,
-    REDACTION,
     FeedbackEntry,
     JudgedPair,
     TranscriptEntry,
     TranscriptSetting,
-    export_record,
 )
-from airlock.errors import Conflict, InvalidInput, NotFound
+from airlock.errors import InvalidInput, NotFound
 from airlock.services.access import authorize
 from airlock.services.identity import Actor
 from airlock.services.workspace import Workspace
+
+if TYPE_CHECKING:
+    from airlock.services.feedback_export import ExportResult
 
 log = logging.getLogger("airlock.transcripts")
 
 MIN_RETENTION_S = 60
 MAX_RETENTION_S = 10 * 366 * 86_400
-_PAGE = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,35 +93,6 @@ class PurgeResult:
     pairs: int = 0  # judged pairs (they hold prompts too)
 
 
-@dataclass(frozen=True, slots=True)
-class ExportFilter:
-    since: datetime | None = None
-    release: str | None = None
-    min_score: float | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "since": None if self.since is None else self.since.isoformat(),
-            "release": self.release,
-            "min_score": self.min_score,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ExportResult:
-    path: Path
-    service: str
-    count: int
-    sha256: str  # hex of the file's bytes
-    filter: ExportFilter
-    exported_at: datetime
-    event_seq: int
-
-    @property
-    def digest(self) -> str:
-        return f"sha256:{self.sha256}"
-
-
 class Transcripts:
     def __init__(self, workspace: Workspace) -> None:
         self.ws = workspace
@@ -147,7 +114,7 @@ class Transcripts:
             retention_s = _check_retention(retention_s)
         authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{service}")
         with self.db.write() as conn:
-            _require_service(conn, service)
+            require_service(conn, service)
             before = sql.setting(conn, service)
             keep = before.retention_s if before is not None else DEFAULT_RETENTION_S
             value = TranscriptSetting(
@@ -175,7 +142,7 @@ class Transcripts:
 
     def status(self, service: str) -> TranscriptStatus:
         with self.db.read() as conn:
-            _require_service(conn, service)
+            require_service(conn, service)
             return _status(conn, service, sql.setting(conn, service))
 
     def settings(self) -> tuple[TranscriptSetting, ...]:
@@ -276,7 +243,7 @@ class Transcripts:
         touched: list[str] = []
         with self.db.write() as conn:
             if service is not None:
-                _require_service(conn, service)
+                require_service(conn, service)
             for s in sql.settings(conn):
                 if service is not None and s.service != service:
                     continue
@@ -320,91 +287,19 @@ class Transcripts:
         min_score: float | None = None,
         force: bool = False,
     ) -> ExportResult:
-        """Write the service's transcripts as JSON Lines to ``path`` (see the module docstring).
+        """Write the service's transcripts as JSON Lines to ``path``
+        (:meth:`airlock.services.feedback_export.FeedbackExport.export`)."""
+        from airlock.services.feedback_export import FeedbackExport
 
-        Refuses an existing ``path`` unless ``force``. The file appears whole or not at all
-        (a temporary file in the same folder, renamed when the audit event is written).
-        """
-        if min_score is not None and not (math.isfinite(min_score) and 0.0 <= min_score <= 1.0):
-            raise InvalidInput(f"--min-score must be in [0, 1], got {min_score!r}")
-        authorize(self.db, actor, Action.SERVICE_CONFIGURE, f"service:{service}")
-        path = Path(path)
-        if path.exists() and not force:
-            raise Conflict(
-                f"{path} already exists",
-                hint="choose another --out, or pass --force to replace it",
-            )
-        if path.is_dir():
-            raise InvalidInput(f"{path} is a folder; --out names the .jsonl file to write")
-        if not path.parent.is_dir():
-            raise NotFound(f"no folder {path.parent} to write {path.name} into")
-        with self.db.read() as conn:
-            _require_service(conn, service)
-            release = _release_ref(self.ws, conn, release)
-        filt = ExportFilter(since=since, release=release, min_score=min_score)
-        exported_at = datetime.now(UTC)
-        provenance = {
-            "source": "airlock transcripts",
-            "service": service,
-            "exported_at": exported_at.isoformat(),
-            "airlock_version": __version__,
-            "filter": filt.to_dict(),
-            "redaction": REDACTION,
-        }
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        tmp = Path(tmp_name)
-        try:
-            digest = hashlib.sha256()
-            count = 0
-            with os.fdopen(fd, "wb") as out:
-                after = 0
-                while True:
-                    with self.db.read() as conn:
-                        rows = sql.page(
-                            conn,
-                            service,
-                            after_id=after,
-                            limit=_PAGE,
-                            since=since,
-                            release=release,
-                            min_score=min_score,
-                        )
-                    for row_id, transcript in rows:
-                        after = row_id
-                        line = json.dumps(
-                            export_record(transcript, provenance),
-                            ensure_ascii=False,
-                            sort_keys=True,
-                            separators=(",", ":"),
-                        )
-                        data = (line + "\n").encode("utf-8")
-                        digest.update(data)
-                        out.write(data)
-                        count += 1
-                    if len(rows) < _PAGE:
-                        break
-                out.flush()
-                os.fsync(out.fileno())
-            with self.db.write() as conn:
-                event = audit.append(
-                    conn,
-                    actor=actor.name,
-                    action="feedback.export",
-                    subject=service,
-                    details={
-                        "path": str(path.resolve()),
-                        "count": count,
-                        "sha256": digest.hexdigest(),
-                        "filter": filt.to_dict(),
-                    },
-                )
-                if path.exists() and not force:  # appeared while exporting
-                    raise Conflict(f"{path} appeared while exporting; nothing was written")
-                os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        return ExportResult(path, service, count, digest.hexdigest(), filt, exported_at, event.seq)
+        return FeedbackExport(self.ws).export(
+            service,
+            path,
+            actor=actor,
+            since=since,
+            release=release,
+            min_score=min_score,
+            force=force,
+        )
 
 
 def _check_retention(seconds: float) -> float:
@@ -418,7 +313,7 @@ def _check_retention(seconds: float) -> float:
     return seconds
 
 
-def _require_service(conn: Connection, service: str) -> None:
+def require_service(conn: Connection, service: str) -> None:
     if serving_sql.get(conn, service) is None:
         raise NotFound(
             f"service {service!r} does not exist",
@@ -426,7 +321,7 @@ def _require_service(conn: Connection, service: str) -> None:
         )
 
 
-def _release_ref(ws: Workspace, conn: Connection, ref: str | None) -> str | None:
+def release_ref(ws: Workspace, conn: Connection, ref: str | None) -> str | None:
     """An exact ``name@version`` for ``--release`` (an alias is resolved now)."""
     if ref is None:
         return None
@@ -450,8 +345,6 @@ def _status(conn: Connection, service: str, value: TranscriptSetting | None) -> 
 
 
 __all__ = [
-    "ExportFilter",
-    "ExportResult",
     "PurgeResult",
     "TranscriptStatus",
     "Transcripts",

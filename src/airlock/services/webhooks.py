@@ -232,6 +232,21 @@ class Webhooks:
             )
         return did
 
+    def send_test(
+        self, webhook_id: str, *, actor: Actor, settings: WebhookSettings | None = None
+    ) -> list[AttemptResult]:
+        """Queue a ``webhook.test`` delivery (:meth:`test`) and attempt it now, from here."""
+        did = self.test(webhook_id, actor=actor)
+        return WebhookDispatcher(self.db, settings).deliver_due(only=did)
+
+    def deliver_pass(
+        self, *, actor: Actor, settings: WebhookSettings | None = None
+    ) -> DispatchReport:
+        """One dispatcher pass run for a caller of the API (admin): what ``airlock webhook
+        deliver --once`` does on the server's own workspace."""
+        authorize(self.db, actor, Action.WEBHOOK_MANAGE, "webhook:*")
+        return WebhookDispatcher(self.db, settings).run_once()
+
 
 class WebhookDispatcher:
     """Queues deliveries from the audit log and POSTs them; ``start()``/``stop()`` a thread.
