@@ -112,6 +112,14 @@ def at_seq(conn: Connection, seq: int) -> StoredEvent | None:
     return StoredEvent(*r) if r else None
 
 
+def at_seqs(conn: Connection, seqs: list[int]) -> list[StoredEvent]:
+    """The stored events with these sequence numbers (those that exist), by primary key."""
+    if not seqs:
+        return []
+    rows = conn.execute(select(events).where(events.c.seq.in_(sorted(set(seqs))))).all()
+    return [StoredEvent(*r) for r in rows]
+
+
 def seq_of_hash(conn: Connection, digest: str) -> int | None:
     """The first event whose hash is ``digest`` (a scan: only asked when a chain is broken)."""
     r = conn.execute(
