@@ -206,8 +206,8 @@ def _entries(
 
 __all__ = [
     "AuditLog",
-    "ChainProblem",
     "ChainMonitor",
+    "ChainProblem",
     "ChainReport",
     "ChainStatus",
     "Checkpoint",
