@@ -77,6 +77,9 @@ def make_engine(url: str, *, busy_ms: int = SQLITE_BUSY_MS, **kwargs: Any) -> En
         return engine
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
+    # The most recently used connection first: its backend has the statements prepared and
+    # the catalog cached; the others stay idle (and get pinged when they are next used).
+    kwargs.setdefault("pool_use_lifo", True)
     connect_args = dict(kwargs.pop("connect_args", {}))
     options = connect_args.get("options", "")
     connect_args["options"] = f"{options} -c default_transaction_read_only=on".strip()
