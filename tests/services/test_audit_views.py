@@ -87,3 +87,14 @@ def test_a_long_chain_waits_for_a_walk_asked_for(ws: Workspace) -> None:
     assert status.head_seq == 10 and status.checked == 2
     walked = chain.status(walk=True)
     assert walked.ok and walked.complete and walked.checked == 10
+
+
+def test_events_removed_from_the_end_after_a_view_are_a_cut(ws: Workspace) -> None:
+    from sqlalchemy import delete
+
+    chain = ChainMonitor(ws)
+    assert chain.status().checked == 10
+    with ws.db.write() as conn:
+        conn.execute(delete(events).where(events.c.seq > 8))
+    status = chain.status()
+    assert status.problem is not None and (status.problem.kind, status.problem.seq) == ("cut", 8)

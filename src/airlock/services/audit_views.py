@@ -138,7 +138,15 @@ class ChainMonitor:
             head_seq, head_hash = head if head else (0, "")
             if walk:  # a problem found stays shown until the chain is walked again
                 self._verified, self._problem = None, None
-            unwalked = head_seq - (self._verified.seq if self._verified else 0)
+            seen = self._verified.seq if self._verified else 0
+            if self._problem is None and head_seq < seen:
+                self._problem = ChainProblem(
+                    head_seq,
+                    "cut",
+                    f"the chain ends at event {head_seq}, but an earlier view verified it up to "
+                    f"event {seen}: events {head_seq + 1}–{seen} were removed from the end",
+                )
+            unwalked = head_seq - seen
             if self._problem is None and (walk or 0 < unwalked <= self.AUTO_WALK):
                 report = audit.verify(conn, start=self._verified)
                 if self._verified is None:
@@ -153,15 +161,15 @@ class ChainMonitor:
                 head_seq == 0 or (self._verified is not None and self._verified.seq >= head_seq)
             )
             problem = self._problem or _check_shown(conn, shown)
-        verified = self._verified
-        return ChainStatus(
-            complete=complete,
-            checked=verified.seq if complete and verified else len(shown),
-            head_seq=head_seq,
-            head_hash=verified.hash if complete and verified else head_hash,
-            walked_at=self._walked_at,
-            problem=problem,
-        )
+            verified = self._verified
+            return ChainStatus(
+                complete=complete,
+                checked=verified.seq if complete and verified else len(shown),
+                head_seq=head_seq,
+                head_hash=verified.hash if complete and verified else head_hash,
+                walked_at=self._walked_at,
+                problem=problem,
+            )
 
 
 def _check_shown(conn: Connection, shown: Sequence[int]) -> ChainProblem | None:
