@@ -184,17 +184,17 @@ class Client:
         response = self.request("GET", path, params=params)
         return list(response.json()), response.headers.get("X-Next-Cursor") or None
 
-    def _get_all(self, path: str, *, page_size: int = 1000) -> list[Any]:
+    def _get_all(self, path: str, *, page_size: int = 1000, **given: Any) -> list[Any]:
         """Every item of a paged list: follows ``X-Next-Cursor`` until the last page."""
         items: list[Any] = []
-        params: dict[str, Any] = {"limit": page_size}
+        params: dict[str, Any] = {**given, "limit": page_size}
         while True:
             response = self.request("GET", path, params=params)
             items.extend(response.json())
             cursor = response.headers.get("X-Next-Cursor")
             if not cursor:
                 return items
-            params = {"limit": page_size, "cursor": cursor}
+            params = {**given, "limit": page_size, "cursor": cursor}
 
     def _post(self, path: str, body: Mapping[str, Any] | None = None, **params: Any) -> Any:
         return self.request("POST", path, params=params, json=_clean(body or {})).json()
@@ -593,7 +593,7 @@ class Client:
         self, *, include_inactive: bool = False, user: str | None = None
     ) -> list[dict[str, Any]]:
         """Tokens (never secrets): anyone's (or ``user``'s) for an admin, one's own otherwise."""
-        return list(self._get("/api/v1/tokens", all=include_inactive, user=user))
+        return self._get_all("/api/v1/tokens", all=include_inactive, user=user)
 
     def create_token(
         self, user: str, role: str, *, expires_in: str | None = None, note: str = ""
@@ -608,7 +608,7 @@ class Client:
     def gateway_keys(
         self, *, service: str | None = None, include_inactive: bool = False
     ) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/gateway-keys", service=service, all=include_inactive))
+        return self._get_all("/api/v1/gateway-keys", service=service, all=include_inactive)
 
     def create_gateway_key(
         self,

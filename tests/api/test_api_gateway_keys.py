@@ -70,3 +70,34 @@ async def test_refusals_and_bad_input(api: httpx.AsyncClient, lumen: Lumen) -> N
         assert r.status_code in (400, 422), (bad, r.status_code, r.text)
     assert (await api.get("/api/v1/gateway-keys/zz")).status_code == 400
     assert (await api.get("/api/v1/gateway-keys/0123456789ab")).status_code == 404
+
+
+async def test_keys_and_tokens_page_by_key_with_next_links(
+    api: httpx.AsyncClient, lumen: Lumen
+) -> None:
+    for n in range(5):
+        made = await api.post("/api/v1/gateway-keys", json={"service": SERVICE, "name": f"k{n}"})
+        assert made.status_code == 201, made.text
+    revoked = (await api.get("/api/v1/gateway-keys?limit=1")).json()[0]["id"]
+    await api.post(f"/api/v1/gateway-keys/{revoked}/revoke", json={"reason": "t"})
+    names: list[str] = []
+    url: str | None = "/api/v1/gateway-keys?limit=2"
+    while url is not None:
+        page = await api.get(url)
+        assert page.status_code == 200 and len(page.json()) <= 2
+        names += [k["name"] for k in page.json()]
+        url = page.headers.get("X-Next-Cursor") and page.links["next"]["url"]
+    assert names == ["k1", "k2", "k3", "k4"]  # active ones only, in creation order, no gaps
+    everything = (await api.get("/api/v1/gateway-keys?all=true&limit=1000")).json()
+    assert [k["name"] for k in everything] == ["k0", "k1", "k2", "k3", "k4"]
+
+    for n in range(3):
+        made = await api.post("/api/v1/tokens", json={"user": f"u{n}", "role": "viewer"})
+        assert made.status_code == 201, made.text
+    every = (await api.get("/api/v1/tokens?limit=1000")).json()
+    first = await api.get("/api/v1/tokens?limit=2")
+    rest = await api.get(f"/api/v1/tokens?limit=1000&cursor={first.headers['X-Next-Cursor']}")
+    assert [t["id"] for t in first.json() + rest.json()] == [t["id"] for t in every]
+    assert "X-Next-Cursor" not in rest.headers and len(every) >= 3
+    bad = await api.get("/api/v1/tokens?cursor=nonsense")
+    assert bad.status_code == 400 and "cursor" in bad.text

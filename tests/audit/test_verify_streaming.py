@@ -112,3 +112,76 @@ def test_the_fast_event_body_is_the_canonical_json(seq: int, texts: list[str]) -
             event_body(seq, at, actor, action, subject, details, prev)
         return
     assert event_body(seq, at, actor, action, subject, details, prev) == expected
+
+
+def test_a_replaced_event_is_found_across_a_batch_boundary_on_each_database(
+    settings: Settings,
+) -> None:
+    """Event 6 swapped for a self-consistent forgery (its hash recomputed): event 7 no longer
+    links to it. With batches of 6 the break is the first row of a batch, read ahead on the
+    worker thread; the diagnosis (a lookup of the missing link) runs once the worker stopped."""
+    from airlock.audit.chain import event_hash, verify_chain
+    from airlock.catalog import events as event_sql
+
+    workspace = Workspace.open(settings, create=True)
+    try:
+        _events(workspace, 12)
+        with workspace.db.read() as conn:
+            assert audit.verify(conn, batch=6).ok
+            six = event_sql.at_seq(conn, 6)
+        assert six is not None
+        forged = event_hash(
+            seq=6,
+            at=six.at,
+            actor="mallory",
+            action=six.action,
+            subject=six.subject,
+            details=six.details,
+            prev_hash=six.prev_hash,
+        )
+        with workspace.db.write() as conn:
+            conn.execute(
+                update(events).where(events.c.seq == 6).values(actor="mallory", hash=forged)
+            )
+        with workspace.db.read() as conn:
+            streamed = audit.verify(conn, batch=6)
+            whole = verify_chain(list(event_sql.stream(conn)))
+        assert streamed == whole
+        assert streamed.problem is not None and streamed.problem.kind == "broken_link"
+        assert streamed.problem.seq == 7 and streamed.checked == 6
+    finally:
+        workspace.close()
+
+
+def test_the_walk_fed_in_batches_reports_what_the_whole_walk_reports() -> None:
+    from airlock.audit.chain import GENESIS, ChainWalk, EventRow, event_hash, verify_chain
+
+    rows: list[EventRow] = []
+    prev = GENESIS
+    for seq in range(1, 11):
+        fields = ("2026-01-01T00:00:00", "alice", "note.add", f"n{seq}", '{"i":1}')
+        digest = event_hash(
+            seq=seq,
+            at=fields[0],
+            actor=fields[1],
+            action=fields[2],
+            subject=fields[3],
+            details=fields[4],
+            prev_hash=prev,
+        )
+        rows.append(EventRow(seq, *fields, prev, digest))
+        prev = digest
+    swapped = [*rows[:4], rows[5], rows[4], *rows[6:]]
+    edited = [*rows[:7], rows[7]._replace(details='{"i":2}'), *rows[8:]]
+    for chain in (rows, swapped, edited, rows[:5] + rows[6:]):
+        walk = ChainWalk(checkpoints=[Checkpoint(10, rows[-1].hash)])
+        for start in range(0, len(chain), 3):
+            if not walk.feed(chain[start : start + 3]):
+                break
+        assert walk.report() == verify_chain(chain, checkpoints=[Checkpoint(10, rows[-1].hash)])
+    kinds = []
+    for chain in (swapped, edited):
+        problem = verify_chain(chain).problem
+        assert problem is not None
+        kinds.append((problem.kind, problem.seq))
+    assert kinds == [("missing", 5), ("edited", 8)]

@@ -110,6 +110,16 @@ def test_the_client_finds_what_the_catalog_finds(log: AuditLog, tampering: str) 
         assert "the server's head is event 12" in cut.problem.message
 
 
+def test_the_chain_sent_must_hold_the_head_the_server_named(log: AuditLog) -> None:
+    head = log.head()
+    assert check_chain(log.stored(), reaches=head).ok
+    # a server that names one head and then sends a chain (whole and valid) through another
+    other = ChainHead(head.seq, "f" * 64)
+    told = check_chain(log.stored(), reaches=other)
+    assert told.problem is not None and told.problem.kind == "head_mismatch"
+    assert f"event {head.seq}" in told.problem.message and head.hash[:16] in told.problem.message
+
+
 @pytest.mark.parametrize("tampering", ["nothing", "actor edited", "rewritten from 6"])
 def test_from_a_checkpoint_the_client_finds_what_the_catalog_finds(
     log: AuditLog, tampering: str

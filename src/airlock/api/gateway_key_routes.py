@@ -7,12 +7,13 @@ admins create and revoke; the secret is in the creating response only.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import ReasonIn
 from airlock.api.deps import ActorDep, WorkspaceDep
 from airlock.api.derive import From, Out
+from airlock.api.paging import DEFAULT, CursorQuery, LimitQuery, link_next
 from airlock.core.gateway_keys import MAX_LIMIT, GatewayKey, KeyScopes
 from airlock.services.gateway_keys import GatewayKeys, KeyInfo
 
@@ -51,13 +52,20 @@ def key_out(info: KeyInfo) -> GatewayKeyOut:
 
 @router.get("", response_model=list[GatewayKeyOut])
 def list_gateway_keys(
+    request: Request,
+    response: Response,
     ws: WorkspaceDep,
     who: ActorDep,
     service: str | None = Query(None, max_length=128),
     all_: bool = Query(False, alias="all", description="include revoked and expired keys"),
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[GatewayKeyOut]:
-    """Gateway keys (never their secrets)."""
-    return [key_out(i) for i in GatewayKeys(ws).list(service=service, include_inactive=all_)]
+    """Gateway keys (never their secrets), by service then creation, a page at a time (the
+    next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = GatewayKeys(ws).page(service=service, include_inactive=all_, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [key_out(i) for i in page.items]
 
 
 @router.post("", response_model=IssuedGatewayKeyOut, status_code=201)

@@ -6,10 +6,11 @@ keeps only its hash. Non-admins see and revoke only their own tokens.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
 from airlock.api.bodies import IssuedTokenOut, ReasonIn, TokenIn, TokenOut, WhoAmIOut
 from airlock.api.deps import ActorDep, WorkspaceDep
+from airlock.api.paging import DEFAULT, CursorQuery, LimitQuery, link_next
 from airlock.core.roles import actions_of
 from airlock.services.tokens import TokenInfo, Tokens, parse_duration
 
@@ -28,14 +29,21 @@ def whoami(who: ActorDep) -> WhoAmIOut:
 
 @router.get("/tokens", response_model=list[TokenOut])
 def list_tokens(
+    request: Request,
+    response: Response,
     ws: WorkspaceDep,
     who: ActorDep,
     all_: bool = Query(False, alias="all", description="include revoked and expired tokens"),
     user: str | None = Query(None, max_length=64, description="only this user's (admins only)"),
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[TokenOut]:
     """Tokens (never their secrets): every token (or one user's) for an admin, one's own
-    otherwise."""
-    return [token_out(t) for t in Tokens(ws).visible(who, user=user, include_inactive=all_)]
+    otherwise; in creation order, a page at a time (the next page: the ``Link``/
+    ``X-Next-Cursor`` headers)."""
+    page = Tokens(ws).page(who, user=user, include_inactive=all_, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [token_out(t) for t in page.items]
 
 
 @router.post("/tokens", response_model=IssuedTokenOut, status_code=201)

@@ -19,7 +19,7 @@ import json
 import json.encoder
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from airlock.core.digest import canonical_json
 
@@ -141,6 +141,129 @@ class ChainReport:
         return self.problem is None
 
 
+class EventRow(NamedTuple):
+    """An event as stored, field by field: what the chain walk reads (a plain tuple in the
+    same order works as well)."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    subject: str
+    details: str
+    prev_hash: str
+    hash: str
+
+
+def _no_lookup(_digest: str) -> int | None:  # pragma: no cover - never called (see feed)
+    raise AssertionError("a linked event needs no lookup")
+
+
+class ChainWalk:
+    """:func:`verify_chain`, fed in batches of rows (``(seq, at, actor, action, subject,
+    details, prev_hash, hash)`` tuples, oldest first), for a chain too long to hold at once.
+
+    ``feed`` checks every event exactly as ``verify_chain`` does (each hash recomputed from
+    the stored fields; the link; the sequence; the checkpoints) and returns False at the first
+    one that fails; ``report`` then names the problem. An event that does not link to the one
+    before it is diagnosed in ``report`` (``find_seq`` may query the store, which is free
+    again by then): was it reordered, or was its predecessor edited?
+    """
+
+    def __init__(
+        self,
+        *,
+        expected_head: str | None = None,
+        checkpoints: Sequence[Checkpoint] = (),
+        start: Checkpoint | None = None,
+        remember_hashes: bool = True,
+    ) -> None:
+        self.wanted = {c.seq: c.hash for c in checkpoints}
+        self.expected_head = expected_head
+        self.prev_hash = GENESIS if start is None else start.hash
+        self.expected_seq = 1 if start is None else start.seq + 1
+        self.head_found = expected_head is None or (
+            start is not None and start.hash == expected_head
+        )
+        self.seen: dict[str, int] | None = {} if remember_hashes else None
+        self.checked = 0
+        self.problem: ChainProblem | None = None
+        self.suspect: EventRow | None = None  # does not link: diagnosed by report()
+
+    def feed(self, rows: Iterable[tuple[int, str, str, str, str, str, str, str]]) -> bool:
+        """Check ``rows`` in order; False once an event fails (the walk stops there)."""
+        if self.problem is not None or self.suspect is not None:
+            return False
+        sha256, body = hashlib.sha256, event_body
+        wanted, seen, head = self.wanted, self.seen, self.expected_head
+        prev, expected, checked = self.prev_hash, self.expected_seq, self.checked
+        head_found = self.head_found
+        ok = True
+        for row in rows:
+            seq, at, actor, action, subject, details, prev_hash, digest = row
+            if not (
+                seq == expected
+                and prev_hash == prev
+                and type(seq) is int
+                and sha256(body(seq, at, actor, action, subject, details, prev)).hexdigest()
+                == digest
+                and (seq not in wanted or wanted[seq] == digest)
+            ):
+                event = EventRow(*row)
+                if seq != expected or prev_hash != prev:
+                    self.suspect = event
+                    ok = False
+                    break
+                self.problem = _check_one(event, expected, prev, _no_lookup) or _rewritten(
+                    event, wanted
+                )
+                if self.problem is not None:
+                    ok = False
+                    break
+            if seen is not None:
+                seen[digest] = seq
+            if not head_found and digest == head:
+                head_found = True
+            prev = digest
+            expected = seq + 1
+            checked += 1
+        self.prev_hash, self.expected_seq, self.checked = prev, expected, checked
+        self.head_found = head_found
+        return ok
+
+    def report(self, find_seq: Callable[[str], int | None] | None = None) -> ChainReport:
+        """The verdict on what was fed: the first problem, or a cut tail, or a missing head."""
+        checked, prev_hash, head_seq = self.checked, self.prev_hash, self.expected_seq - 1
+        problem = self.problem
+        if self.suspect is not None:
+            lookup = find_seq or (self.seen or {}).get
+            problem = _check_one(self.suspect, self.expected_seq, prev_hash, lookup)
+            assert problem is not None  # an event out of sequence or not linked is a problem
+        if problem is not None:
+            return ChainReport(checked, head_seq, prev_hash, problem)
+        beyond = sorted(seq for seq in self.wanted if seq > head_seq)
+        if beyond:
+            problem = ChainProblem(
+                head_seq,
+                "cut",
+                f"the chain ends at event {head_seq}, but a checkpoint recorded event "
+                f"{beyond[-1]}: events {head_seq + 1}–{beyond[-1]} or more were removed "
+                "from the end",
+            )
+            return ChainReport(checked, head_seq, prev_hash, problem)
+        if not self.head_found:
+            assert self.expected_head is not None
+            problem = ChainProblem(
+                head_seq,
+                "head_mismatch",
+                f"no event has the expected hash {self.expected_head[:16]}… (the chain ends at "
+                f"event {head_seq} with hash {prev_hash[:16]}…): events were removed at the "
+                "end, or the chain was rewritten",
+            )
+            return ChainReport(checked, head_seq, prev_hash, problem)
+        return ChainReport(checked, head_seq, prev_hash, None)
+
+
 def verify_chain(
     events: Iterable[EventLike],
     *,
@@ -160,53 +283,28 @@ def verify_chain(
     ``expected_head``: a hash recorded earlier (``audit head``) that the chain must
     still contain, at any sequence: the head then, an older event now.
     """
-    wanted = {c.seq: c.hash for c in checkpoints}
-    head_found = expected_head is None
-    prev_hash = GENESIS if start is None else start.hash
-    expected_seq = 1 if start is None else start.seq + 1
-    head_found = head_found or (start is not None and start.hash == expected_head)
-    seen_hashes: dict[str, int] = {}
-    seen: Callable[[str], int | None] = find_seq or seen_hashes.get
-    checked = 0
-    for ev in events:
-        problem = _check_one(ev, expected_seq, prev_hash, seen)
-        if problem is None and ev.seq in wanted and wanted[ev.seq] != ev.hash:
-            problem = ChainProblem(
-                ev.seq,
-                "rewritten",
-                f"event {ev.seq} has hash {ev.hash[:16]}…, but a checkpoint recorded "
-                f"{wanted[ev.seq][:16]}…: the chain was rewritten at or before event {ev.seq} "
-                "(every later hash recomputed)",
-            )
-        if problem is not None:
-            return ChainReport(checked, expected_seq - 1, prev_hash, problem)
-        if find_seq is None:
-            seen_hashes[ev.hash] = ev.seq
-        head_found = head_found or ev.hash == expected_head
-        prev_hash = ev.hash
-        expected_seq = ev.seq + 1
-        checked += 1
-    head_seq = expected_seq - 1
-    beyond = sorted(seq for seq in wanted if seq > head_seq)
-    if beyond:
-        problem = ChainProblem(
-            head_seq,
-            "cut",
-            f"the chain ends at event {head_seq}, but a checkpoint recorded event {beyond[-1]}: "
-            f"events {head_seq + 1}–{beyond[-1]} or more were removed from the end",
+    walk = ChainWalk(
+        expected_head=expected_head,
+        checkpoints=checkpoints,
+        start=start,
+        remember_hashes=find_seq is None,
+    )
+    walk.feed(
+        (e.seq, e.at, e.actor, e.action, e.subject, e.details, e.prev_hash, e.hash) for e in events
+    )
+    return walk.report(find_seq)
+
+
+def _rewritten(ev: EventLike, wanted: dict[int, str]) -> ChainProblem | None:
+    if ev.seq in wanted and wanted[ev.seq] != ev.hash:
+        return ChainProblem(
+            ev.seq,
+            "rewritten",
+            f"event {ev.seq} has hash {ev.hash[:16]}…, but a checkpoint recorded "
+            f"{wanted[ev.seq][:16]}…: the chain was rewritten at or before event {ev.seq} "
+            "(every later hash recomputed)",
         )
-        return ChainReport(checked, head_seq, prev_hash, problem)
-    if not head_found:
-        assert expected_head is not None
-        problem = ChainProblem(
-            head_seq,
-            "head_mismatch",
-            f"no event has the expected hash {expected_head[:16]}… (the chain ends at event "
-            f"{head_seq} with hash {prev_hash[:16]}…): events were removed at the end, "
-            "or the chain was rewritten",
-        )
-        return ChainReport(checked, head_seq, prev_hash, problem)
-    return ChainReport(checked, head_seq, prev_hash, None)
+    return None
 
 
 def _check_one(

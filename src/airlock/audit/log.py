@@ -14,9 +14,9 @@ from airlock.audit.chain import (
     GENESIS,
     ChainProblem,
     ChainReport,
+    ChainWalk,
     Checkpoint,
     event_hash,
-    verify_chain,
 )
 from airlock.catalog import events as sql
 from airlock.catalog.events import StoredEvent
@@ -98,9 +98,10 @@ def verify(
     expected_head: str | None = None,
     checkpoints: Sequence[Checkpoint] = (),
     start: Checkpoint | None = None,
-    batch: int = 5000,
+    batch: int = 20_000,
 ) -> ChainReport:
-    """Verify the chain, streamed in batches of ``batch`` events (memory stays flat).
+    """Verify the chain, streamed in batches of ``batch`` events (memory stays flat; the next
+    batch is read while this one is checked).
 
     ``start``: a checkpoint already trusted (its signature checked by the caller): the
     stored event at its sequence must have its hash, and only the events after it are
@@ -117,13 +118,17 @@ def verify(
                 f"the stored event {found}: the chain was rewritten or cut at or before it",
             )
             return ChainReport(0, start.seq, start.hash, problem)
-    return verify_chain(
-        sql.stream(conn, after_seq=start.seq if start else 0, batch=batch),
+    walk = ChainWalk(
         expected_head=expected_head,
         checkpoints=[c for c in checkpoints if start is None or c.seq > start.seq],
         start=start,
-        find_seq=lambda digest: sql.seq_of_hash(conn, digest),
+        remember_hashes=False,
     )
+    with sql.raw_batches(conn, after_seq=start.seq if start else 0, batch=batch) as batches:
+        for rows in batches:
+            if not walk.feed(rows):
+                break
+    return walk.report(find_seq=lambda digest: sql.seq_of_hash(conn, digest))
 
 
 def entries(

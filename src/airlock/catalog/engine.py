@@ -1,8 +1,23 @@
-"""Open the catalog database: SQLite (WAL, foreign keys) by default, PostgreSQL for teams."""
+"""Open the catalog database: SQLite (WAL, foreign keys) by default, PostgreSQL for teams.
+
+Reads are the hot path (``resolve`` runs on every gateway plan load and every CLI call), so a
+read costs as few round trips as it can:
+
+* Connections are pooled on both databases (SQLite too: opening a SQLite connection and
+  setting its pragmas costs more than a resolve).
+* A read on PostgreSQL runs in autocommit: each statement is its own transaction, exactly
+  what a READ COMMITTED transaction gives each statement anyway, without the BEGIN and
+  ROLLBACK round trips. The session's ``default_transaction_read_only`` is on, so a write
+  slipped into ``read()`` fails instead of committing; ``write()`` begins READ WRITE.
+* A pooled PostgreSQL connection is pinged on checkout only when it may be dead: the server
+  closed or wrote to it (its socket is readable while idle) or it sat idle a long time;
+  otherwise a checkout costs no round trip (``pool_pre_ping`` would cost one per read).
+"""
 
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection, QueuePool
 
 from airlock.errors import InvalidInput, ServiceUnavailable
 
@@ -23,6 +38,10 @@ log = logging.getLogger("airlock.catalog")
 # writer logs one line and keeps trying, with backoff, for up to WRITE_LOCK_WAIT_S in all.
 SQLITE_BUSY_MS = 2_000
 WRITE_LOCK_WAIT_S = 120.0
+# A pooled PostgreSQL connection idle longer than this is pinged before use (a silent network
+# drop leaves no readable socket behind); a fresher one only if its socket is readable.
+PING_AFTER_IDLE_S = 30.0
+_IDLE_SINCE = "airlock_idle_since"
 
 
 def normalize_url(url: str) -> str:
@@ -45,13 +64,69 @@ def sqlite_url(path: Path) -> str:
 def make_engine(url: str, *, busy_ms: int = SQLITE_BUSY_MS, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, poolclass=NullPool, **kwargs)
+        if _sqlite_file(url):
+            # Pooled, with no cap beyond the five kept: the same concurrency as opening a
+            # connection per use, without paying for the open and the pragmas each time.
+            kwargs.setdefault("poolclass", QueuePool)
+            kwargs.setdefault("pool_size", 5)
+            kwargs.setdefault("max_overflow", -1)
+        else:
+            kwargs.setdefault("poolclass", NullPool)
+        engine = create_engine(url, **kwargs)
         _configure_sqlite(engine, busy_ms)
         return engine
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # The most recently used connection first: its backend has the statements prepared and
+    # the catalog cached; the others stay idle (and get pinged when they are next used).
+    kwargs.setdefault("pool_use_lifo", True)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    options = connect_args.get("options", "")
+    connect_args["options"] = f"{options} -c default_transaction_read_only=on".strip()
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    _configure_postgresql(engine)
+    return engine
+
+
+def _sqlite_file(url: str) -> bool:
+    path = url.split("://", 1)[-1].lstrip("/").split("?", 1)[0]
+    return bool(path) and path != ":memory:" and "mode=memory" not in url
+
+
+def _configure_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The session defaults to read-only (reads run in autocommit); an explicit
+        # transaction (``write()``, migrations, COPY) begins READ WRITE.
+        dbapi_conn.read_only = False
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(
+        dbapi_conn: Any, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None:  # a new connection: just made
+            return
+        if time.monotonic() - since < PING_AFTER_IDLE_S and not _readable(dbapi_conn):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool replaces the connection and tries again
+            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
+
+
+def _readable(dbapi_conn: Any) -> bool:
+    """An idle connection's socket has something to read: the server closed it (restart,
+    idle timeout, pg_terminate_backend) or sent a notice; a ping sorts it out."""
+    try:
+        ready, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
 
 
 def _configure_sqlite(engine: Engine, busy_ms: int) -> None:
@@ -91,8 +166,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection for reads; on PostgreSQL each statement runs on its own (autocommit,
+        read-only): one round trip per statement, no BEGIN or ROLLBACK."""
         try:
             with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield conn
         except OperationalError as exc:
             raise _unavailable(exc) from exc

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, and_, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -101,6 +101,35 @@ def keys(conn: Connection, *, service: str | None = None) -> list[GatewayKey]:
     )
     if service is not None:
         q = q.where(gateway_keys.c.service == service)
+    return [_key(r) for r in conn.execute(q).all()]
+
+
+def key_page(
+    conn: Connection,
+    *,
+    service: str | None = None,
+    active_at: datetime | None = None,
+    after: tuple[str, datetime, str] | None = None,
+    limit: int,
+) -> list[GatewayKey]:
+    """Up to ``limit`` keys in (service, created_at, id) order after ``after``; ``active_at``:
+    only those neither revoked nor expired then (a service's keys are few: no extra index)."""
+    k = gateway_keys.c
+    q = select(*_COLUMNS).order_by(k.service, k.created_at, k.id).limit(limit)
+    if service is not None:
+        q = q.where(k.service == service)
+    if active_at is not None:
+        q = q.where(k.revoked_at.is_(None), or_(k.expires_at.is_(None), k.expires_at > active_at))
+    if after is not None:
+        svc, at, last = after
+        q = q.where(
+            or_(
+                k.service > svc,
+                and_(
+                    k.service == svc, or_(k.created_at > at, and_(k.created_at == at, k.id > last))
+                ),
+            )
+        )
     return [_key(r) for r in conn.execute(q).all()]
 
 

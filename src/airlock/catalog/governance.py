@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DuplicateKey
 
 from airlock.catalog.schema import (
@@ -99,6 +99,29 @@ def tokens(conn: Connection, *, user: str | None = None) -> list[StoredToken]:
     q = select(*_TOKEN_COLUMNS).order_by(api_tokens.c.created_at, api_tokens.c.id)
     if user is not None:
         q = q.where(api_tokens.c.username == user)
+    return [_token(r) for r in conn.execute(q).all()]
+
+
+def token_page(
+    conn: Connection,
+    *,
+    user: str | None = None,
+    active_at: datetime | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int,
+) -> list[StoredToken]:
+    """Up to ``limit`` tokens in creation order after the (created_at, id) ``after``;
+    ``active_at``: only those neither revoked nor expired then (filtered here, so a page is
+    full). Tokens are few (people and automations), so no index of their own is needed."""
+    t = api_tokens.c
+    q = select(*_TOKEN_COLUMNS).order_by(t.created_at, t.id).limit(limit)
+    if user is not None:
+        q = q.where(t.username == user)
+    if active_at is not None:
+        q = q.where(t.revoked_at.is_(None), or_(t.expires_at.is_(None), t.expires_at > active_at))
+    if after is not None:
+        at, last = after
+        q = q.where(or_(t.created_at > at, and_(t.created_at == at, t.id > last)))
     return [_token(r) for r in conn.execute(q).all()]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Select, and_, func, insert, or_, select
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, insert, or_, select
 
 from airlock.catalog.schema import (
     aliases,
@@ -46,8 +46,26 @@ def _row(r: Row[Any]) -> Release:
     return Release(*r)  # type: ignore[call-arg]
 
 
+# The resolve path's statements, built once: SQLAlchemy memoizes a statement's cache key, so
+# executing one of these skips building and hashing the expression tree on every call.
+_BY_VERSION = _release_select().where(
+    models.c.name == bindparam("name"), releases.c.version == bindparam("version")
+)
+_BY_ALIAS = (
+    _release_select()
+    .join(aliases, aliases.c.release_id == releases.c.id)
+    .where(
+        models.c.name == bindparam("name"),
+        aliases.c.name == bindparam("alias"),
+        aliases.c.model_id == models.c.id,
+    )
+)
+_BY_ID = _release_select().where(releases.c.id == bindparam("id"))
+_MODEL_ID = select(models.c.id).where(models.c.name == bindparam("name"))
+
+
 def model_id(conn: Connection, name: str, *, create: bool = False) -> int | None:
-    found = conn.execute(select(models.c.id).where(models.c.name == name)).scalar_one_or_none()
+    found = conn.execute(_MODEL_ID, {"name": name}).scalar_one_or_none()
     if found is not None or not create:
         return found
     return int(
@@ -131,19 +149,13 @@ def insert_release(
 
 
 def by_version(conn: Connection, name: str, version: str) -> Release | None:
-    r = conn.execute(
-        _release_select().where(models.c.name == name, releases.c.version == version)
-    ).first()
+    r = conn.execute(_BY_VERSION, {"name": name, "version": version}).first()
     return _row(r) if r else None
 
 
 def by_alias(conn: Connection, name: str, alias: str) -> Release | None:
     """The release ``name@alias`` points at, in one indexed query (None: no such alias)."""
-    r = conn.execute(
-        _release_select()
-        .join(aliases, aliases.c.release_id == releases.c.id)
-        .where(models.c.name == name, aliases.c.name == alias, aliases.c.model_id == models.c.id)
-    ).first()
+    r = conn.execute(_BY_ALIAS, {"name": name, "alias": alias}).first()
     return _row(r) if r else None
 
 
@@ -161,7 +173,7 @@ def latest(conn: Connection, model_id: int) -> Release | None:
 
 
 def by_id(conn: Connection, release_id: int) -> Release | None:
-    r = conn.execute(_release_select().where(releases.c.id == release_id)).first()
+    r = conn.execute(_BY_ID, {"id": release_id}).first()
     return _row(r) if r else None
 
 

@@ -13,6 +13,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from airlock.core.semver import Version
@@ -72,6 +73,17 @@ def decode_cursor(cursor: str | None, *, arity: int) -> tuple[Any, ...] | None:
     if not all(isinstance(k, str | int | float) and not isinstance(k, bool) for k in key):
         raise bad
     return tuple(key)
+
+
+def cursor_time(value: Any) -> datetime:
+    """A time held in a cursor (ISO-8601 text, as ``encode_cursor`` got it from a page)."""
+    try:
+        when = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(
+            "not a valid page cursor", hint="pass the next_cursor of the previous page unchanged"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:

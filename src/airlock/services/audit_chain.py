@@ -125,8 +125,16 @@ def check_chain(
         if stored is None or stored.hash != start.hash:
             return ChainReport(0, start.seq, start.hash, _start_problem(start, stored))
     seen = _Recent(recent)
+    named: list[str] = []  # the hash of the event at the server's head, as sent
+
+    def watched(evs: Iterator[ChainEvent]) -> Iterator[ChainEvent]:
+        for ev in evs:
+            if reaches is not None and ev.seq == reaches.seq:
+                named.append(ev.hash)
+            yield ev
+
     report = verify_chain(
-        seen.remember(stream),
+        seen.remember(watched(stream)),
         expected_head=expected_head,
         checkpoints=[c for c in checkpoints if start is None or c.seq > start.seq],
         start=start,
@@ -138,6 +146,14 @@ def check_chain(
             "cut",
             f"the server's head is event {reaches.seq}, but the events it sent end at event "
             f"{report.head_seq}: events were removed from the end (or the download was cut)",
+        )
+        return ChainReport(report.checked, report.head_seq, report.head_hash, problem)
+    if report.ok and reaches is not None and named and named[0] != reaches.hash:
+        problem = ChainProblem(
+            reaches.seq,
+            "head_mismatch",
+            f"the server named event {reaches.seq} with hash {reaches.hash[:16]}… as its head, "
+            f"but the event it sent there has hash {named[0][:16]}…",
         )
         return ChainReport(report.checked, report.head_seq, report.head_hash, problem)
     return report

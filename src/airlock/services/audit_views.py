@@ -6,19 +6,26 @@ touches the catalog or the :mod:`airlock.audit` package. What they get back are
 frozen values: :class:`~airlock.audit.log.Event`, :class:`EventPage`,
 :class:`~airlock.audit.chain.ChainReport`. :class:`Checkpoint` (``SEQ:HASH``, as
 ``airlock audit head`` prints it) is re-exported here for the edges that parse one.
+
+:class:`ChainMonitor` is the dashboard's view of the chain: a page view must not cost a walk
+of millions of events, so the whole chain is walked once (on its own when it is short, else
+when asked), and each later view verifies only the events appended since (after checking the
+last verified event still has its hash) plus the events the page shows, each against the
+one before it. ``airlock audit verify`` still walks everything.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from itertools import islice
 
 from sqlalchemy import Connection
 
 from airlock import audit
-from airlock.audit.chain import GENESIS, ChainProblem, ChainReport, Checkpoint
-from airlock.audit.log import Event
+from airlock.audit.chain import GENESIS, ChainProblem, ChainReport, ChainWalk, Checkpoint
+from airlock.audit.log import Event, now_text
 from airlock.catalog import events as event_sql
 from airlock.services.audit_chain import ChainEvent, ChainHead
 from airlock.services.workspace import Workspace
@@ -116,6 +123,103 @@ class AuditLog:
             return audit.verify(conn, expected_head=expected_head, checkpoints=checkpoints)
 
 
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    """What a view of the log can say about the chain without walking all of it.
+
+    ``complete``: the whole chain was walked (at ``walked_at``) and every event since then
+    verified now, so ``checked`` covers events 1..``head_seq``; otherwise only the events
+    shown were checked (``checked`` of them) and the whole chain awaits a walk.
+    ``problem``: the first one found, by the walk or among the events shown.
+    """
+
+    complete: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    walked_at: str | None
+    problem: ChainProblem | None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class ChainMonitor:
+    """The chain's verification for repeated views, kept between them (one per process)."""
+
+    # A chain this short (or this many events appended since the last walk) is walked on a
+    # view; a longer one waits for ``status(walk=True)`` (a fraction of a second at most).
+    AUTO_WALK = 50_000
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.db = workspace.db
+        self._lock = threading.Lock()
+        self._verified: Checkpoint | None = None  # events 1..seq verified, head had hash
+        self._walked_at: str | None = None
+        self._problem: ChainProblem | None = None
+
+    def status(self, shown: Sequence[int] = (), *, walk: bool = False) -> ChainStatus:
+        """Verify what is new since the last view, and the events ``shown`` (their sequence
+        numbers); ``walk``: walk the whole chain again from its first event."""
+        with self._lock, self.db.read() as conn:
+            head = event_sql.head(conn)
+            head_seq, head_hash = head if head else (0, "")
+            if walk:  # a problem found stays shown until the chain is walked again
+                self._verified, self._problem = None, None
+            seen = self._verified.seq if self._verified else 0
+            if self._problem is None and head_seq < seen:
+                self._problem = ChainProblem(
+                    head_seq,
+                    "cut",
+                    f"the chain ends at event {head_seq}, but an earlier view verified it up to "
+                    f"event {seen}: events {head_seq + 1}–{seen} were removed from the end",
+                )
+            unwalked = head_seq - seen
+            if self._problem is None and (walk or 0 < unwalked <= self.AUTO_WALK):
+                report = audit.verify(conn, start=self._verified)
+                if self._verified is None:
+                    self._walked_at = now_text()
+                if report.ok:
+                    self._verified = Checkpoint(report.head_seq, report.head_hash)
+                else:
+                    self._problem = report.problem
+            elif head_seq == 0:
+                self._walked_at = self._walked_at or now_text()
+            complete = self._problem is None and (
+                head_seq == 0 or (self._verified is not None and self._verified.seq >= head_seq)
+            )
+            problem = self._problem or _check_shown(conn, shown)
+            verified = self._verified
+            return ChainStatus(
+                complete=complete,
+                checked=verified.seq if complete and verified else len(shown),
+                head_seq=head_seq,
+                head_hash=verified.hash if complete and verified else head_hash,
+                walked_at=self._walked_at,
+                problem=problem,
+            )
+
+
+def _check_shown(conn: Connection, shown: Sequence[int]) -> ChainProblem | None:
+    """Each shown event recomputed from its stored fields and linked to the one before it:
+    an edit to an event on the page shows however long ago the chain was walked."""
+    wanted = sorted({s for s in shown if s >= 1})
+    stored = {e.seq: e for e in event_sql.at_seqs(conn, [*wanted, *(s - 1 for s in wanted)])}
+    for seq in wanted:
+        event, before = stored.get(seq), stored.get(seq - 1)
+        if event is None:
+            continue  # not shown after all (the page was read before a removal: the walk says)
+        if seq > 1 and before is None:
+            return ChainProblem(seq - 1, "missing", f"event {seq - 1} is missing")
+        walk = ChainWalk(start=Checkpoint(seq - 1, before.hash) if before else None)
+        walk.feed([astuple(event)])
+        report = walk.report()
+        if report.problem is not None:
+            return report.problem
+    return None
+
+
 def _entries(
     conn: Connection,
     where: EventFilter,
@@ -141,8 +245,10 @@ __all__ = [
     "AuditLog",
     "ChainEvent",
     "ChainHead",
+    "ChainMonitor",
     "ChainProblem",
     "ChainReport",
+    "ChainStatus",
     "Checkpoint",
     "Event",
     "EventFilter",

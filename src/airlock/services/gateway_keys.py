@@ -37,6 +37,7 @@ from airlock.core.gateway_keys import (
     parse_expiry,
 )
 from airlock.core.names import check_name
+from airlock.core.paging import Page, cursor_time, decode_cursor, page_limit, page_of
 from airlock.core.roles import Action
 from airlock.errors import Conflict, InvalidInput, NotFound
 from airlock.services.access import authorize
@@ -174,6 +175,33 @@ class GatewayKeys:
             rows = sql.keys(conn, service=service)
         infos = [KeyInfo(k, k.state(now)) for k in rows]
         return infos if include_inactive else [i for i in infos if i.state == "active"]
+
+    def page(
+        self,
+        *,
+        service: str | None = None,
+        include_inactive: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[KeyInfo]:
+        """``list`` a page at a time, by service then creation (keyset on service, created_at
+        and id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=3)
+        key = (str(after[0]), cursor_time(after[1]), str(after[2])) if after else None
+        now = datetime.now(UTC)
+        with self.db.read() as conn:
+            rows = sql.key_page(
+                conn,
+                service=service,
+                active_at=None if include_inactive else now,
+                after=key,
+                limit=size + 1,
+            )
+        infos = [KeyInfo(k, k.state(now)) for k in rows]
+        return page_of(
+            infos, size, lambda i: [i.key.service, i.key.created_at.isoformat(), i.key.id]
+        )
 
     def get(self, key_id: str) -> KeyInfo:
         key_id = check_key_id(key_id)

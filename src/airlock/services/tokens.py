@@ -30,6 +30,7 @@ from airlock.catalog import governance as sql
 from airlock.catalog.governance import StoredToken
 from airlock.config import TOKEN_ENV as TOKEN_ENV  # re-exported: where callers look for it
 from airlock.core.names import check_name
+from airlock.core.paging import Page, cursor_time, decode_cursor, page_limit, page_of
 from airlock.core.roles import Action, Role, parse_role
 from airlock.errors import Forbidden, InvalidInput, NotFound
 from airlock.services.access import authorize, forbidden, record_denial
@@ -184,14 +185,34 @@ class Tokens:
     ) -> list[TokenInfo]:
         """The tokens ``viewer`` may see: anyone's (or ``user``'s) for whoever may issue tokens
         (an admin), only their own for everyone else."""
-        if not viewer.can(Action.TOKEN_CREATE):
-            if user is not None and user != viewer.name:
-                raise Forbidden(
-                    f"{viewer.name} ({viewer.role}) may only list their own tokens, not {user}'s",
-                    hint="leave out --user, or ask an admin",
-                )
-            user = viewer.name
+        user = _whose(viewer, user)
         return self.list(user=user, include_inactive=include_inactive)
+
+    def page(
+        self,
+        viewer: Actor,
+        *,
+        user: str | None = None,
+        include_inactive: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[TokenInfo]:
+        """``visible`` a page at a time, in creation order (keyset on created_at and id)."""
+        user = _whose(viewer, user)
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=2)
+        key = (cursor_time(after[0]), str(after[1])) if after else None
+        now = datetime.now(UTC)
+        with self.db.read() as conn:
+            rows = sql.token_page(
+                conn,
+                user=user,
+                active_at=None if include_inactive else now,
+                after=key,
+                limit=size + 1,
+            )
+        infos = [TokenInfo.of(r, now) for r in rows]
+        return page_of(infos, size, lambda t: [t.created_at.isoformat(), t.id])
 
     def list(self, *, user: str | None = None, include_inactive: bool = False) -> list[TokenInfo]:
         now = datetime.now(UTC)
@@ -294,3 +315,15 @@ def save_token(home: Path, secret: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _whose(viewer: Actor, user: str | None) -> str | None:
+    """Whose tokens ``viewer`` may list: anyone's for an admin, only their own otherwise."""
+    if viewer.can(Action.TOKEN_CREATE):
+        return user
+    if user is not None and user != viewer.name:
+        raise Forbidden(
+            f"{viewer.name} ({viewer.role}) may only list their own tokens, not {user}'s",
+            hint="leave out --user, or ask an admin",
+        )
+    return viewer.name

@@ -68,6 +68,7 @@ from airlock.body_limit import BodyLimit, json_render
 from airlock.core.digest import short
 from airlock.core.roles import Action
 from airlock.errors import AirlockError, Forbidden, InvalidInput
+from airlock.services.audit_views import ChainMonitor
 from airlock.services.identity import Actor
 from airlock.services.rollouts import Rollouts
 from airlock.services.serving import Serving
@@ -161,6 +162,7 @@ def create_dashboard(
 ) -> Starlette:
     """The dashboard as an ASGI app (``airlock serve`` routes every non-API path here)."""
     serving = serving or Serving(workspace)
+    chain = ChainMonitor(workspace)  # the audit page's verification, kept between views
     csrf_key = secrets.token_bytes(32)
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     env = templates.env
@@ -355,6 +357,8 @@ def create_dashboard(
                 before_seq=int(before)
                 if before and before.isdigit() and len(before) < 19
                 else None,
+                chain=chain,
+                walk=q.get("verify") == "all",
             )
         )
         return render(request, who, "audit.html", **data)

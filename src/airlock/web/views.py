@@ -17,7 +17,7 @@ from airlock.core.series import ReleaseSeries
 from airlock.core.traffic import BUCKETS, TrafficPlan
 from airlock.core.verdict_text import detectable, explain, headline, metric_row, sample_ratio
 from airlock.errors import AirlockError
-from airlock.services.audit_views import AuditLog, EventFilter
+from airlock.services.audit_views import AuditLog, ChainMonitor, EventFilter
 from airlock.services.governance import Governance
 from airlock.services.health import Health, ServiceHealth
 from airlock.services.lineage import lineage
@@ -328,14 +328,17 @@ def audit_page(
     subject: str | None,
     before_seq: int | None,
     limit: int = 50,
+    chain: ChainMonitor | None = None,
+    walk: bool = False,
 ) -> dict[str, Any]:
-    """Newest events first, a page at a time, and the chain's verification."""
+    """Newest events first, a page at a time, and the chain's status: what is new since the
+    last view and the events shown are verified (``walk``: the whole chain again)."""
     log = AuditLog(ws)
-    report = log.verify()
     where = EventFilter(action=action, actor=actor, subject=subject)
     page = log.page(where, before_seq=before_seq, limit=limit, newest_first=True)
+    status = (chain or ChainMonitor(ws)).status([e.seq for e in page.events], walk=walk)
     return {
-        "report": report,
+        "report": status,
         "events": list(page.events),
         "more": page.more,
         "next_before": page.cursor,
