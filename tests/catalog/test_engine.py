@@ -7,6 +7,7 @@ On PostgreSQL a read runs in autocommit on a read-only session, so a write slipp
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,3 +89,28 @@ def test_sqlite_reads_reuse_a_pooled_connection(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
     finally:
         db.dispose()
+
+
+def _is_open(raw: object) -> bool:
+    if isinstance(raw, psycopg.Connection):
+        return not raw.closed
+    try:
+        raw.execute("SELECT 1")  # type: ignore[attr-defined]
+    except sqlite3.ProgrammingError:  # "Cannot operate on a closed database."
+        return False
+    return True
+
+
+def test_a_connection_in_use_at_dispose_is_closed_when_it_comes_back(db_url: str) -> None:
+    db = Database.open(db_url)
+    kept = db.engine.connect()  # e.g. a request still running while the server shuts down
+    kept.execute(text("SELECT 1"))
+    raw = kept.connection.dbapi_connection
+    pooled = db.engine.connect()
+    pooled_raw = pooled.connection.dbapi_connection
+    pooled.close()
+    assert _is_open(pooled_raw)  # returned before the dispose: kept in the pool for reuse
+    db.dispose()
+    assert _is_open(raw)  # in use: the dispose does not pull it from under its user
+    kept.close()
+    assert not _is_open(raw)  # back after the dispose: closed, not left to the GC

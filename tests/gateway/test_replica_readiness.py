@@ -80,8 +80,28 @@ async def test_a_lagging_replica_shows_on_readyz_and_metrics(tmp_path: Path) -> 
         ours.close()
 
 
-async def test_readyz_is_not_ready_while_the_catalog_is_unreachable(tmp_path: Path) -> None:
-    ws = Workspace.open(Settings(home=tmp_path / ".airlock"), create=True)
+def _connections(name: str, *, allowed: bool) -> None:
+    """Let clients connect to database ``name`` or not; refusing also ends its sessions
+    (as a PostgreSQL restart or a network cut does to a replica's pooled connections)."""
+    import psycopg
+
+    from conftest import PG_ADMIN_URL
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')
+        if not allowed:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
+
+async def test_readyz_is_not_ready_while_the_catalog_is_unreachable(
+    pg_url: str, tmp_path: Path
+) -> None:
+    ws = Workspace.open(Settings(home=tmp_path / ".airlock", database_url=pg_url), create=True)
+    name = pg_url.rsplit("/", 1)[1]
     try:
         releases = Releases(ws, tmp_path / "folders")
         releases.serving.create("chat", releases.builtin("chat", "1.0.0"), actor=ALICE)
@@ -94,11 +114,17 @@ async def test_readyz_is_not_ready_while_the_catalog_is_unreachable(tmp_path: Pa
             httpx.AsyncClient(transport=transport, base_url="http://gw") as client,
         ):
             assert (await client.get("/readyz")).status_code == 200
-            # the catalog is gone (SQLite opens a new, empty file: no tables to read)
-            (tmp_path / ".airlock" / "catalog.db").rename(tmp_path / "moved.db")
-            down = await client.get("/readyz")
-            assert down.status_code == 503
-            assert down.json()["catalog"]["ok"] is False
-            assert down.json()["status"] == "not ready"
+            _connections(name, allowed=False)  # the catalog is gone, pooled connections too
+            try:
+                down = await client.get("/readyz")
+                assert down.status_code == 503
+                assert down.json()["catalog"]["ok"] is False
+                assert down.json()["status"] == "not ready"
+                # still serving what it holds: a replica without its catalog keeps answering
+                chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+                assert (await client.post("/v1/chat/completions", json=chat)).status_code == 200
+            finally:
+                _connections(name, allowed=True)
+            assert (await client.get("/readyz")).status_code == 200  # back once it answers
     finally:
         ws.close()

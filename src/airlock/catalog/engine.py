@@ -16,6 +16,7 @@ read costs as few round trips as it can:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import time
@@ -157,6 +158,16 @@ class Database:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.lock_wait = lock_wait
+        self.disposed = False
+        event.listen(engine, "checkin", self._close_when_disposed)
+
+    def _close_when_disposed(self, dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+        # A connection still in use when the database was disposed (a request or a sync
+        # thread finishing during shutdown) is closed when it comes back, not left to the
+        # garbage collector with its server session open.
+        if self.disposed and dbapi_conn is not None:
+            with contextlib.suppress(Exception):
+                dbapi_conn.close()
 
     @classmethod
     def open(
@@ -217,6 +228,8 @@ class Database:
                 delay = min(delay * 2, 1.0)
 
     def dispose(self) -> None:
+        """Close the pooled connections; one still in use is closed when it is returned."""
+        self.disposed = True
         self.engine.dispose()
 
 

@@ -58,9 +58,14 @@ class ChangeListener:
             raise ValueError("LISTEN needs a PostgreSQL catalog")
         self.db = db
 
-    async def listen(self, on_change: Callable[[str], Awaitable[None]]) -> None:
+    async def listen(
+        self,
+        on_change: Callable[[str], Awaitable[None]],
+        on_listening: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         """Call ``on_change(payload)`` for every notice; reconnect (backing off) when the
-        connection is lost."""
+        connection is lost. ``on_listening()`` is called each time the LISTEN is in place
+        (after a reconnect the caller re-reads what it may have missed)."""
         import psycopg
 
         url = self.db.engine.url.set(drivername="postgresql")
@@ -72,6 +77,8 @@ class ChangeListener:
                 async with conn:
                     await conn.execute(f"LISTEN {PLAN_CHANNEL}")
                     delay = 0.5
+                    if on_listening is not None:
+                        await on_listening()
                     async for notice in conn.notifies():
                         await on_change(notice.payload)
             except asyncio.CancelledError:

@@ -8,9 +8,14 @@ Both sides of :class:`Backend` take the same arguments and return the same
 frozen values, and errors come back as the same ``AirlockError`` classes with the
 same messages, so a command renders either one identically.
 
-Commands that work remotely: push, pull, ls, show, diff, verify (without
-``--repair``), alias set / ls / history, service ls, audit log. ``show`` and ``diff`` leave out the approvals and
-evaluation tables remotely, and ``verify REF`` the signature checks, for now.
+Every command works remotely except those that run next to the catalog and the store:
+``init``, ``serve``, ``gateway``, ``rollout controller``, ``db``, ``gc``, ``import``,
+``export`` and ``verify --repair``. The other areas have their own two sides, opened the
+same way through :func:`open_side`: governance (``cli/governance_backend.py``), rollouts,
+drills and services (``cli/rollout_backend.py``), tokens and gateway keys
+(``cli/access_backend.py``), the audit chain (``cli/audit_backend.py``: the chain is
+downloaded and recomputed on this machine), feedback, judges and webhooks
+(``cli/feedback_backend.py``).
 """
 
 from __future__ import annotations

@@ -119,10 +119,12 @@ def workspace(*, create: bool = False) -> Iterator[Workspace]:
     from airlock.services.workspace import Workspace
 
     remote = remote_config()
-    if remote is not None:  # a command that has no remote form yet: say which store it uses
+    if remote is not None:  # a command that runs next to the catalog: say which one it uses
         err_console.print(
-            f"[yellow]note:[/] this command works on the local workspace, not on {remote.url} "
-            "(remote: push, pull, ls, show, diff, verify, alias set/ls/history, service ls, audit log)",
+            f"[yellow]note:[/] this command works on the local workspace, not on {remote.url}: "
+            "it runs next to the catalog and the store (init, serve, gateway, rollout "
+            "controller, db, gc, import, export, verify --repair); every other command "
+            "works remotely",
             soft_wrap=True,
         )
     ws = Workspace.open(settings(), create=create)

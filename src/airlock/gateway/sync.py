@@ -55,10 +55,19 @@ log = logging.getLogger("airlock.gateway.sync")
 T = TypeVar("T")
 
 
+# How long start() waits for the change feed to be listening before its first read (then
+# the once-a-tick poll alone covers the gap until the feed connects).
+LISTEN_WAIT_S = 5.0
+
+
 class ChangeFeed(Protocol):
     """Notices of changes committed by other processes (``catalog.notify.ChangeListener``)."""
 
-    async def listen(self, on_change: Callable[[str], Awaitable[None]]) -> None: ...
+    async def listen(
+        self,
+        on_change: Callable[[str], Awaitable[None]],
+        on_listening: Callable[[], Awaitable[None]] | None = None,
+    ) -> None: ...
 
 
 class CatalogSync:
@@ -95,6 +104,7 @@ class CatalogSync:
         self._failed: dict[str, tuple[int, float, float]] = {}  # generation, retry at, delay
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
         self._refreshing = asyncio.Lock()
         self.notifications = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,14 +134,27 @@ class CatalogSync:
         self._loop = asyncio.get_running_loop()
         self.serving.subscribe(self._on_plan)
         self.gateway.set_response_secret(await asyncio.to_thread(self.keys.response_secret))
+        if self.changes is not None:
+            # Listen first, then read: a plan committed between the read and the LISTEN
+            # would otherwise wait for the next poll.
+            self._listening = asyncio.Event()
+            self._listener = asyncio.create_task(
+                self.changes.listen(self._on_change, self._on_listening),
+                name="airlock-plan-listener",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listening.wait(), LISTEN_WAIT_S)
         await self.refresh()
         await self.transcripts.flush()  # which services keep transcripts
         self._task = asyncio.create_task(self._run(), name="airlock-catalog-sync")
-        if self.changes is not None:
-            self._listener = asyncio.create_task(
-                self.changes.listen(self._on_change), name="airlock-plan-listener"
-            )
         self.started = True
+
+    async def _on_listening(self) -> None:
+        """The feed is listening: the first time, start() reads next; after a reconnect,
+        read now what was committed while the feed was away."""
+        if self._listening.is_set():
+            await self.refresh()
+        self._listening.set()
 
     async def stop(self) -> None:
         for task in (self._listener, self._task):
