@@ -3,6 +3,7 @@ may have its own ``conftest``, so ``from conftest import ...`` would be ambiguou
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
+
+# The PostgreSQL server the tests use (trust auth); tests make and drop their own databases.
+PG_ADMIN_URL = os.environ.get("AIRLOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def write_model(

@@ -17,7 +17,7 @@ from airlock.config import Settings
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 from airlock.services.workspace import Workspace
-from airlock_testkit import Cli, write_model
+from airlock_testkit import PG_ADMIN_URL, Cli, write_model
 
 # The tree mirrors src/airlock/; end-to-end feature scenarios live in tests/scenarios/.
 # Their shared helpers (``rollout.support``) are importable from any test.
@@ -28,8 +28,6 @@ sys.path.insert(0, str(Path(__file__).parent / "scenarios"))
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-PG_ADMIN_URL = os.environ.get("AIRLOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _pg_available() -> str | None:

@@ -16,6 +16,7 @@ from airlock.gateway.sync import CatalogSync
 from airlock.services.identity import Actor
 from airlock.services.serving import Serving
 from airlock.services.workspace import Workspace
+from airlock_testkit import PG_ADMIN_URL
 from gateway.support import Releases
 
 pytestmark = pytest.mark.anyio
@@ -84,8 +85,6 @@ def _connections(name: str, *, allowed: bool) -> None:
     """Let clients connect to database ``name`` or not; refusing also ends its sessions
     (as a PostgreSQL restart or a network cut does to a replica's pooled connections)."""
     import psycopg
-
-    from conftest import PG_ADMIN_URL
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}')

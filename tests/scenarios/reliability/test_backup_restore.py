@@ -9,7 +9,6 @@ restored workspace keeps working (a new release is pushed)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import uuid
@@ -17,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from airlock_testkit import Cli, write_model
-
-PG_ADMIN_URL = os.environ.get("AIRLOCK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from airlock_testkit import PG_ADMIN_URL, Cli, write_model
 
 
 def _tree(folder: Path) -> dict[str, str]:
