@@ -61,7 +61,7 @@ from airlock.errors import (
 from airlock.gateway import openai_wire as wire
 from airlock.gateway import responses_wire
 from airlock.gateway.access import TRUSTED, Principal
-from airlock.gateway.body_parse import BodyParser, parse_completion, parse_responses
+from airlock.gateway.body_parse import parse_completion, parse_responses
 from airlock.gateway.engine import Gateway
 from airlock.gateway.feedback import FeedbackPost
 from airlock.gateway.metrics import (
@@ -98,7 +98,7 @@ def create_app(
     show the plan generation per service against the catalog's, and the last sync."""
     in_flight = _InFlight()
     limits = gateway.settings.limits
-    parser = BodyParser()  # large bodies are parsed in a worker process, off the event loop
+    parser = gateway.body_parser  # large bodies are parsed in a worker process, off the loop
 
     def sync_state() -> tuple[float | None, dict[str, int]]:
         assert sync is not None
@@ -254,7 +254,6 @@ def create_app(
                 for hook in on_shutdown:
                     await hook()
             finally:
-                parser.close()
                 await gateway.aclose()
 
     routes = [

@@ -9,9 +9,9 @@ byte scans hold the GIL, so a thread would stall the loop just the same, and a
 are read so a refusal costs what the limit allows, not what the body holds) and
 sends back the request or the refusal; the loop only hands the bytes over.
 
-One worker (``spawn``: never a fork of a threaded server), started with the first
-large body and stopped with the app; a worker that dies is replaced and its request
-answered ``503``.
+One worker (``spawn``: never a fork of a threaded server), started with the app when
+``max_body_bytes`` is raised past its default (1 MiB), else with the first large body,
+and stopped with the app; a worker that dies is replaced and its request answered ``503``.
 
 Internal: use the library through ``airlock`` (see ``airlock.__all__``).
 """
@@ -80,6 +80,11 @@ class BodyParser:
         result: T = outcome
         return result
 
+    def start(self) -> None:
+        """Start the worker now (it imports the gateway: seconds of CPU), not with the first
+        large body; it starts off the event loop either way."""
+        self._executor().submit(_ready)
+
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
@@ -110,6 +115,10 @@ class _Refusal:
         Exception.__init__(exc, self.state.get("message", ""))
         vars(exc).update(self.state)
         return exc
+
+
+def _ready() -> bool:
+    return True  # unpickling this function imported the parsing code in the worker
 
 
 def _refusals_returned(parse: Callable[..., Any], *args: Any) -> Any:
