@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from airlock.core.bounded_json import loads_bounded
-from airlock.core.request_limits import json_depth, parse_limits
+from airlock.core.request_limits import json_depth, parse_limits, values_exceed
 from airlock.errors import InvalidInput
 from airlock.gateway.body_parse import BodyParser, parse_completion
 from airlock.gateway.engine import GatewaySettings
@@ -89,6 +89,26 @@ def test_the_element_after_the_limit_is_refused_before_the_rest_is_read() -> Non
 def test_bad_bodies_are_refused_by_name(body: bytes, says: str) -> None:
     with pytest.raises(InvalidInput, match=says):
         loads_bounded(body, max_depth=32, max_items=LISTED)
+
+
+def _values(value: Any) -> int:
+    """Array elements and object members, nested ones included."""
+    if isinstance(value, dict):
+        return len(value) + sum(_values(v) for v in value.values())
+    if isinstance(value, list):
+        return len(value) + sum(_values(v) for v in value)
+    return 0
+
+
+@given(json_values, st.integers(min_value=1, max_value=12))
+def test_the_value_count_on_bytes_never_refuses_a_body_within_the_limit(
+    value: Any, limit: int
+) -> None:
+    body = json.dumps(value, ensure_ascii=False).encode()
+    if _values(value) <= limit:
+        assert not values_exceed(body, limit)
+    flat = json.dumps([value] * (limit + 1)).encode()  # limit + 1 elements at least
+    assert values_exceed(flat, limit)
 
 
 def test_a_utf8_bom_and_utf16_read_as_json_loads_reads_them() -> None:

@@ -229,7 +229,7 @@ CASES = [
         "/api/v1/blobs/batch",
         400,
         {"digests": [0] * 300_000},
-        says="digests",
+        says="more than 100000 JSON values",
     ),
     Case(
         "blob batch over 1 MiB",
