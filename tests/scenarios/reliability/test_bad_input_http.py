@@ -296,6 +296,14 @@ CASES = [
         {"candidate": "lumen@1.1.0", "spec": {"strategy": "canary", "steps": [{}] * 100_000}},
     ),
     Case(
+        "rollout spec of 40,000 invalid steps",  # within the JSON values: the spec says why
+        "POST",
+        "/api/v1/services/lumen-support/rollouts",
+        400,
+        {"candidate": "lumen@1.1.0", "spec": {"strategy": "canary", "steps": [{}] * 40_000}},
+        says="; and 399",  # 20 problems named, the rest counted
+    ),
+    Case(
         "rollout plan of 30,000 steps",
         "POST",
         "/api/v1/services/lumen-support/rollout-plan",
