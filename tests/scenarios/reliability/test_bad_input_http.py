@@ -301,7 +301,7 @@ CASES = [
         "/api/v1/services/lumen-support/rollouts",
         400,
         {"candidate": "lumen@1.1.0", "spec": {"strategy": "canary", "steps": [{}] * 40_000}},
-        says="; and 399",  # 20 problems named, the rest counted
+        says="invalid rollout spec",  # at once: 20 problems named, the rest counted
     ),
     Case(
         "rollout plan of 30,000 steps",
