@@ -1,18 +1,28 @@
-"""Abusive requests in the middle of normal traffic: does the gateway stay responsive?
+"""Abusive requests in the middle of normal traffic: does the server stay responsive?
 
-``airlock gateway`` (the real CLI, in its own process) serves a builtin model on
-loopback. For ``--seconds`` (default 20) an open-loop generator sends ``--rps``
-(default 100) ordinary chat requests while a separate probe process times
-``GET /healthz`` every 50 ms. In the middle, two abusive requests are sent at once,
-both streamed in chunks (the client never holds them whole): a 100 MB body
-(chunked, no ``Content-Length``, so the server has to count), and a chat request of
-1,000,000 messages (about 31 MB). The table gives ``/healthz`` latency (p50, p99,
-max) before, during and after them, what each abusive request got back and when,
-and the errors of normal traffic. The issue's target: ``/healthz`` p99 under 50 ms.
+``airlock serve`` (the real CLI, in its own process: gateway, REST API, dashboard and
+controller on one port) serves a builtin model on loopback. For ``--seconds`` (default
+20) an open-loop generator sends ``--rps`` (default 100) ordinary chat requests while a
+separate probe process times ``GET /healthz`` every 50 ms. In the middle, for a quarter
+of the run, a third process sends every 0.5 s a round of abusive requests at once, each
+streamed in chunks (no client ever holds one whole):
+
+* the gateway: a 100 MB chat body (declared, and chunked with no length), a chat request
+  of 1,000,000 messages (34 MB, declared), a ``/v1/responses`` body of 1,000,000 input
+  messages and a 100 MB chunked one, a 100 MB chunked ``/v1/feedback``;
+* the REST API: a 100 MB blob upload under a digest its bytes do not have (``PUT
+  /api/v1/blobs/{digest}``, declared: uploads are streamed to staging and hashed, so the
+  whole body is read), a chunked 100 MB upload declared as 10 bytes, a 100 MB chunked
+  ``POST /api/v1/blobs/batch``, a batch of 300,000 numbers and a malformed one, a rollout
+  spec of 100,000 invalid steps and a judge (quality) setting of 300,000 numbers.
+
+The table gives ``/healthz`` latency (p50, p99, max) before, during and after, what each
+abusive request got back and when, and the latency and errors of normal traffic. The
+issue's target: ``/healthz`` p99 under 50 ms and its maximum under 250 ms.
 
 ``--max-body 48MiB`` raises the gateway's body limit (a ``--limits`` file), so the
-1M-message request is read and parsed in full and must be refused by its message
-count without stalling anything.
+1M-message requests are read whole and must be refused by their message count without
+stalling anything (they are parsed in a worker process, counted as they are read).
 
     python -m bench limits [--rps 100] [--seconds 20] [--max-body 1MiB]    (make bench-limits)
 """
@@ -62,20 +72,25 @@ _CHAT = {
 # -- the set-up: a workspace with a builtin release behind the service `chat` --------------
 
 
-def _workspace(home: Path) -> None:
+def _workspace(home: Path) -> str:
+    """The workspace; returns an admin API token."""
     from airlock.config import Settings
     from airlock.runtime.builtin_model import train
     from airlock.services.identity import Actor
     from airlock.services.registry import Registry
     from airlock.services.serving import Serving
+    from airlock.services.tokens import Tokens
     from airlock.services.workspace import Workspace
 
     actor = Actor("bench", "admin")
     with Workspace.open(Settings(home=home, user="bench"), create=True) as ws:
+        boot = Tokens(ws).bootstrap("bench")
+        assert boot is not None
         folder = home.parent / "release"
         train(CORPUS).save(folder)
         ref = Registry(ws).push(folder, name="moon", version="1.0.0", actor=actor).ref
         Serving(ws).create("chat", ref, actor=actor, reason="limits benchmark")
+        return boot.secret
 
 
 def _free_port() -> int:
@@ -135,8 +150,8 @@ async def _big_body(total: int) -> AsyncIterator[bytes]:
     yield b'"}]}'
 
 
-async def _many_messages(count: int) -> AsyncIterator[bytes]:
-    yield b'{"model": "chat", "max_tokens": 4, "messages": ['
+async def _many_messages(count: int, key: str = "messages") -> AsyncIterator[bytes]:
+    yield b'{"model": "chat", "max_tokens": 4, "' + key.encode() + b'": ['
     one = b'{"role": "user", "content": "hi"}'
     batch = 2_000
     for start in range(0, count, batch):
@@ -145,13 +160,35 @@ async def _many_messages(count: int) -> AsyncIterator[bytes]:
     yield b"]}"
 
 
-def _many_messages_size(count: int) -> int:
+def _many_messages_size(count: int, key: str = "messages") -> int:
     one = len(b'{"role": "user", "content": "hi"}')
-    return len(b'{"model": "chat", "max_tokens": 4, "messages": [') + count * one + count - 1 + 2
+    head = len(b'{"model": "chat", "max_tokens": 4, "": [') + len(key)
+    return head + count * one + count - 1 + 2
+
+
+async def _zeros(total: int) -> AsyncIterator[bytes]:
+    chunk = b"y" * (64 << 10)
+    for start in range(0, total, len(chunk)):
+        yield chunk[: min(len(chunk), total - start)]
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _numbers(head: bytes, count: int, tail: bytes = b"}") -> bytes:
+    return head + b"[" + b",".join([b"0"] * count) + b"]" + tail
 
 
 async def _abuse(
-    port: int, name: str, body: AsyncIterator[bytes], length: int | None
+    port: int,
+    name: str,
+    body: AsyncIterator[bytes],
+    length: int | None,
+    *,
+    method: str = "POST",
+    path: str = "/v1/chat/completions",
+    headers: str = "",
 ) -> dict[str, Any]:
     """Send a body on a raw connection while reading: a server that answers before the body
     ends (413) is seen as the status it sent, with the bytes it had taken by then. With a
@@ -160,7 +197,7 @@ async def _abuse(
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
     writer.write(
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}"
         f"Content-Type: application/json\r\n{framing}\r\n\r\n".encode()
     )
     sent = 0
@@ -219,65 +256,130 @@ async def _abuse(
     }
 
 
-async def _abuse_for(port: int, seconds: float) -> list[dict[str, Any]]:
-    """The three abusive requests at once, again every 0.5 s for ``seconds``."""
+def _round(port: int, token: str) -> list[Any]:
+    """One round of abusive requests (coroutines), every edge at once."""
+    auth = f"Authorization: Bearer {token}\r\n"
+    blob = "/api/v1/blobs/sha256:" + os.urandom(32).hex()  # a digest no bytes will match
+    batch = "/api/v1/blobs/batch"
+    million = _many_messages_size(1_000_000)
+    steps = b'{"candidate": "moon@1.0.0", "spec": {"strategy": "canary", "steps": ['
+    steps += b",".join([b"{}"] * 100_000) + b"]}}"
+    api = {"headers": auth}
+    return [
+        _abuse(port, "chat: 100 MB body", _big_body(100 * MB), 100 * MB),
+        _abuse(port, "chat: 100 MB body, chunked", _big_body(100 * MB), None),
+        _abuse(port, "chat: 1,000,000 messages", _many_messages(1_000_000), million),
+        _abuse(
+            port,
+            "responses: 1,000,000 input messages",
+            _many_messages(1_000_000, "input"),
+            _many_messages_size(1_000_000, "input"),
+            path="/v1/responses",
+        ),
+        _abuse(
+            port,
+            "responses: 100 MB, chunked",
+            _big_body(100 * MB),
+            None,
+            path="/v1/responses",
+        ),
+        _abuse(port, "feedback: 100 MB, chunked", _zeros(100 * MB), None, path="/v1/feedback"),
+        _abuse(
+            port,
+            "blob PUT: 100 MB, wrong digest",
+            _zeros(100 * MB),
+            100 * MB,
+            method="PUT",
+            path=blob,
+            headers=auth + f"Content-Range: bytes 0-{100 * MB - 1}/{100 * MB}\r\n",
+        ),
+        _abuse(
+            port,
+            "blob PUT: 100 MB chunked, 10 declared",
+            _zeros(100 * MB),
+            None,
+            method="PUT",
+            path="/api/v1/blobs/sha256:" + os.urandom(32).hex(),
+            headers=auth + "Content-Range: bytes 0-9/10\r\n",
+        ),
+        _abuse(port, "blob batch: 100 MB, chunked", _zeros(100 * MB), None, path=batch, **api),
+        _abuse(
+            port,
+            "blob batch: 300,000 numbers",
+            _once(_numbers(b'{"digests": ', 300_000)),
+            len(_numbers(b'{"digests": ', 300_000)),
+            path=batch,
+            **api,
+        ),
+        _abuse(port, "blob batch: malformed", _once(b'{"digests": [{'), 14, path=batch, **api),
+        _abuse(
+            port,
+            "rollout: 100,000 bad steps",
+            _once(steps),
+            len(steps),
+            path="/api/v1/services/chat/rollouts",
+            **api,
+        ),
+        _abuse(
+            port,
+            "judge: 300,000 numbers",
+            _once(_numbers(b'{"quality": {"scorers": ', 300_000, b"}}")),
+            len(_numbers(b'{"quality": {"scorers": ', 300_000, b"}}")),
+            method="PUT",
+            path="/api/v1/services/chat/quality",
+            **api,
+        ),
+    ]
+
+
+async def _abuse_for(port: int, token: str, seconds: float) -> list[dict[str, Any]]:
+    """A round of abusive requests at once, again 0.5 s after each ends, for ``seconds``."""
     results: list[dict[str, Any]] = []
     end = time.perf_counter() + seconds
     while True:
-        results += await asyncio.gather(
-            _abuse(port, "100 MB body", _big_body(100 * MB), 100 * MB),
-            _abuse(port, "100 MB body, chunked", _big_body(100 * MB), None),
-            _abuse(
-                port,
-                "1,000,000 messages",
-                _many_messages(1_000_000),
-                _many_messages_size(1_000_000),
-            ),
-        )
+        results += await asyncio.gather(*_round(port, token))
         if time.perf_counter() >= end:
             return results
         await asyncio.sleep(0.5)
 
 
-async def _drive(
-    url: str, port: int, rps: float, seconds: float, abuse_share: float
-) -> dict[str, Any]:
+def _abuser(port: int, token: str, delay: float, seconds: float, out: Path) -> None:
+    """Its own process, so the abusive bytes it pushes do not delay the normal traffic's
+    client (whose latencies are measured)."""
+    time.sleep(delay)
+    out.write_text(json.dumps(asyncio.run(_abuse_for(port, token, seconds))))
+
+
+async def _drive(url: str, rps: float, seconds: float) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
-    latencies: list[float] = []
+    latencies: list[tuple[float, float, int]] = []  # (wall time sent, ms, status) of each 200
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
         async def one(i: int) -> None:
-            sent = time.perf_counter()
+            sent_wall, sent = time.time(), time.perf_counter()
             try:
                 r = await client.post("/v1/chat/completions", json={**_CHAT, "user": f"u{i}"})
                 statuses[str(r.status_code)] += 1
                 if r.status_code == 200:
-                    latencies.append((time.perf_counter() - sent) * 1000.0)
+                    latencies.append((sent_wall, (time.perf_counter() - sent) * 1000.0, 200))
             except httpx.HTTPError as exc:
                 statuses[type(exc).__name__] += 1
 
         tasks: list[asyncio.Task[Any]] = []
-        abuse: asyncio.Task[list[dict[str, Any]]] | None = None
         start = time.perf_counter()
         total = int(rps * seconds)
         for i in range(total):
             delay = start + i / rps - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if abuse is None and i >= total * 0.4:  # the middle of the run
-                abuse = asyncio.create_task(_abuse_for(port, seconds * abuse_share))
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
-        abused = await abuse if abuse is not None else []
-    latencies.sort()
     return {
         "sent": total,
         "statuses": dict(statuses),
         "errors": sum(n for k, n in statuses.items() if k != "200"),
-        "chat_p50_ms": _pct(latencies, 0.5),
-        "chat_p99_ms": _pct(latencies, 0.99),
-        "abuse": abused,
+        "samples": latencies,
     }
 
 
@@ -289,7 +391,7 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 
 def _phases(
-    samples: list[tuple[float, float, int]], abuse: list[dict[str, Any]]
+    label: str, samples: list[tuple[float, float, int]], abuse: list[dict[str, Any]]
 ) -> list[list[Any]]:
     first = min(a["start"] for a in abuse)
     last = max(a["end"] for a in abuse)
@@ -304,7 +406,7 @@ def _phases(
         failed = sum(1 for s in got if s[2] != 200)
         rows.append(
             [
-                f"/healthz {name}",
+                f"{label} {name}",
                 len(got),
                 f"{_pct(ms, 0.5):.1f}",
                 f"{_pct(ms, 0.99):.1f}",
@@ -328,9 +430,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("role", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--token", help=argparse.SUPPRESS)
+    parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "_probe":
         _probe(args.url, args.seconds, Path(args.out))
+        return 0
+
+    if args.role == "_abuse":
+        _abuser(args.port, args.token, args.delay, args.seconds, Path(args.out))
         return 0
 
     work = Path(tempfile.mkdtemp(prefix="airlock-bench-limits-"))
@@ -338,10 +447,10 @@ def main(argv: list[str]) -> int:
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on TERM too
     try:
         home = work / "ws" / ".airlock"
-        _workspace(home)
+        token = _workspace(home)
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        server = [sys.executable, "-c", "from airlock.cli.main import run; run()", "gateway"]
+        server = [sys.executable, "-c", "from airlock.cli.main import run; run()", "serve"]
         server += ["--port", str(port)]
         if args.max_body:
             limits = work / "limits.yaml"
@@ -350,27 +459,33 @@ def main(argv: list[str]) -> int:
         env = {**os.environ, "AIRLOCK_HOME": str(home), "AIRLOCK_USER": "bench"}
         for name in ("AIRLOCK_DATABASE_URL", "AIRLOCK_STORE_URL", "AIRLOCK_TOKEN"):
             env.pop(name, None)
-        log = work / "gateway.log"
+        log = work / "server.log"
         procs.append(_start(server, log=log, env=env))
         _wait_ready(url, procs[-1], log)
-        probe_out = work / "probe.json"
+        probe_out, abuse_out = work / "probe.json", work / "abuse.json"
         probe = [sys.executable, "-m", "bench.limits", "_probe", "--url", url]
         probe += ["--seconds", str(args.seconds + 2), "--out", str(probe_out)]
         procs.append(_start(probe, log=work / "probe.log"))
         time.sleep(1.0)  # the probe's own start-up, so "before" has samples
-        load = asyncio.run(_drive(url, port, args.rps, args.seconds, args.abuse_share))
-        procs[-1].wait(args.seconds + 60)
+        abuser = [sys.executable, "-m", "bench.limits", "_abuse", "--port", str(port)]
+        abuser += ["--token", token, "--delay", str(args.seconds * 0.4)]
+        abuser += ["--seconds", str(args.seconds * args.abuse_share), "--out", str(abuse_out)]
+        procs.append(_start(abuser, log=work / "abuse.log"))
+        load = asyncio.run(_drive(url, args.rps, args.seconds))
+        for proc in procs[1:]:
+            proc.wait(args.seconds + 120)
         samples = json.loads(probe_out.read_text())
+        abuse = json.loads(abuse_out.read_text())
         server_alive = procs[0].poll() is None
     finally:
         for proc in reversed(procs):
             _stop(proc)
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(work, ignore_errors=True)
-    rows = _phases(samples, load["abuse"])
-    first = min(a["start"] for a in load["abuse"])
-    for name in dict.fromkeys(a["request"] for a in load["abuse"]):
-        sent = [a for a in load["abuse"] if a["request"] == name]
+    rows = _phases("/healthz", samples, abuse)
+    first, last = min(a["start"] for a in abuse), max(a["end"] for a in abuse)
+    for name in dict.fromkeys(a["request"] for a in abuse):
+        sent = [a for a in abuse if a["request"] == name]
         took = [a["seconds"] * 1000 for a in sent]
         outcomes = Counter(str(a["outcome"]) for a in sent)
         rows.append(
@@ -379,23 +494,16 @@ def main(argv: list[str]) -> int:
                 len(sent),
                 f"{_pct(took, 0.5):.0f}",
                 f"{_pct(took, 0.99):.0f}",
-                f"{max(took):.0f}, up to {max(a['sent_mb'] for a in sent):.1f} MB sent",
-                ", ".join(f"{k} ×{v}" for k, v in outcomes.items()) + f": {sent[0]['detail'][:60]}",
+                f"{max(took):.0f}, {max(a['sent_mb'] for a in sent):.1f} MB sent",
+                ", ".join(f"{k} ×{v}" for k, v in outcomes.items()) + f": {sent[0]['detail'][:70]}",
             ]
         )
-    rows.append(
-        [
-            f"normal chat at {args.rps:g}/s",
-            load["sent"],
-            f"{load['chat_p50_ms']:.1f}",
-            f"{load['chat_p99_ms']:.1f}",
-            "",
-            f"{load['errors']} errors {load['statuses']}",
-        ]
-    )
-    during = [s[1] for s in samples if first <= s[0] <= max(a["end"] for a in load["abuse"])]
+    rows += _phases(f"chat {args.rps:g}/s", load["samples"], abuse)
+    rows.append(["normal chat, all", load["sent"], "", "", "", f"{load['errors']} errors"])
+    during = [s[1] for s in samples if first <= s[0] <= last]
     all_ms = [s[1] for s in samples]
-    p99 = _pct(all_ms, 0.99)
+    p99, worst = _pct(all_ms, 0.99), max(all_ms)
+    chat_ms = [s[1] for s in load.pop("samples")]
     report(
         "limits",
         ["what", "n", "p50 ms", "p99 ms", "max ms", "result"],
@@ -403,20 +511,27 @@ def main(argv: list[str]) -> int:
         {
             "rps": args.rps,
             "seconds": args.seconds,
+            "server": "airlock serve",
             "max_body": args.max_body or "default (1MiB)",
             "healthz_p99_ms_whole_run": p99,
             "healthz_p99_ms_during": _pct(during, 0.99),
+            "healthz_max_ms": worst,
+            "chat_p50_ms": _pct(chat_ms, 0.5),
+            "chat_p99_ms": _pct(chat_ms, 0.99),
             "target_healthz_p99_ms": 50,
-            "gateway_alive_after": server_alive,
+            "target_healthz_max_ms": 250,
+            "server_alive_after": server_alive,
             "load": load,
+            "abuse": abuse,
             "cpus": os.cpu_count(),
             "loadavg": os.getloadavg(),
         },
     )
-    met = p99 < 50 and load["errors"] == 0 and server_alive
+    met = p99 < 50 and worst < 250 and load["errors"] == 0 and server_alive
     print(
-        f"/healthz p99 over the whole run {p99:.1f} ms (target < 50 ms); normal traffic errors "
-        f"{load['errors']}; gateway alive: {server_alive} -> target {'met' if met else 'NOT met'}"
+        f"/healthz p99 over the whole run {p99:.1f} ms (target < 50 ms), max {worst:.1f} ms "
+        f"(target < 250 ms); normal traffic errors {load['errors']}; server alive: "
+        f"{server_alive} -> target {'met' if met else 'NOT met'}"
     )
     print(
         f"machine load average while measured: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"

@@ -143,4 +143,14 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-__all__ = ["BodyLimit", "BodyTooLarge", "Scope", "json_render"]
+__all__ = [
+    "ASGIApp",
+    "BodyLimit",
+    "BodyTooLarge",
+    "Message",
+    "Receive",
+    "Render",
+    "Scope",
+    "Send",
+    "json_render",
+]

@@ -31,6 +31,7 @@ from airlock.api import (
 )
 from airlock.api.deps import Authenticator
 from airlock.api.errors import error_json, install_error_handlers
+from airlock.api.value_limit import ValueLimit
 from airlock.body_limit import BodyLimit, Scope, json_render
 from airlock.core.request_limits import MiB
 from airlock.errors import ServiceUnavailable
@@ -70,6 +71,12 @@ def create_app(
             return None
         return max_body_bytes
 
+    # (the last added runs first: the size is bounded before the values are counted)
+    app.add_middleware(
+        ValueLimit,
+        render=json_render(error_json),
+        exempt=lambda scope: limit_for(scope) is None,  # streamed uploads: no body to count
+    )
     app.add_middleware(BodyLimit, render=json_render(error_json), limit_for=limit_for)
     _offline_docs(app)
     app.include_router(registry_routes.router)

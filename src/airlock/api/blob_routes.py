@@ -212,7 +212,7 @@ async def upload_blob(
             async for chunk in request.stream():
                 pending.append(chunk)
                 held += len(chunk)
-                if held >= CHUNK:
+                if held >= CHUNK or upload.received + held > size:  # over: refused at once
                     await run_in_threadpool(upload.write, b"".join(pending))
                     pending, held = [], 0
         except ClientDisconnect:

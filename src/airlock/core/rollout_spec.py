@@ -262,9 +262,12 @@ _MODELS: dict[str, type[_Spec]] = {
 }
 
 
+_SHOWN = 20  # problems named in one refusal (the rest counted): a message, not a dump
+
+
 def _invalid(exc: ValidationError, data: Mapping[str, Any]) -> InvalidInput:
     errors = []
-    for error in exc.errors():
+    for error in exc.errors()[:_SHOWN]:
         loc = tuple(str(part) for part in error["loc"])
         if loc and loc[0] in STRATEGIES:
             loc = loc[1:]  # the discriminator tag pydantic prefixes
@@ -291,6 +294,9 @@ def _invalid(exc: ValidationError, data: Mapping[str, Any]) -> InvalidInput:
     if model is not None:
         fields = ", ".join(name for name in model.model_fields if name != "strategy")
         hint = f"strategy {data.get('strategy')} takes: {fields}"
+    more = exc.error_count() - _SHOWN
+    if more > 0:
+        problems.append(f"and {more} more")
     return InvalidInput("invalid rollout spec: " + "; ".join(problems), hint=hint)
 
 

@@ -61,6 +61,7 @@ from airlock.errors import (
 from airlock.gateway import openai_wire as wire
 from airlock.gateway import responses_wire
 from airlock.gateway.access import TRUSTED, Principal
+from airlock.gateway.body_parse import parse_completion, parse_responses
 from airlock.gateway.engine import Gateway
 from airlock.gateway.feedback import FeedbackPost
 from airlock.gateway.metrics import (
@@ -80,6 +81,7 @@ log = logging.getLogger("airlock.gateway")
 
 Hook = Callable[[], Awaitable[None]]
 _JSON = "application/json"
+FEEDBACK_MAX_BYTES = 64 << 10  # a feedback body: an id, a score and at most 16 metrics
 TRUSTED_SCOPE_KEY = "airlock.trusted"
 
 
@@ -96,6 +98,7 @@ def create_app(
     show the plan generation per service against the catalog's, and the last sync."""
     in_flight = _InFlight()
     limits = gateway.settings.limits
+    parser = gateway.body_parser  # large bodies are parsed in a worker process, off the loop
 
     def sync_state() -> tuple[float | None, dict[str, int]]:
         assert sync is not None
@@ -125,12 +128,12 @@ def create_app(
         """``kind`` None: a Responses request, served as a chat completion."""
         try:
             asked: object = None
+            body = await request.body()
             if kind is None:
-                asked = loads_json(await request.body(), max_depth=limits.default.max_json_depth)
-                body = wire.dumps(responses_wire.to_chat_body(asked))
-                req = wire.parse_request(body, "chat", limits=limits)
+                asked, req = await parser.run(body, parse_responses, limits)
             else:
-                req = wire.parse_request(await request.body(), kind, limits=limits)
+                req = await parser.run(body, parse_completion, kind, limits)
+            del body
             principal = caller(request, req.service)
             check_request(gateway, req, request.headers, principal)
             if req.stream:
@@ -269,8 +272,15 @@ def create_app(
         Route("/healthz", health, methods=["GET"]),
         Route("/readyz", ready, methods=["GET"]),
     ]
+    largest = limits.largest_body
+
+    def body_limit_for(scope: Scope) -> int:
+        if str(scope.get("path", "")).endswith("/feedback"):
+            return min(FEEDBACK_MAX_BYTES, largest)  # an id, a score, a few metrics
+        return largest
+
     body_limit = Middleware(
-        BodyLimit, render=json_render(wire.error_body), limit=limits.largest_body
+        BodyLimit, render=json_render(wire.error_body), limit_for=body_limit_for
     )
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[body_limit])
     app.state.gateway = gateway

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Any, TypeVar
 
-from airlock.core.request_limits import GatewayLimits
+from airlock.core.request_limits import GatewayLimits, MiB
 from airlock.core.response_ids import (
     InvalidResponseId,
     ResponseTicket,
@@ -68,6 +68,7 @@ from airlock.errors import (
 )
 from airlock.gateway import openai_wire as wire
 from airlock.gateway.access import OPEN, TRUSTED, KeyRing, Principal
+from airlock.gateway.body_parse import BodyParser
 from airlock.gateway.failures import CountedCall
 from airlock.gateway.feedback import FeedbackLedger, FeedbackResult, check_score
 from airlock.gateway.guard import StreamGuard, watches
@@ -155,13 +156,18 @@ class Gateway:
         # serve because of it (answered 503 with the reason, not 404).
         self.load_failures = self.pool.load_failures
         self.unservable = self.pool.unservable
+        # Large bodies are parsed in a worker process, off the event loop (gateway/body_parse).
+        self.body_parser = BodyParser()
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         self.shadows.start()
         self.quality.queue.start()
+        if self.settings.limits.largest_body > MiB:  # large bodies allowed: parser ready now
+            self.body_parser.start()
 
     async def aclose(self) -> None:
+        self.body_parser.close()
         await self.shadows.stop()
         await self.quality.queue.stop()
         await self.pool.aclose()

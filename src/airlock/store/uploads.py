@@ -27,6 +27,13 @@ from airlock.store.base import CHUNK, BlobStore
 PREFIX = "upload-"
 
 
+class UploadMismatch(IntegrityError):
+    """The bytes sent do not hash to the digest they were sent as: the request was wrong
+    (422), nothing stored is damaged; still an ``integrity_error`` to a client."""
+
+    status = 422
+
+
 @dataclass(frozen=True, slots=True)
 class UploadState:
     digest: Digest
@@ -119,7 +126,7 @@ class Upload:
         actual = f"sha256:{self._hash.hexdigest()}"
         if actual != self.digest:
             self._discard()
-            raise IntegrityError(
+            raise UploadMismatch(
                 f"the uploaded bytes hash to {short(actual)}, not {short(self.digest)}: "
                 "the blob was refused",
                 hint="upload the file again (it changed, or the bytes were damaged in transit)",
