@@ -12,8 +12,10 @@ import asyncio
 import json
 import os
 import re
+import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -143,15 +145,32 @@ def test_watch_of_an_ended_rollout_answers_at_once(lab: Lab, cli: Cli) -> None:
     assert nothing.exit_code == 1 and "error:" in nothing.output
 
 
+def _read_until(watcher: subprocess.Popen[str], word: str, timeout: float = 60.0) -> str:
+    """What the watcher wrote until ``word`` appeared (read from the pipe's descriptor, so
+    nothing sits in a reader's buffer that a later ``communicate`` would miss)."""
+    assert watcher.stdout is not None
+    fd, seen = watcher.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while word.encode() not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"the watcher did not write {word!r} in {timeout:g} s: {seen!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the watcher ended before writing {word!r}: {seen!r}"
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
 def test_on_a_terminal_watch_redraws_the_status_until_the_end(lab: Lab, tmp_path: Path) -> None:
     view = lab.rollouts.start("chat", "chat@1.1.0", canary(50, bake=60), actor=OPERATOR).rollout
     # TTY_COMPATIBLE=1: Rich treats the pipe as a terminal, so the watcher uses Live redraws
     with _watch(tmp_path, "--interval", "0.05", env={"TTY_COMPATIBLE": "1"}) as watcher:
-        assert watcher.stdout is not None and watcher.stdout.read(1)  # it has drawn once
+        before = _read_until(watcher, "progressing")  # it has drawn the live rollout
         lab.rollouts.abort("chat", actor=OPERATOR, reason="enough")
-        screen = watcher.communicate(timeout=60)[0]
+        after = watcher.communicate(timeout=60)[0]
     assert watcher.returncode == 1
-    assert "progressing" in screen and "aborted" in screen  # drawn before, redrawn after
+    assert "progressing" in before and "aborted" in after  # drawn before, redrawn after
+    screen = before + after
     assert "\x1b[" in screen  # cursor moves: a redraw, not appended lines
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     assert f"rollout #{view.id} of chat: aborted" in text and "enough" in text
