@@ -352,4 +352,7 @@ def run() -> None:
     timer = threading.Timer(START_UP_S, gc.enable)
     timer.daemon = True
     timer.start()
-    app()
+    try:
+        app()
+    finally:
+        gc.freeze()
