@@ -86,6 +86,15 @@ def cursor_time(value: Any) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def cursor_int(value: Any) -> int:
+    """A whole number held in a cursor (an id, a version, a generation)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidInput(
+        "not a valid page cursor", hint="pass the next_cursor of the previous page unchanged"
+    )
+
+
 def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:
     """The page from ``limit + 1`` rows fetched: the extra one only says whether more exist."""
     items = tuple(rows[:limit])
