@@ -132,7 +132,8 @@ async def test_every_growing_list_pages_by_key(api: httpx.AsyncClient, lumen: Lu
         assert [key(i) for i in whole.json()] == keys, f"{url}: a page walk missed items"
 
         sep = "&" if "?" in url else "?"
-        for bad in ("nonsense", encode_cursor(["x", "y", "z", "w"]), encode_cursor([[1]])):
+        nul = [encode_cursor(["a\x00b"] * arity) for arity in (1, 2, 3)]  # PostgreSQL text can't
+        for bad in ("nonsense", encode_cursor(["x", "y", "z", "w"]), encode_cursor([[1]]), *nul):
             r = await api.get(f"{url}{sep}cursor={bad}")
             assert r.status_code == 400 and "page cursor" in r.text, (url, bad, r.text)
         assert (await api.get(f"{url}{sep}limit=0")).status_code in (400, 422), url

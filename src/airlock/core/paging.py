@@ -72,6 +72,8 @@ def decode_cursor(cursor: str | None, *, arity: int) -> tuple[Any, ...] | None:
         raise bad
     if not all(isinstance(k, str | int | float) and not isinstance(k, bool) for k in key):
         raise bad
+    if any(isinstance(k, str) and "\x00" in k for k in key):
+        raise bad  # no key handed out holds one, and PostgreSQL text cannot
     return tuple(key)
 
 
