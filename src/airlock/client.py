@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from airlock.core.paging import MAX_LIMIT
 from airlock.errors import (
     AirlockError,
     Conflict,
@@ -175,10 +176,11 @@ class Client:
         return self.request("GET", path, params=params).json()
 
     def page(
-        self, path: str, *, limit: int = 50, cursor: str | None = None
+        self, path: str, *, limit: int = 50, cursor: str | None = None, **given: Any
     ) -> tuple[list[Any], str | None]:
-        """One page of a paged list and the cursor of the next (None: the last page)."""
-        params: dict[str, Any] = {"limit": limit}
+        """One page of a paged list (``given``: its filters, e.g. ``service=``) and the cursor
+        of the next (None: the last page)."""
+        params: dict[str, Any] = {**given, "limit": limit}
         if cursor:
             params["cursor"] = cursor
         response = self.request("GET", path, params=params)
@@ -195,6 +197,22 @@ class Client:
             if not cursor:
                 return items
             params = {**given, "limit": page_size, "cursor": cursor}
+
+    def _get_first(self, path: str, count: int, **given: Any) -> list[Any]:
+        """The first ``count`` items of a paged list (all of them when ``count`` is 0),
+        following ``X-Next-Cursor`` only as far as needed."""
+        if count <= 0:
+            return self._get_all(path, **given)
+        items: list[Any] = []
+        cursor: str | None = None
+        while len(items) < count:
+            batch, cursor = self.page(
+                path, limit=min(count - len(items), MAX_LIMIT), cursor=cursor, **given
+            )
+            items.extend(batch)
+            if cursor is None:
+                break
+        return items[:count]
 
     def _post(self, path: str, body: Mapping[str, Any] | None = None, **params: Any) -> Any:
         return self.request("POST", path, params=params, json=_clean(body or {})).json()
@@ -510,7 +528,7 @@ class Client:
 
     # -- governance -----------------------------------------------------------------------
     def approvals(self, ref: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/api/v1/releases/{ref}/approvals"))
+        return self._get_all(f"/api/v1/releases/{ref}/approvals")
 
     def approve(self, ref: str, *, stage: str, comment: str = "") -> dict[str, Any]:
         body = {"stage": stage, "comment": comment}
@@ -529,13 +547,13 @@ class Client:
 
     def policy_history(self, name: str | None = None) -> list[dict[str, Any]]:
         """Every stored policy version (of one model or service), by name then version."""
-        return list(self._get("/api/v1/policies", name=name))
+        return self._get_all("/api/v1/policies", name=name)
 
     def check(self, ref: str, *, stage: str, policy: str | None = None) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/releases/{ref}/check", stage=stage, policy=policy))
 
     def evaluations(self, ref: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/api/v1/releases/{ref}/evaluations"))
+        return self._get_all(f"/api/v1/releases/{ref}/evaluations")
 
     def evaluation(self, run_id: int) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/evaluations/{run_id}"))
@@ -579,7 +597,7 @@ class Client:
         return self.add_signature(release["ref"], bundle)
 
     def keys(self) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/keys"))
+        return self._get_all("/api/v1/keys")
 
     def trust_key(self, public_key: str, *, name: str) -> dict[str, Any]:
         """Trust a PEM public key or CA certificate (admin)."""
@@ -642,7 +660,7 @@ class Client:
 
     # -- services and telemetry ----------------------------------------------------------------
     def services(self) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/services"))
+        return self._get_all("/api/v1/services")
 
     def create_service(self, name: str, *, stable: str, reason: str = "") -> dict[str, Any]:
         body = {"name": name, "stable": stable, "reason": reason}
@@ -681,7 +699,7 @@ class Client:
         return dict(self.request("PUT", f"/api/v1/services/{name}/quality", json=body).json())
 
     def plan_history(self, name: str) -> list[dict[str, Any]]:
-        return list(self._get(f"/api/v1/services/{name}/plans"))
+        return self._get_all(f"/api/v1/services/{name}/plans")
 
     def telemetry(
         self,
@@ -802,7 +820,7 @@ class Client:
     # -- webhooks ---------------------------------------------------------------------------------
     def webhooks(self, *, include_removed: bool = False) -> list[dict[str, Any]]:
         """Subscriptions: never their secrets, URLs without their path."""
-        return list(self._get("/api/v1/webhooks", all=include_removed))
+        return self._get_all("/api/v1/webhooks", all=include_removed)
 
     def add_webhook(
         self, url: str, *, events: str, secret: str | None = None, fmt: str = "json"
@@ -817,8 +835,9 @@ class Client:
     def webhook_deliveries(
         self, *, limit: int = 20, webhook_id: str | None = None, attempts: bool = False
     ) -> list[dict[str, Any]]:
-        params = {"limit": limit, "webhook": webhook_id, "attempts": attempts}
-        return list(self._get("/api/v1/webhooks/deliveries", **params))
+        """The newest ``limit`` deliveries (0: every one)."""
+        path = "/api/v1/webhooks/deliveries"
+        return self._get_first(path, limit, webhook=webhook_id, attempts=attempts)
 
     def test_webhook(self, webhook_id: str) -> list[dict[str, Any]]:
         """Send a ``webhook.test`` delivery now, from the server; the attempt's result."""
@@ -867,7 +886,7 @@ class Client:
     def rollouts(self, service: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
         """Rollouts, newest first: one service's (NotFound if it does not exist), or all."""
         path = f"/api/v1/services/{service}/rollouts" if service else "/api/v1/rollouts"
-        return list(self._get(path, limit=limit))
+        return self._get_first(path, limit)
 
     def rollout_history(self, rollout_id: int) -> dict[str, Any]:
         return dict(self._get(f"/api/v1/rollouts/{rollout_id}"))
@@ -891,7 +910,7 @@ class Client:
         return self._control(service, "abort", reason)
 
     def drills(self, service: str | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
-        return list(self._get("/api/v1/drills", service=service, limit=limit))
+        return self._get_first("/api/v1/drills", limit, service=service)
 
     def start_drill(
         self,

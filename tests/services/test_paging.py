@@ -31,7 +31,8 @@ def test_version_key_sorts_as_semver_ranks() -> None:
 
 def test_a_bad_cursor_or_limit_is_invalid_input() -> None:
     assert decode_cursor(encode_cursor(["k", 3]), arity=2) == ("k", 3)
-    for bad in ("!!", encode_cursor(["k"]), encode_cursor([True, 1]), "x" * 5000):
+    nul = encode_cursor(["k\x00", 3])  # PostgreSQL text cannot hold it: refused, not a 500
+    for bad in ("!!", encode_cursor(["k"]), encode_cursor([True, 1]), "x" * 5000, nul):
         with pytest.raises(InvalidInput, match="page cursor"):
             decode_cursor(bad, arity=2)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from airlock.api.bodies import (
@@ -34,6 +34,7 @@ from airlock.api.bodies import (
     SuiteComparisonOut,
 )
 from airlock.api.deps import ID_MAX, ActorDep, IdPath, WorkspaceDep
+from airlock.api.paging import DEFAULT, CursorQuery, LimitQuery, link_next
 from airlock.core.evalsuite import Suite, parse_suite
 from airlock.core.records import Approval, EvalRunSummary, PolicyVersion
 from airlock.errors import InvalidInput
@@ -70,9 +71,19 @@ def eval_out(run: EvalRunSummary) -> EvalRunOut:
 
 
 @router.get("/releases/{ref}/approvals", response_model=list[ApprovalOut])
-def list_approvals(ref: str, gov: GovernanceDep, _: ActorDep) -> list[ApprovalOut]:
-    """Every approval and rejection of a release, oldest first."""
-    return [approval_out(a) for a in gov.approvals(ref)]
+def list_approvals(
+    ref: str,
+    request: Request,
+    response: Response,
+    gov: GovernanceDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[ApprovalOut]:
+    """Every approval and rejection of a release, oldest first, a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = gov.approval_page(ref, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [approval_out(a) for a in page.items]
 
 
 @router.post("/releases/{ref}/approve", response_model=DecisionOut)
@@ -94,12 +105,18 @@ def reject(ref: str, body: DecisionIn, gov: GovernanceDep, who: ActorDep) -> Dec
 
 @router.get("/policies", response_model=list[PolicyOut])
 def policy_history(
+    request: Request,
+    response: Response,
     gov: GovernanceDep,
     _: ActorDep,
     name: str | None = Query(None, description="only this model's or service's policy"),
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[PolicyOut]:
-    """Every stored policy version, by name then version."""
-    return [policy_out(r) for r in gov.policy_history(name)]
+    """Every stored policy version, by name then version, a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = gov.policy_page(name, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [policy_out(r) for r in page.items]
 
 
 @router.get("/policies/{name}", response_model=PolicyOut)
@@ -137,12 +154,22 @@ def check(
 
 
 @router.get("/releases/{ref}/evaluations", response_model=list[EvalRunOut])
-def list_evaluations(ref: str, ws: WorkspaceDep, _: ActorDep) -> list[EvalRunOut]:
-    """A release's stored evaluation runs, oldest first."""
+def list_evaluations(
+    ref: str,
+    request: Request,
+    response: Response,
+    ws: WorkspaceDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[EvalRunOut]:
+    """A release's stored evaluation runs, oldest first, a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
     from airlock.services.evals import Evals
 
     # Each stored record names its baseline by reference, as /evaluations/{id} shows it.
-    return [eval_out(r) for r in Evals(ws).runs(ref)]
+    page = Evals(ws).run_page(ref, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [eval_out(r) for r in page.items]
 
 
 @router.get("/releases/{ref}/evaluations/compare", response_model=list[SuiteComparisonOut])
@@ -234,12 +261,18 @@ def revoke_key(name: str, body: ReasonIn, gov: GovernanceDep, who: ActorDep) -> 
 
 
 @router.get("/keys", response_model=list[KeyOut])
-def list_keys(gov: GovernanceDep, _: ActorDep) -> list[KeyOut]:
-    """Trusted (and revoked) signing keys."""
-    return [
-        KeyOut.of(k)
-        for k in gov.signatures.keys()  # noqa: SIM118 (a method, not a dict)
-    ]
+def list_keys(
+    request: Request,
+    response: Response,
+    gov: GovernanceDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[KeyOut]:
+    """Trusted (and revoked) signing keys in the order they were added, a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = gov.key_page(limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [KeyOut.of(k) for k in page.items]
 
 
 # -- release notes -------------------------------------------------------------------------------

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import PlanOut, RolloutOut
 from airlock.api.deps import ActorDep, IdPath, WorkspaceDep
 from airlock.api.derive import From, Out
+from airlock.api.paging import DEFAULT, CursorQuery, LimitQuery, link_next
 from airlock.core.planning import Baseline, MetricPlan, StepPlan
 from airlock.errors import ServiceUnavailable
 from airlock.services.drills import DrillView
@@ -203,19 +204,34 @@ def rollout_status(name: str, ro: RolloutsDep, _: ActorDep) -> RolloutOut:
 
 @router.get("/services/{name}/rollouts", response_model=list[RolloutOut])
 def service_rollouts(
-    name: str, ro: RolloutsDep, _: ActorDep, limit: int = Query(50, ge=1, le=500)
+    name: str,
+    request: Request,
+    response: Response,
+    ro: RolloutsDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[RolloutOut]:
-    """A service's rollouts, newest first."""
+    """A service's rollouts, newest first, a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
     ro.serving.get(name)  # NotFound for an unknown service
-    return [rollout_out(v) for v in ro.recent(name, limit=limit)]
+    page = ro.page(name, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [rollout_out(v) for v in page.items]
 
 
 @router.get("/rollouts", response_model=list[RolloutOut])
 def all_rollouts(
-    ro: RolloutsDep, _: ActorDep, limit: int = Query(50, ge=1, le=500)
+    request: Request,
+    response: Response,
+    ro: RolloutsDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[RolloutOut]:
-    """Every service's rollouts, newest first."""
-    return [rollout_out(v) for v in ro.recent(None, limit=limit)]
+    """Every service's rollouts, newest first, a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = ro.page(None, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [rollout_out(v) for v in page.items]
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutDetailOut)
@@ -274,12 +290,18 @@ def start_drill(
 
 @router.get("/drills", response_model=list[DrillOut])
 def list_drills(
+    request: Request,
+    response: Response,
     ws: WorkspaceDep,
     _: ActorDep,
     service: str | None = Query(None, description="only this service's drills"),
-    limit: int = Query(50, ge=1, le=500),
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[DrillOut]:
-    """Rollback drills, newest first: fault, time to detect, time to revert, requests hit."""
+    """Rollback drills, newest first: fault, time to detect, time to revert, requests hit;
+    a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
     from airlock.services.drills import Drills
 
-    return [DrillOut.of(d) for d in Drills(ws).history(service, limit=limit)]
+    page = Drills(ws).page(service, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [DrillOut.of(d) for d in page.items]

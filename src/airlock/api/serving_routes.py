@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import (
@@ -21,6 +21,7 @@ from airlock.api.bodies import (
 )
 from airlock.api.deps import ActorDep, WorkspaceDep
 from airlock.api.derive import From, Out
+from airlock.api.paging import DEFAULT, CursorQuery, LimitQuery, link_next
 from airlock.core.quality import ServiceQuality
 from airlock.core.series import ReleaseSeries
 from airlock.core.traffic import BUCKETS, TrafficPlan
@@ -94,9 +95,19 @@ def service_out(ws: Workspace, view: ServiceView) -> ServiceOut:
 
 
 @router.get("/services", response_model=list[ServiceOut])
-def list_services(ws: WorkspaceDep, _: ActorDep) -> list[ServiceOut]:
-    """Every service with its stable release, traffic plan and the rollout in flight."""
-    return [service_out(ws, v) for v in Serving(ws).all()]
+def list_services(
+    request: Request,
+    response: Response,
+    ws: WorkspaceDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[ServiceOut]:
+    """Every service with its stable release, traffic plan and the rollout in flight, by
+    name, a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = Serving(ws).page(limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [service_out(ws, v) for v in page.items]
 
 
 @router.post("/services", response_model=ServiceOut, status_code=201)
@@ -113,9 +124,20 @@ def show_service(name: str, ws: WorkspaceDep, _: ActorDep) -> ServiceOut:
 
 
 @router.get("/services/{name}/plans", response_model=list[PlanChangeOut])
-def plan_history(name: str, ws: WorkspaceDep, _: ActorDep) -> list[PlanChangeOut]:
-    """Every traffic plan the service had, oldest first, with who changed it and why."""
-    return [PlanChangeOut.of(c, plan=plan_out(c.plan)) for c in Serving(ws).history(name)]
+def plan_history(
+    name: str,
+    request: Request,
+    response: Response,
+    ws: WorkspaceDep,
+    _: ActorDep,
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
+) -> list[PlanChangeOut]:
+    """Every traffic plan the service had, oldest first, with who changed it and why;
+    a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = Serving(ws).history_page(name, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [PlanChangeOut.of(c, plan=plan_out(c.plan)) for c in page.items]
 
 
 @router.post("/services/{name}/opt-outs", response_model=OptOutOut)

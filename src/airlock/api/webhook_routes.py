@@ -10,12 +10,13 @@ pass now).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from airlock.api.bodies import ReasonIn
 from airlock.api.deps import ActorDep, WorkspaceDep
 from airlock.api.derive import From, Out
+from airlock.api.paging import DEFAULT, CursorQuery, LimitQuery, link_next
 from airlock.core.webhooks import Webhook, WebhookAttempt, WebhookDelivery, redacted_url
 from airlock.services.webhooks import AttemptResult, Webhooks, WebhookSettings
 
@@ -78,12 +79,19 @@ def webhook_out(row: Webhook) -> WebhookOut:
 
 @router.get("", response_model=list[WebhookOut])
 def list_webhooks(
+    request: Request,
+    response: Response,
     ws: WorkspaceDep,
     _: ActorDep,
     all_: bool = Query(False, alias="all", description="include removed webhooks"),
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[WebhookOut]:
-    """Subscriptions (never their secrets; URLs without their path)."""
-    return [webhook_out(r) for r in Webhooks(ws).subscriptions(include_removed=all_)]
+    """Subscriptions (never their secrets; URLs without their path) in creation order,
+    a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
+    page = Webhooks(ws).subscription_page(include_removed=all_, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
+    return [webhook_out(r) for r in page.items]
 
 
 @router.post("", response_model=NewWebhookOut)
@@ -97,22 +105,25 @@ def add_webhook(body: WebhookIn, ws: WorkspaceDep, who: ActorDep) -> NewWebhookO
 
 @router.get("/deliveries", response_model=list[DeliveryOut])
 def deliveries(
+    request: Request,
+    response: Response,
     ws: WorkspaceDep,
     _: ActorDep,
-    limit: int = Query(
-        20, ge=0, le=100_000, description="at most this many, newest first (0: all)"
-    ),
     webhook: str | None = Query(None, max_length=64, description="only this webhook's"),
     attempts: bool = Query(False, description="with every attempt"),
+    limit: LimitQuery = DEFAULT,
+    cursor: CursorQuery = None,
 ) -> list[DeliveryOut]:
-    """The delivery log: each delivery's state, attempts, last status or error."""
+    """The delivery log, newest first: each delivery's state, attempts, last status or
+    error; a page at a time (the next page: the ``Link``/``X-Next-Cursor`` headers)."""
     hooks = Webhooks(ws)
-    rows = hooks.deliveries(limit=limit or None, webhook_id=webhook)
+    page = hooks.delivery_page(webhook_id=webhook, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor)
     return [
         DeliveryOut.of(
             d, attempt_log=[AttemptOut.of(a) for a in hooks.attempts(d.id)] if attempts else []
         )
-        for d in rows
+        for d in page.items
     ]
 
 

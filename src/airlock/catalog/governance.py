@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DuplicateKey
 
+from airlock.catalog.keyset import past
 from airlock.catalog.schema import (
     api_tokens,
     approvals,
@@ -171,10 +172,21 @@ def policy_version(conn: Connection, name: str, version: int) -> PolicyVersion |
     return _make(PolicyVersion, r) if r else None
 
 
-def policy_history(conn: Connection, name: str | None = None) -> list[PolicyVersion]:
-    q = select(*_POLICY_COLUMNS).order_by(policies.c.name, policies.c.version)
+def policy_history(
+    conn: Connection,
+    name: str | None = None,
+    *,
+    after: tuple[str, int] | None = None,
+    limit: int | None = None,
+) -> list[PolicyVersion]:
+    """Policy versions by name then version, after the (name, version) ``after``, at most
+    ``limit`` (uq_policies_name_version serves the order)."""
+    p = policies.c
+    q = select(*_POLICY_COLUMNS).order_by(p.name, p.version).limit(limit)
     if name is not None:
-        q = q.where(policies.c.name == name)
+        q = q.where(p.name == name)
+    if after is not None:
+        q = q.where(past([p.name, p.version], after))
     return [_make(PolicyVersion, r) for r in conn.execute(q).all()]
 
 
@@ -269,12 +281,20 @@ def insert_approval(
         raise DecisionRaced(f"{actor} on release {release_id} for {stage}") from exc
 
 
-def approvals_of(conn: Connection, release_id: int) -> list[Approval]:
-    rows = conn.execute(
-        select(*_APPROVAL_COLUMNS)
-        .where(approvals.c.release_id == release_id)
-        .order_by(approvals.c.at, approvals.c.id)
-    ).all()
+def approvals_of(
+    conn: Connection,
+    release_id: int,
+    *,
+    after: tuple[datetime, int] | None = None,
+    limit: int | None = None,
+) -> list[Approval]:
+    """A release's decisions oldest first, after the (at, id) ``after``, at most ``limit``
+    (through ix_approvals_release_at)."""
+    a = approvals.c
+    q = select(*_APPROVAL_COLUMNS).where(a.release_id == release_id)
+    if after is not None:
+        q = q.where(past([a.at, a.id], after))
+    rows = conn.execute(q.order_by(a.at, a.id).limit(limit)).all()
     return [_make(Approval, r) for r in rows]
 
 
@@ -312,8 +332,16 @@ def key_by_name(conn: Connection, name: str) -> TrustedKey | None:
     return _make(TrustedKey, r) if r else None
 
 
-def keys(conn: Connection) -> list[TrustedKey]:
-    rows = conn.execute(select(*_KEY_COLUMNS).order_by(trusted_keys.c.added_at)).all()
+def keys(
+    conn: Connection, *, after: tuple[datetime, str] | None = None, limit: int | None = None
+) -> list[TrustedKey]:
+    """Trusted (and revoked) keys in the order they were added, after the (added_at, key_id)
+    ``after``, at most ``limit`` (through ix_trusted_keys_added_at)."""
+    k = trusted_keys.c
+    q = select(*_KEY_COLUMNS).order_by(k.added_at, k.key_id).limit(limit)
+    if after is not None:
+        q = q.where(past([k.added_at, k.key_id], after))
+    rows = conn.execute(q).all()
     return [_make(TrustedKey, r) for r in rows]
 
 
@@ -412,10 +440,15 @@ def set_eval_event(conn: Connection, run_id: int, event_seq: int) -> None:
     conn.execute(update(eval_runs).where(eval_runs.c.id == run_id).values(event_seq=event_seq))
 
 
-def eval_runs_of(conn: Connection, release_id: int) -> list[EvalRunSummary]:
-    rows = conn.execute(
-        _eval_select().where(eval_runs.c.release_id == release_id).order_by(eval_runs.c.id)
-    ).all()
+def eval_runs_of(
+    conn: Connection, release_id: int, *, after: int | None = None, limit: int | None = None
+) -> list[EvalRunSummary]:
+    """A release's runs oldest first, after the run id ``after``, at most ``limit`` (through
+    ix_eval_runs_release_id)."""
+    q = _eval_select().where(eval_runs.c.release_id == release_id)
+    if after is not None:
+        q = q.where(eval_runs.c.id > after)
+    rows = conn.execute(q.order_by(eval_runs.c.id).limit(limit)).all()
     return [_make(EvalRunSummary, r) for r in rows]
 
 

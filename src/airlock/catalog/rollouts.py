@@ -166,12 +166,15 @@ def live(conn: Connection) -> list[RolloutView]:
 
 
 def of_service(
-    conn: Connection, service: str | None = None, *, limit: int = 50
+    conn: Connection, service: str | None = None, *, limit: int = 50, before: int | None = None
 ) -> list[RolloutView]:
-    """Rollouts newest first, of one service or of all."""
+    """Rollouts newest first, of one service (through ix_rollouts_service_id) or of all,
+    with ids below ``before``."""
     q = select(*_COLUMNS).order_by(_R.id.desc()).limit(limit)
     if service is not None:
         q = q.where(_R.service == service)
+    if before is not None:
+        q = q.where(_R.id < before)
     return [_rollout(r) for r in conn.execute(q).all()]
 
 
@@ -420,11 +423,15 @@ def insert_drill(conn: Connection, **values: Any) -> int:
 
 
 def list_drills(
-    conn: Connection, service: str | None = None, *, limit: int = 50
+    conn: Connection, service: str | None = None, *, limit: int = 50, before: int | None = None
 ) -> list[StoredDrill]:
+    """Drills newest first, of one service (through ix_drills_service_id) or of all, with ids
+    below ``before``."""
     q = select(*_DRILL_COLUMNS).order_by(_D.id.desc()).limit(limit)
     if service is not None:
         q = q.where(_D.service == service)
+    if before is not None:
+        q = q.where(_D.id < before)
     return [StoredDrill(*tuple(r)) for r in conn.execute(q).all()]
 
 

@@ -628,3 +628,20 @@ judged_pairs = Table(
     Index("ix_judged_pairs_service_id", "service", "id"),
     Index("ix_judged_pairs_service_at", "service", "at"),
 )
+
+# -- list pages (the 0012_*list_indexes migrations, one per head that made the table) ---------
+# Each REST list walks one index in its order from the cursor on (catalog/keyset.py).
+
+Index("ix_approvals_release_at", approvals.c.release_id, approvals.c.at, approvals.c.id)
+Index("ix_eval_runs_release_id", eval_runs.c.release_id, eval_runs.c.id)
+Index("ix_trusted_keys_added_at", trusted_keys.c.added_at, trusted_keys.c.key_id)
+Index("ix_rollouts_service_id", rollouts.c.service, rollouts.c.id)
+Index("ix_drills_service_id", drills.c.service, drills.c.id)
+Index("ix_webhooks_created_at", webhooks.c.created_at, webhooks.c.id)
+_DELIVERY_ORDER = (
+    webhook_deliveries.c.created_at,
+    webhook_deliveries.c.event_seq,
+    webhook_deliveries.c.id,
+)
+Index("ix_webhook_deliveries_created", *_DELIVERY_ORDER)
+Index("ix_webhook_deliveries_webhook", webhook_deliveries.c.webhook_id, *_DELIVERY_ORDER)

@@ -61,8 +61,15 @@ def get(conn: Connection, name: str) -> StoredService | None:
     return StoredService(*r) if r else None
 
 
-def all_services(conn: Connection) -> list[StoredService]:
-    rows = conn.execute(select(*_COLUMNS).order_by(services.c.name)).all()
+def all_services(
+    conn: Connection, *, after: str | None = None, limit: int | None = None
+) -> list[StoredService]:
+    """Services by name, after the name ``after``, at most ``limit`` (the unique index on the
+    name serves the order)."""
+    q = select(*_COLUMNS).order_by(services.c.name).limit(limit)
+    if after is not None:
+        q = q.where(services.c.name > after)
+    rows = conn.execute(q).all()
     return [StoredService(*r) for r in rows]
 
 
@@ -139,8 +146,17 @@ def record_plan(
     notify_plan(conn, plan)
 
 
-def plan_history(conn: Connection, service_id: int, name: str) -> list[PlanChange]:
-    rows = conn.execute(
+def plan_history(
+    conn: Connection,
+    service_id: int,
+    name: str,
+    *,
+    after: int | None = None,
+    limit: int | None = None,
+) -> list[PlanChange]:
+    """The service's plans oldest first, after the generation ``after``, at most ``limit``
+    (the primary key, service_id then generation, serves the order)."""
+    q = (
         select(
             service_plans.c.generation,
             service_plans.c.plan,
@@ -151,19 +167,28 @@ def plan_history(conn: Connection, service_id: int, name: str) -> list[PlanChang
         )
         .where(service_plans.c.service_id == service_id)
         .order_by(service_plans.c.generation)
-    ).all()
+        .limit(limit)
+    )
+    if after is not None:
+        q = q.where(service_plans.c.generation > after)
+    rows = conn.execute(q).all()
     return [
         PlanChange(name, int(g), TrafficPlan.from_dict(json.loads(p)), a, r, at, seq)
         for g, p, a, r, at, seq in rows
     ]
 
 
-def opt_outs(conn: Connection, service_id: int | None = None) -> dict[int, list[str]]:
+def opt_outs(
+    conn: Connection, service_id: int | None = None, *, of: Sequence[int] | None = None
+) -> dict[int, list[str]]:
+    """The opted-out users of one service, of the services ``of``, or of all."""
     q = select(service_opt_outs.c.service_id, service_opt_outs.c.user_key).order_by(
         service_opt_outs.c.user_key
     )
     if service_id is not None:
         q = q.where(service_opt_outs.c.service_id == service_id)
+    if of is not None:
+        q = q.where(service_opt_outs.c.service_id.in_(list(of)))
     out: dict[int, list[str]] = {}
     for sid, user in conn.execute(q).all():
         out.setdefault(int(sid), []).append(user)

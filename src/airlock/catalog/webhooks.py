@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, text, update
 
+from airlock.catalog.keyset import past
 from airlock.catalog.schema import webhook_attempts, webhook_cursor, webhook_deliveries, webhooks
 from airlock.core.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -91,10 +92,21 @@ def webhook(conn: Connection, id: str) -> Webhook | None:
     return _webhook(r) if r else None
 
 
-def all_webhooks(conn: Connection, *, include_removed: bool = False) -> list[Webhook]:
-    q = select(*_WEBHOOK_COLUMNS).order_by(webhooks.c.created_at, webhooks.c.id)
+def all_webhooks(
+    conn: Connection,
+    *,
+    include_removed: bool = False,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[Webhook]:
+    """Subscriptions in creation order, after the (created_at, id) ``after``, at most
+    ``limit`` (through ix_webhooks_created_at)."""
+    w = webhooks.c
+    q = select(*_WEBHOOK_COLUMNS).order_by(w.created_at, w.id).limit(limit)
     if not include_removed:
-        q = q.where(webhooks.c.removed_at.is_(None))
+        q = q.where(w.removed_at.is_(None))
+    if after is not None:
+        q = q.where(past([w.created_at, w.id], after))
     return [_webhook(r) for r in conn.execute(q)]
 
 
@@ -229,13 +241,21 @@ def finish_attempt(
 
 
 def deliveries(
-    conn: Connection, *, webhook_id: str | None = None, limit: int | None = None
+    conn: Connection,
+    *,
+    webhook_id: str | None = None,
+    limit: int | None = None,
+    before: tuple[datetime, int, str] | None = None,
 ) -> list[WebhookDelivery]:
-    q = select(*_DELIVERY_COLUMNS).order_by(
-        webhook_deliveries.c.created_at.desc(), webhook_deliveries.c.event_seq.desc()
-    )
+    """The delivery log newest first, (created_at, event_seq, id) below ``before``, at most
+    ``limit`` (through ix_webhook_deliveries_created / ix_webhook_deliveries_webhook)."""
+    d = webhook_deliveries.c
+    order = [d.created_at, d.event_seq, d.id]
+    q = select(*_DELIVERY_COLUMNS).order_by(*(c.desc() for c in order))
     if webhook_id is not None:
-        q = q.where(webhook_deliveries.c.webhook_id == webhook_id)
+        q = q.where(d.webhook_id == webhook_id)
+    if before is not None:
+        q = q.where(past(order, before, descending=True))
     if limit:
         q = q.limit(limit)
     return [_delivery(r) for r in conn.execute(q)]

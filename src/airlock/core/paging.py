@@ -72,6 +72,8 @@ def decode_cursor(cursor: str | None, *, arity: int) -> tuple[Any, ...] | None:
         raise bad
     if not all(isinstance(k, str | int | float) and not isinstance(k, bool) for k in key):
         raise bad
+    if any(isinstance(k, str) and "\x00" in k for k in key):
+        raise bad  # no key handed out holds one, and PostgreSQL text cannot
     return tuple(key)
 
 
@@ -84,6 +86,15 @@ def cursor_time(value: Any) -> datetime:
             "not a valid page cursor", hint="pass the next_cursor of the previous page unchanged"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def cursor_int(value: Any) -> int:
+    """A whole number held in a cursor (an id, a version, a generation)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise InvalidInput(
+        "not a valid page cursor", hint="pass the next_cursor of the previous page unchanged"
+    )
 
 
 def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:

@@ -48,6 +48,7 @@ from airlock.catalog import rollouts as sql
 from airlock.catalog.rollouts import StoredDrill
 from airlock.core.drill import DrillSummary, Observation, describe, summarize
 from airlock.core.manifest import Manifest, Notes
+from airlock.core.paging import Page, cursor_int, decode_cursor, page_limit, page_of
 from airlock.core.roles import Action
 from airlock.core.rollout import RolloutSpec
 from airlock.core.semver import Version
@@ -252,6 +253,17 @@ class Drills:
         with self.db.read() as conn:
             rows = sql.list_drills(conn, service, limit=limit)
         return [_view(r) for r in rows]
+
+    def page(
+        self, service: str | None = None, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[DrillView]:
+        """``history`` a page at a time, newest first (keyset on the drill id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        before = cursor_int(after[0]) if after else None
+        with self.db.read() as conn:
+            rows = sql.list_drills(conn, service, limit=size + 1, before=before)
+        return page_of([_view(r) for r in rows], size, lambda d: [d.id])
 
 
 async def run_drill(

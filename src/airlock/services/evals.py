@@ -48,6 +48,7 @@ from airlock.core.evalsuite import (
     score_case,
 )
 from airlock.core.guardrails import SafetyPolicy, apply
+from airlock.core.paging import Page, cursor_int, decode_cursor, page_limit, page_of
 from airlock.core.prompting import DecodingDefaults, PromptTemplate, merge_decoding
 from airlock.core.records import EvalRunSummary, Release
 from airlock.core.roles import Action
@@ -335,6 +336,19 @@ class Evals:
         release = self.registry.resolve(ref)
         with self.db.read() as conn:
             return sql.eval_runs_of(conn, release.id)
+
+    def run_page(
+        self, ref: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[EvalRunSummary]:
+        """``runs`` a page at a time, oldest first (keyset on the run id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        release = self.registry.resolve(ref)
+        with self.db.read() as conn:
+            rows = sql.eval_runs_of(
+                conn, release.id, after=cursor_int(after[0]) if after else None, limit=size + 1
+            )
+        return page_of(rows, size, lambda r: [r.id])
 
     def record(self, run_id: int) -> EvalRunSummary:
         """One stored run; ``.document()`` is its full record (what ``--json`` prints)."""

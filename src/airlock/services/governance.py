@@ -21,6 +21,14 @@ from airlock import audit
 from airlock.catalog import events as event_sql
 from airlock.catalog import governance as sql
 from airlock.core.names import check_alias, check_name
+from airlock.core.paging import (
+    Page,
+    cursor_int,
+    cursor_time,
+    decode_cursor,
+    page_limit,
+    page_of,
+)
 from airlock.core.policy import Policy, PolicyVerdict, parse_policy, standing_decisions
 from airlock.core.records import Approval, EvalRunSummary, PolicyVersion, Release, TrustedKey
 from airlock.core.roles import Action
@@ -190,6 +198,18 @@ class Governance:
         with self.db.read() as conn:
             return sql.approvals_of(conn, release.id)
 
+    def approval_page(
+        self, ref: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Approval]:
+        """``approvals`` a page at a time, oldest first (keyset on the time and id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=2)
+        key = (cursor_time(after[0]), cursor_int(after[1])) if after else None
+        release = self.registry.resolve(ref)
+        with self.db.read() as conn:
+            rows = sql.approvals_of(conn, release.id, after=key, limit=size + 1)
+        return page_of(rows, size, lambda a: [a.at.isoformat(), a.id])
+
     # -- policies --------------------------------------------------------------------------
     def set_policy(
         self, name: str, document: str, *, actor: Actor, reason: str = ""
@@ -253,6 +273,17 @@ class Governance:
         with self.db.read() as conn:
             return sql.policy_history(conn, name)
 
+    def policy_page(
+        self, name: str | None = None, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[PolicyVersion]:
+        """``policy_history`` a page at a time, by name then version (keyset on both)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=2)
+        key = (str(after[0]), cursor_int(after[1])) if after else None
+        with self.db.read() as conn:
+            rows = sql.policy_history(conn, name, after=key, limit=size + 1)
+        return page_of(rows, size, lambda p: [p.name, p.version])
+
     # -- checks ------------------------------------------------------------------------------
     def check(self, ref: str, stage: str, *, policy_name: str | None = None) -> PolicyVerdict:
         """What ``airlock check REF --for STAGE`` prints: every rule, pass or fail, and why."""
@@ -280,6 +311,9 @@ class Governance:
 
     def keys(self) -> list[TrustedKey]:
         return self.signatures.keys()
+
+    def key_page(self, *, limit: int | None = None, cursor: str | None = None) -> Page[TrustedKey]:
+        return self.signatures.key_page(limit=limit, cursor=cursor)
 
     # -- evaluations across two releases ---------------------------------------------------
     def eval_comparison(self, old: str, new: str) -> list[SuiteComparison]:

@@ -56,6 +56,7 @@ from airlock.catalog import rollouts as sql
 from airlock.catalog import serving as serving_sql
 from airlock.core import rollout as machine
 from airlock.core.analysis import AnalysisVerdict
+from airlock.core.paging import Page, cursor_int, decode_cursor, page_limit, page_of
 from airlock.core.policy import PolicyVerdict
 from airlock.core.records import Release
 from airlock.core.roles import Action
@@ -159,6 +160,17 @@ class Rollouts:
         """Rollouts newest first, of one service or of all."""
         with self.db.read() as conn:
             return sql.of_service(conn, service, limit=limit)
+
+    def page(
+        self, service: str | None = None, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[RolloutView]:
+        """``recent`` a page at a time, newest first (keyset on the rollout id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        before = cursor_int(after[0]) if after else None
+        with self.db.read() as conn:
+            rows = sql.of_service(conn, service, limit=size + 1, before=before)
+        return page_of(rows, size, lambda r: [r.id])
 
     def history(self, rollout_id: int) -> list[RolloutRecord]:
         with self.db.read() as conn:

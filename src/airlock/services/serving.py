@@ -34,6 +34,7 @@ from airlock.catalog.notify import KEYS_TOPIC, ChangeListener, change_listener, 
 from airlock.core.analysis import ReleaseWindow
 from airlock.core.digest import Digest
 from airlock.core.names import check_name
+from airlock.core.paging import Page, cursor_int, decode_cursor, page_limit, page_of
 from airlock.core.quality import QualitySettings, ServiceQuality, parse_quality
 from airlock.core.records import Release
 from airlock.core.roles import Action
@@ -97,6 +98,15 @@ class Serving:
             users = sql.opt_outs(conn)
         return [_view(r, users.get(r.id, [])) for r in rows]
 
+    def page(self, *, limit: int | None = None, cursor: str | None = None) -> Page[ServiceView]:
+        """``all`` a page at a time, by name (keyset on the name)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        with self.db.read() as conn:
+            rows = sql.all_services(conn, after=str(after[0]) if after else None, limit=size + 1)
+            users = sql.opt_outs(conn, of=[r.id for r in rows])
+        return page_of([_view(r, users.get(r.id, [])) for r in rows], size, lambda v: [v.name])
+
     def plan(self, name: str) -> TrafficPlan:
         return self.get(name).plan
 
@@ -108,6 +118,18 @@ class Serving:
         with self.db.read() as conn:
             row = _require(conn, name)
             return sql.plan_history(conn, row.id, row.name)
+
+    def history_page(
+        self, name: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[PlanChange]:
+        """``history`` a page at a time, oldest first (keyset on the plan generation)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=1)
+        generation = cursor_int(after[0]) if after else None
+        with self.db.read() as conn:
+            row = _require(conn, name)
+            rows = sql.plan_history(conn, row.id, row.name, after=generation, limit=size + 1)
+        return page_of(rows, size, lambda c: [c.generation])
 
     # -- changing -----------------------------------------------------------------------
     def create(self, name: str, stable: str, *, actor: Actor, reason: str = "") -> ServiceView:

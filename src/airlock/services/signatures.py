@@ -30,6 +30,7 @@ from airlock.catalog import governance as sql
 from airlock.core import openssf_signing, signing
 from airlock.core.manifest import Manifest
 from airlock.core.names import check_name
+from airlock.core.paging import Page, cursor_time, decode_cursor, page_limit, page_of
 from airlock.core.policy import SignatureFact
 from airlock.core.records import Release, SignatureRecord, TrustedKey
 from airlock.core.roles import Action
@@ -268,6 +269,16 @@ class Signatures:
     def keys(self) -> list[TrustedKey]:
         with self.db.read() as conn:
             return sql.keys(conn)
+
+    def key_page(self, *, limit: int | None = None, cursor: str | None = None) -> Page[TrustedKey]:
+        """``keys`` a page at a time, in the order they were added (keyset on the time and
+        key id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=2)
+        key = (cursor_time(after[0]), str(after[1])) if after else None
+        with self.db.read() as conn:
+            rows = sql.keys(conn, after=key, limit=size + 1)
+        return page_of(rows, size, lambda k: [k.added_at.isoformat(), k.key_id])
 
     # -- signing -------------------------------------------------------------------------
     def sign(self, release: Release, key: Ed25519PrivateKey, *, actor: Actor) -> SignResult:

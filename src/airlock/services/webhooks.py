@@ -40,6 +40,7 @@ from airlock.catalog import events as event_sql
 from airlock.catalog import webhooks as sql
 from airlock.catalog.engine import Database
 from airlock.core import webhooks as rules
+from airlock.core.paging import Page, cursor_int, cursor_time, decode_cursor, page_limit, page_of
 from airlock.core.roles import Action
 from airlock.core.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from airlock.errors import AirlockError, InvalidInput, NotFound
@@ -168,6 +169,19 @@ class Webhooks:
         with self.db.read() as conn:
             return sql.all_webhooks(conn, include_removed=include_removed)
 
+    def subscription_page(
+        self, *, include_removed: bool = False, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Webhook]:
+        """``subscriptions`` a page at a time, in creation order (keyset on the time and id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=2)
+        key = (cursor_time(after[0]), str(after[1])) if after else None
+        with self.db.read() as conn:
+            rows = sql.all_webhooks(
+                conn, include_removed=include_removed, after=key, limit=size + 1
+            )
+        return page_of(rows, size, lambda w: [w.created_at.isoformat(), w.id])
+
     def get(self, webhook_id: str) -> Webhook:
         with self.db.read() as conn:
             row = sql.webhook(conn, webhook_id)
@@ -198,6 +212,18 @@ class Webhooks:
     ) -> list[WebhookDelivery]:
         with self.db.read() as conn:
             return sql.deliveries(conn, webhook_id=webhook_id, limit=limit)
+
+    def delivery_page(
+        self, *, webhook_id: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[WebhookDelivery]:
+        """The delivery log a page at a time, newest first (keyset on the time, the event's
+        sequence number and the delivery id)."""
+        size = page_limit(limit)
+        after = decode_cursor(cursor, arity=3)
+        key = (cursor_time(after[0]), cursor_int(after[1]), str(after[2])) if after else None
+        with self.db.read() as conn:
+            rows = sql.deliveries(conn, webhook_id=webhook_id, limit=size + 1, before=key)
+        return page_of(rows, size, lambda d: [d.created_at.isoformat(), d.event_seq, d.id])
 
     def attempts(self, delivery_id: str) -> list[WebhookAttempt]:
         with self.db.read() as conn:
