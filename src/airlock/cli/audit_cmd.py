@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from airlock.cli.common import console, err_console, handle_errors
-
-if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+from airlock.cli.common import ByteProgress, console, err_console, handle_errors
 
 audit_app = typer.Typer(help="Read and verify the tamper-evident audit log.", no_args_is_help=True)
 
@@ -74,7 +71,7 @@ def verify(
     files = [(str(f), _read(f)) for f in checkpoint or []]
     keys = [_read(k) for k in public_key or []]
     start = (str(from_checkpoint), _read(from_checkpoint)) if from_checkpoint else None
-    with open_audit() as side, EventProgress("verifying") as progress:
+    with open_audit() as side, ByteProgress("verifying", counting="events") as progress:
         result = side.verify(
             files=files,
             expect=expected,
@@ -146,7 +143,7 @@ def checkpoint(
     key ($XDG_CONFIG_HOME/airlock/keys/audit.key, made on first use)."""
     from airlock.cli.audit_backend import open_audit
 
-    with open_audit() as side, EventProgress("verifying") as progress:
+    with open_audit() as side, ByteProgress("verifying", counting="events") as progress:
         signed = side.checkpoint(key, on_start=progress.start, on_events=progress.advance)
     text = signed.to_json()
     if out is not None:
@@ -220,53 +217,6 @@ def log(
             str(ev.seq), ev.at[:19].replace("T", " "), ev.actor, ev.action, ev.subject, details
         )
     console.print(t)
-
-
-class EventProgress:
-    """An events-counted progress bar on stderr, shown once the count is known (remote
-    verification downloads and recomputes every event; locally nothing is reported)."""
-
-    def __init__(self, description: str) -> None:
-        import os
-
-        self.description = description
-        self.disabled = bool(os.environ.get("AIRLOCK_NO_PROGRESS"))
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> EventProgress:
-        return self
-
-    def start(self, total: int) -> None:
-        if self.disabled or self._bar is not None or total < 1:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("events"),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task(self.description, total=total)
-
-    def advance(self, n: int) -> None:
-        if self._bar is not None and self._task is not None:
-            self._bar.advance(self._task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def _limit(limit: int | None, as_json: bool) -> int | None:

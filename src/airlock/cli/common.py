@@ -166,15 +166,17 @@ def gateway_limits(path: Path | None) -> GatewayLimits:
 
 
 class ByteProgress:
-    """A bytes-and-rate progress bar on stderr that appears once the work's size is known.
+    """A progress bar on stderr that appears once the work's size is known: bytes and rate,
+    or with ``counting`` ("events") a count of those, cleared when done.
 
     ``start(total)`` shows it (services call it when validation has passed and the
     bytes are counted), so an error found first prints alone, without an empty bar.
     """
 
-    def __init__(self, description: str, *, quiet: bool = False) -> None:
+    def __init__(self, description: str, *, quiet: bool = False, counting: str = "") -> None:
         self.description = description
         self.disabled = quiet or bool(os.environ.get("AIRLOCK_NO_PROGRESS"))
+        self.counting = counting  # "" for bytes, else what is counted ("events"): a transient bar
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
@@ -182,25 +184,31 @@ class ByteProgress:
         return self
 
     def start(self, total: int | None) -> None:
-        if self.disabled or self._bar is not None:
+        if self.disabled or self._bar is not None or (self.counting and not total):
             return
         from rich.progress import (
             BarColumn,
             DownloadColumn,
+            MofNCompleteColumn,
             Progress,
+            ProgressColumn,
             TextColumn,
             TimeRemainingColumn,
             TransferSpeedColumn,
         )
 
+        counted: tuple[ProgressColumn, ...] = (
+            (MofNCompleteColumn(), TextColumn(self.counting))
+            if self.counting
+            else (DownloadColumn(binary_units=True), TransferSpeedColumn())
+        )
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            *counted,
             TimeRemainingColumn(),
             console=err_console,
-            transient=False,
+            transient=bool(self.counting),
         )
         self._bar.start()
         self._task = self._bar.add_task(self.description, total=total)
