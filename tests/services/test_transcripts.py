@@ -15,6 +15,7 @@ from airlock.config import Settings
 from airlock.core.transcripts import FeedbackEntry, TranscriptEntry
 from airlock.errors import Conflict, Forbidden, InvalidInput, NotFound
 from airlock.gateway.transcripts import TranscriptBuffer, TranscriptSink
+from airlock.services.feedback_export import FeedbackExport
 from airlock.services.identity import Actor
 from airlock.services.registry import Registry
 from airlock.services.serving import Serving
@@ -103,7 +104,7 @@ def test_export_joins_feedback_and_scores_and_filters(store: Transcripts, tmp_pa
     assert not store.update_scores("chatcmpl-404", {"x": 1.0}, None)
 
     out = tmp_path / "all.jsonl"
-    result = store.export("chat", out, actor=ALICE)
+    result = FeedbackExport(store.ws).export("chat", out, actor=ALICE)
     assert result.count == 3
     assert result.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
     rows = {r["response_id"]: r for r in _lines(out)}
@@ -123,13 +124,17 @@ def test_export_joins_feedback_and_scores_and_filters(store: Transcripts, tmp_pa
     assert prov["filter"] == {"since": None, "release": None, "min_score": None}
     assert datetime.fromisoformat(prov["exported_at"]) == result.exported_at
 
-    good = store.export("chat", tmp_path / "good.jsonl", actor=ALICE, min_score=0.5)
+    good = FeedbackExport(store.ws).export(
+        "chat", tmp_path / "good.jsonl", actor=ALICE, min_score=0.5
+    )
     assert good.count == 2
-    late = store.export(
+    late = FeedbackExport(store.ws).export(
         "chat", tmp_path / "late.jsonl", actor=ALICE, since=T0 + timedelta(minutes=30)
     )
     assert [r["response_id"] for r in _lines(late.path)] == ["chatcmpl-2"]
-    newer = store.export("chat", tmp_path / "new.jsonl", actor=ALICE, release="chat@1.1.0")
+    newer = FeedbackExport(store.ws).export(
+        "chat", tmp_path / "new.jsonl", actor=ALICE, release="chat@1.1.0"
+    )
     assert [r["response_id"] for r in _lines(newer.path)] == ["chatcmpl-3"]
     assert _lines(newer.path)[0]["provenance"]["filter"]["release"] == "chat@1.1.0"
 
@@ -145,15 +150,17 @@ def test_export_never_overwrites_without_force(store: Transcripts, tmp_path: Pat
     out = tmp_path / "data.jsonl"
     out.write_text("keep me\n")
     with pytest.raises(Conflict, match="already exists"):
-        store.export("chat", out, actor=ALICE)
+        FeedbackExport(store.ws).export("chat", out, actor=ALICE)
     assert out.read_text() == "keep me\n"
-    assert store.export("chat", out, actor=ALICE, force=True).count == 1
+    assert FeedbackExport(store.ws).export("chat", out, actor=ALICE, force=True).count == 1
     assert "keep me" not in out.read_text()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".data")] == []
     with pytest.raises(InvalidInput, match="min-score"):
-        store.export("chat", tmp_path / "x.jsonl", actor=ALICE, min_score=2.0)
+        FeedbackExport(store.ws).export("chat", tmp_path / "x.jsonl", actor=ALICE, min_score=2.0)
     with pytest.raises(NotFound, match=r"no release chat@9\.9\.9"):
-        store.export("chat", tmp_path / "x.jsonl", actor=ALICE, release="chat@9.9.9")
+        FeedbackExport(store.ws).export(
+            "chat", tmp_path / "x.jsonl", actor=ALICE, release="chat@9.9.9"
+        )
     assert not (tmp_path / "x.jsonl").exists()
 
 
@@ -168,7 +175,7 @@ def test_rows_older_than_the_retention_are_deleted(store: Transcripts, tmp_path:
     assert (early.transcripts, early.feedback) == (0, 0)
     first = store.purge_expired(T0 + timedelta(minutes=61))
     assert (first.transcripts, first.feedback, first.services) == (1, 1, ("chat",))
-    left = store.export("chat", tmp_path / "left.jsonl", actor=ALICE)
+    left = FeedbackExport(store.ws).export("chat", tmp_path / "left.jsonl", actor=ALICE)
     assert [r["response_id"] for r in _lines(left.path)] == ["chatcmpl-2"]
     # turned off, the rest still goes when its time comes
     store.configure("chat", enabled=False, actor=ALICE)

@@ -117,9 +117,9 @@ class LocalFeedback:
         on_start: ProgressFn | None = None,
         on_bytes: ProgressFn | None = None,
     ) -> ExportResult:
-        from airlock.services.transcripts import Transcripts
+        from airlock.services.feedback_export import FeedbackExport
 
-        return Transcripts(self.ws).export(
+        return FeedbackExport(self.ws).export(
             service,
             out,
             actor=self._actor(),

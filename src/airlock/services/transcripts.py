@@ -28,7 +28,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
@@ -53,7 +52,7 @@ from airlock.services.identity import Actor
 from airlock.services.workspace import Workspace
 
 if TYPE_CHECKING:
-    from airlock.services.feedback_export import ExportResult
+    pass
 
 log = logging.getLogger("airlock.transcripts")
 
@@ -274,32 +273,6 @@ class Transcripts:
                 paired,
             )
         return PurgeResult(gone, scored, tuple(touched), paired)
-
-    # -- export ------------------------------------------------------------------------------------
-    def export(
-        self,
-        service: str,
-        path: Path,
-        *,
-        actor: Actor,
-        since: datetime | None = None,
-        release: str | None = None,
-        min_score: float | None = None,
-        force: bool = False,
-    ) -> ExportResult:
-        """Write the service's transcripts as JSON Lines to ``path``
-        (:meth:`airlock.services.feedback_export.FeedbackExport.export`)."""
-        from airlock.services.feedback_export import FeedbackExport
-
-        return FeedbackExport(self.ws).export(
-            service,
-            path,
-            actor=actor,
-            since=since,
-            release=release,
-            min_score=min_score,
-            force=force,
-        )
 
 
 def _check_retention(seconds: float) -> float:
