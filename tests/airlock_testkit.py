@@ -116,3 +116,31 @@ class Server:
     def url(self) -> str:
         sock = self.server.servers[0].sockets[0]
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def rewrite_chain(conn: Any, seq: int, **edit: str) -> None:
+    """What an attacker with write access to the catalog does: edit event ``seq`` (if
+    ``edit`` names columns), then recompute its hash and every later one so that the chain
+    alone verifies again (only checkpoints held elsewhere catch it)."""
+    from sqlalchemy import update
+
+    from airlock.audit.chain import event_hash
+    from airlock.catalog.schema import events
+
+    if edit:
+        conn.execute(update(events).where(events.c.seq == seq).values(**edit))
+    prev = conn.execute(events.select().where(events.c.seq == seq - 1)).one().hash
+    for row in list(conn.execute(events.select().where(events.c.seq >= seq).order_by("seq"))):
+        digest = event_hash(
+            seq=row.seq,
+            at=row.at,
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            details=row.details,
+            prev_hash=prev,
+        )
+        conn.execute(
+            update(events).where(events.c.seq == row.seq).values(prev_hash=prev, hash=digest)
+        )
+        prev = digest

@@ -13,17 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 
 from airlock import audit
-from airlock.audit.chain import event_hash
 from airlock.catalog.schema import events
 from airlock.config import Settings
 from airlock.serve import AirlockApp, RunningServer, ServeSettings
 from airlock.services.checkpoints import CheckpointPublisher, Checkpoints, audit_key
 from airlock.services.signatures import generate_key
 from airlock.services.workspace import Workspace
-from airlock_testkit import Cli
+from airlock_testkit import Cli, rewrite_chain
 
 
 @pytest.fixture
@@ -46,23 +45,7 @@ def _recompute_from(ws: Workspace, seq: int, **edit: str) -> None:
     """What an attacker with write access to the catalog does: edit one event, then
     recompute its hash and every later one so that the chain verifies again."""
     with ws.db.write() as conn:
-        conn.execute(update(events).where(events.c.seq == seq).values(**edit))
-        rows = conn.execute(events.select().where(events.c.seq >= seq).order_by(events.c.seq))
-        prev = conn.execute(events.select().where(events.c.seq == seq - 1)).one().hash
-        for row in list(rows):
-            digest = event_hash(
-                seq=row.seq,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                subject=row.subject,
-                details=row.details,
-                prev_hash=prev,
-            )
-            conn.execute(
-                update(events).where(events.c.seq == row.seq).values(prev_hash=prev, hash=digest)
-            )
-            prev = digest
+        rewrite_chain(conn, seq, **edit)
     with ws.db.read() as conn:
         assert audit.verify(conn).ok  # the chain alone cannot tell
 

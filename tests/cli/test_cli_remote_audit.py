@@ -26,7 +26,6 @@ from starlette.routing import Route
 
 from airlock.api.app import create_app
 from airlock.api.auth import token_authenticator
-from airlock.audit.chain import event_hash
 from airlock.catalog.schema import events
 from airlock.config import Settings
 from airlock.core.quality import JUDGE_METRIC
@@ -35,7 +34,7 @@ from airlock.services.identity import Actor
 from airlock.services.tokens import Tokens
 from airlock.services.transcripts import Transcripts
 from airlock.services.workspace import Workspace
-from airlock_testkit import Cli, Server, write_model
+from airlock_testkit import Cli, Server, rewrite_chain, write_model
 
 T0 = datetime.now(UTC) - timedelta(hours=1)
 WHERE = "verified on this machine: the events were downloaded from"
@@ -244,22 +243,7 @@ def _hash_at(sides: Sides, seq: int) -> str:
 
 def _recompute_from(ws: Workspace, seq: int) -> None:
     with ws.db.write() as conn:
-        rows = list(conn.execute(events.select().where(events.c.seq >= seq).order_by("seq")))
-        prev = conn.execute(events.select().where(events.c.seq == seq - 1)).one().hash
-        for row in rows:
-            digest = event_hash(
-                seq=row.seq,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                subject=row.subject,
-                details=row.details,
-                prev_hash=prev,
-            )
-            conn.execute(
-                update(events).where(events.c.seq == row.seq).values(prev_hash=prev, hash=digest)
-            )
-            prev = digest
+        rewrite_chain(conn, seq)
 
 
 # -- feedback export -------------------------------------------------------------------------

@@ -10,12 +10,13 @@ import pytest
 from sqlalchemy import Connection, delete, update
 
 from airlock import audit
-from airlock.audit.chain import Checkpoint, event_hash
+from airlock.audit.chain import Checkpoint
 from airlock.catalog.schema import events
 from airlock.errors import IntegrityError
 from airlock.services.audit_chain import ChainEvent, ChainHead, check_chain
 from airlock.services.audit_views import AuditLog
 from airlock.services.workspace import Workspace
+from airlock_testkit import rewrite_chain
 
 N = 12
 
@@ -61,22 +62,7 @@ def _swap(conn: Connection) -> None:
 
 def _rewrite(conn: Connection) -> None:
     """Event 6 edited and every later hash recomputed: the chain alone still verifies."""
-    conn.execute(update(events).where(events.c.seq == 6).values(actor="mallory"))
-    prev = conn.execute(events.select().where(events.c.seq == 5)).one().hash
-    for row in list(conn.execute(events.select().where(events.c.seq >= 6).order_by("seq"))):
-        digest = event_hash(
-            seq=row.seq,
-            at=row.at,
-            actor=row.actor,
-            action=row.action,
-            subject=row.subject,
-            details=row.details,
-            prev_hash=prev,
-        )
-        conn.execute(
-            update(events).where(events.c.seq == row.seq).values(prev_hash=prev, hash=digest)
-        )
-        prev = digest
+    rewrite_chain(conn, 6, actor="mallory")
 
 
 TAMPERING = {
